@@ -1,0 +1,92 @@
+"""In-process batch backtester: the evaluation interface the GA loop talks to.
+
+``BatchBacktester`` is the one-method seam between the GA and wherever backtests run: this module's
+``LocalBacktester`` runs the Numba kernel in the calling process; the Ray worker pool implements the
+same call. Both return metrics in the order of the genome rows they were given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from engine import layout as L
+from engine.candles import Candles
+from engine.features import FeatureStore
+from engine.kernel import backtest_batch_nb, backtest_detail_nb
+from engine.settings import Costs
+
+
+@dataclass(frozen=True)
+class Window:
+    """Bars [start, end) to trade; indicators may use bars before ``start``."""
+
+    start: int
+    end: int
+
+    @property
+    def bars(self) -> int:
+        return self.end - self.start
+
+
+def split_windows(n_bars: int, holdout_fraction: float, min_bars: int = 100) -> tuple[Window, Window | None]:
+    """(train, holdout): the last ``holdout_fraction`` of bars is held out (None when 0)."""
+    holdout = int(round(n_bars * holdout_fraction))
+    if n_bars - holdout < min_bars or (holdout and holdout < min_bars):
+        raise ValueError(f"{n_bars} candles are too few for a {holdout_fraction:.0%} holdout: each part needs "
+                         f"at least {min_bars} bars")
+    train = Window(0, n_bars - holdout)
+    return train, (Window(n_bars - holdout, n_bars) if holdout else None)
+
+
+class BatchBacktester(Protocol):
+    def evaluate(self, genomes: np.ndarray, window: Window) -> np.ndarray:
+        """Metrics (n_genomes, N_METRICS), row i for genome row i."""
+        ...
+
+
+@dataclass(frozen=True)
+class Report:
+    """One genome's full backtest: metrics, trade list and close-marked equity curve."""
+
+    metrics: dict[str, float]
+    trades: list[dict]
+    equity: np.ndarray
+    timestamps: np.ndarray
+
+
+def metrics_dict(row: np.ndarray) -> dict[str, float]:
+    return {name: float(value) for name, value in zip(L.METRICS, row, strict=True)}
+
+
+class LocalBacktester:
+    """Runs the batch kernel in this process, on one dataset with fixed costs."""
+
+    def __init__(self, candles: Candles, costs: Costs, features: FeatureStore | None = None):
+        self.candles = candles
+        self.costs = costs
+        self.features = features or FeatureStore(candles)
+
+    def _args(self, window: Window) -> tuple:
+        c = self.costs
+        return (window.start, window.end, c.fee, c.slippage, c.initial_cash, self.candles.periods_per_year)
+
+    def evaluate(self, genomes: np.ndarray, window: Window) -> np.ndarray:
+        genomes = np.ascontiguousarray(genomes, dtype=np.float64)
+        matrix, lookup = self.features.prepare(genomes)
+        return backtest_batch_nb(genomes, matrix, lookup, *self._args(window))
+
+    def report(self, genome: np.ndarray, window: Window) -> Report:
+        genome = np.ascontiguousarray(genome, dtype=np.float64)
+        matrix, lookup = self.features.prepare(genome[None, :])
+        metrics, trades, equity = backtest_detail_nb(genome, matrix, lookup, *self._args(window))
+        ts = self.candles.timestamp
+        trade_list = [
+            {"entry_time": int(ts[int(t[0])]), "exit_time": int(ts[int(t[1])]), "entry_price": float(t[2]),
+             "exit_price": float(t[3]), "units": float(t[4]), "pnl": float(t[5]),
+             "exit_reason": L.EXIT_REASONS[int(t[6])]}
+            for t in trades
+        ]
+        return Report(metrics_dict(metrics), trade_list, equity, ts[window.start:window.end])

@@ -1,0 +1,99 @@
+"""Feature store: OHLCV rows plus every (indicator, period) a genome asked for, computed once.
+
+The kernels read operands from one C-contiguous float64 matrix ``features[row, bar]`` through an
+int64 table ``lookup[kind, period] -> row`` (-1 when not computed). Price fields live in rows 0..4
+with period 0. New indicators are appended; capacity doubles so appending stays cheap and a batch
+never copies the matrix.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from engine import indicators as ind
+from engine import layout as L
+from engine.candles import Candles
+
+
+def compute_indicator(candles: Candles, kind: int, period: int) -> np.ndarray:
+    """One indicator series over all candles (see ``engine.indicators`` for definitions)."""
+    if not L.MIN_PERIOD <= period <= L.MAX_PERIOD:
+        raise ValueError(f"indicator period {period} is outside {L.MIN_PERIOD}..{L.MAX_PERIOD}")
+    close = candles.close
+    if kind == L.SMA:
+        return ind.sma_nb(close, period)
+    if kind == L.EMA:
+        return ind.ema_nb(close, period)
+    if kind == L.RSI:
+        return ind.rsi_nb(close, period)
+    if kind == L.ATR:
+        return ind.atr_nb(candles.high, candles.low, close, period)
+    if kind == L.BB_PCTB:
+        return ind.bb_pctb_nb(close, period)
+    if kind == L.MACD_HIST:
+        return ind.macd_hist_nb(close, *ind.macd_periods(period))
+    if kind == L.ROC:
+        return ind.roc_nb(close, period)
+    if kind == L.VOLUME_SMA:
+        return ind.sma_nb(candles.volume, period)
+    raise ValueError(f"operand kind {kind} is not an indicator")
+
+
+def operands_of(genomes: np.ndarray) -> set[tuple[int, int]]:
+    """Distinct (kind, period) indicator operands used by the active rules of encoded genomes."""
+    genomes = np.atleast_2d(genomes)
+    slots = genomes[:, L.ENTRY_OFFSET:].reshape(genomes.shape[0], -1, L.RULE_WIDTH)
+    pairs = np.concatenate([slots[:, :, [L.R_LEFT_KIND, L.R_LEFT_PERIOD]],
+                            slots[:, :, [L.R_RIGHT_KIND, L.R_RIGHT_PERIOD]]], axis=1).reshape(-1, 2)
+    pairs = np.unique(pairs.astype(np.int64), axis=0)
+    return {(int(k), int(p)) for k, p in pairs if L.SMA <= k <= L.VOLUME_SMA}
+
+
+class FeatureStore:
+    """Per-dataset cache of operand series; thread-safe so threaded evaluators can share one."""
+
+    def __init__(self, candles: Candles, capacity: int = 64):
+        self.candles = candles
+        n = len(candles)
+        self._matrix = np.empty((max(capacity, 8), n), dtype=np.float64)
+        self._lookup = np.full((L.N_KINDS, L.MAX_PERIOD + 1), -1, dtype=np.int64)
+        self._count = 0
+        self._lock = threading.Lock()
+        for kind, column in ((L.OPEN, candles.open), (L.HIGH, candles.high), (L.LOW, candles.low),
+                             (L.CLOSE, candles.close), (L.VOLUME, candles.volume)):
+            self._append(kind, 0, column)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self._matrix[: self._count]
+
+    @property
+    def lookup(self) -> np.ndarray:
+        return self._lookup
+
+    @property
+    def computed(self) -> int:
+        """Number of indicator series computed so far (price rows excluded)."""
+        return self._count - 5
+
+    def ensure(self, pairs) -> None:
+        with self._lock:
+            for kind, period in sorted(pairs):
+                if self._lookup[kind, period] < 0:
+                    self._append(kind, period, compute_indicator(self.candles, kind, period))
+
+    def prepare(self, genomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Compute what ``genomes`` need; return the (matrix, lookup) pair the kernels take."""
+        self.ensure(operands_of(genomes))
+        return self.matrix, self.lookup
+
+    def _append(self, kind: int, period: int, series: np.ndarray) -> None:
+        if self._count == self._matrix.shape[0]:
+            grown = np.empty((2 * self._count, self._matrix.shape[1]), dtype=np.float64)
+            grown[: self._count] = self._matrix
+            self._matrix = grown
+        self._matrix[self._count] = series
+        self._lookup[kind, period] = self._count
+        self._count += 1

@@ -1,0 +1,110 @@
+"""Typed settings for a mining job: costs, risk presets and GA parameters.
+
+Defaults for costs are for a Coinbase Advanced Trade retail account trading BTC-USD with market
+orders (docs/backtest.md explains the choice); override them for your own fee tier.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine import layout as L
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Costs(_Settings):
+    fee_bps: float = Field(60.0, ge=0, le=1000, description="fee per side in basis points (60 = 0.60 %)")
+    slippage_bps: float = Field(5.0, ge=0, le=1000, description="adverse slippage per fill in basis points")
+    initial_cash: float = Field(10_000.0, gt=0, description="starting cash in quote currency (USD)")
+
+    @property
+    def fee(self) -> float:
+        return self.fee_bps / 10_000
+
+    @property
+    def slippage(self) -> float:
+        return self.slippage_bps / 10_000
+
+
+class RiskLevel(str, Enum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class Bounds(_Settings):
+    low: float
+    high: float
+
+
+class RiskPreset(_Settings):
+    """Ranges the GA draws and mutates risk genes in; 0 for take-profit/trailing means 'off'."""
+
+    stop_loss: Bounds
+    take_profit: Bounds
+    trailing_stop: Bounds
+    size: Bounds
+    leverage: Bounds
+    allow_short: bool = True
+
+
+RISK_PRESETS: dict[RiskLevel, RiskPreset] = {
+    RiskLevel.LOW: RiskPreset(stop_loss=Bounds(low=0.005, high=0.02), take_profit=Bounds(low=0.005, high=0.04),
+                              trailing_stop=Bounds(low=0.005, high=0.02), size=Bounds(low=0.1, high=0.5),
+                              leverage=Bounds(low=1.0, high=1.0)),
+    RiskLevel.MEDIUM: RiskPreset(stop_loss=Bounds(low=0.005, high=0.04), take_profit=Bounds(low=0.005, high=0.08),
+                                 trailing_stop=Bounds(low=0.005, high=0.04), size=Bounds(low=0.25, high=1.0),
+                                 leverage=Bounds(low=1.0, high=2.0)),
+    RiskLevel.HIGH: RiskPreset(stop_loss=Bounds(low=0.01, high=0.08), take_profit=Bounds(low=0.01, high=0.15),
+                               trailing_stop=Bounds(low=0.01, high=0.08), size=Bounds(low=0.5, high=1.0),
+                               leverage=Bounds(low=1.0, high=5.0)),
+}
+
+DEFAULT_PERIOD_MENU = (5, 7, 10, 14, 20, 30, 50, 100, 200)
+
+
+class MinerSettings(_Settings):
+    """Everything that, with the data, the seed and the evaluator, determines a mining result."""
+
+    population: int = Field(50, ge=4, le=100_000)
+    generations: int = Field(20, ge=1, le=100_000)
+    risk: RiskLevel = RiskLevel.MEDIUM
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    holdout_fraction: float = Field(0.2, ge=0.0, le=0.5,
+                                    description="share of the most recent bars kept out of training")
+    elite: int = Field(2, ge=0, description="best genomes copied unchanged into the next generation")
+    tournament_size: int = Field(3, ge=2, le=64)
+    crossover_rate: float = Field(0.9, ge=0.0, le=1.0)
+    mutation_rate: float = Field(0.2, ge=0.0, le=1.0)
+    period_menu: tuple[int, ...] = Field(DEFAULT_PERIOD_MENU, min_length=2, max_length=64)
+    batch_size: int = Field(256, ge=1, le=100_000, description="genomes per evaluation call")
+    costs: Costs = Costs()
+
+    @field_validator("risk", mode="before")
+    @classmethod
+    def _risk_upper(cls, value):
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("period_menu")
+    @classmethod
+    def _periods(cls, menu: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [p for p in menu if not L.MIN_PERIOD <= p <= L.MAX_PERIOD]
+        if bad:
+            raise ValueError(f"indicator periods must be between {L.MIN_PERIOD} and {L.MAX_PERIOD} bars; "
+                             f"got {bad}")
+        return tuple(sorted(set(menu)))
+
+    @model_validator(mode="after")
+    def _elite_fits(self) -> MinerSettings:
+        if self.elite >= self.population:
+            raise ValueError(f"elite ({self.elite}) must be smaller than population ({self.population})")
+        return self
+
+    @property
+    def preset(self) -> RiskPreset:
+        return RISK_PRESETS[self.risk]
