@@ -33,7 +33,7 @@ class Window:
 
 def split_windows(n_bars: int, holdout_fraction: float, min_bars: int = 100) -> tuple[Window, Window | None]:
     """(train, holdout): the last ``holdout_fraction`` of bars is held out (None when 0)."""
-    holdout = int(round(n_bars * holdout_fraction))
+    holdout = round(n_bars * holdout_fraction)
     if n_bars - holdout < min_bars or (holdout and holdout < min_bars):
         raise ValueError(f"{n_bars} candles are too few for a {holdout_fraction:.0%} holdout: each part needs "
                          f"at least {min_bars} bars")

@@ -147,7 +147,7 @@ class Genome(_Frozen):
         risk.append(f"size {self.size:.0%}")
         if self.leverage != 1.0:
             risk.append(f"leverage {self.leverage:g}x")
-        return "; ".join(parts + [", ".join(risk)])
+        return "; ".join([*parts, ", ".join(risk)])
 
 
 def _encode_operand(operand) -> tuple[float, float, float]:

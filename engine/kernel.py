@@ -30,7 +30,6 @@ from engine.layout import (
     DIRECTION,
     ENTRY_OFFSET,
     EXIT_END,
-    EXIT_OFFSET,
     EXIT_SIGNAL,
     EXIT_STOP,
     EXIT_TARGET,

@@ -8,6 +8,7 @@ genome index, so how the population is split, or where batches run, changes noth
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from pydantic import BaseModel
@@ -85,8 +86,7 @@ def mine(
         emit(ev.GenerationStarted(generation=generation))
         population = search.ask()
         metrics = evaluate_population(backtester, population, train, settings.batch_size, stop,
-                                      lambda done, gen=generation, total=len(population): emit(
-                                          ev.BatchEvaluated(generation=gen, evaluated=done, total=total)))
+                                      partial(_emit_batch, emit, generation))
         if metrics is None:
             emit(ev.Cancelled(generation=generation))
             return result(cancelled=True)
@@ -103,8 +103,12 @@ def mine(
     return final
 
 
+def _emit_batch(emit: Callable, generation: int, done: int, total: int) -> None:
+    emit(ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
+
+
 def evaluate_population(backtester: BatchBacktester, population: np.ndarray, window: Window, batch_size: int,
-                        should_stop: Callable[[], bool], on_batch: Callable[[int], None]) -> np.ndarray | None:
+                        should_stop: Callable[[], bool], on_batch: Callable[[int, int], None]) -> np.ndarray | None:
     """Metrics for every row, batch by batch; None if ``should_stop`` said so between batches."""
     metrics = np.empty((population.shape[0], N_METRICS))
     for start in range(0, population.shape[0], batch_size):
@@ -112,5 +116,5 @@ def evaluate_population(backtester: BatchBacktester, population: np.ndarray, win
             return None
         stop = min(start + batch_size, population.shape[0])
         metrics[start:stop] = backtester.evaluate(population[start:stop], window)
-        on_batch(stop)
+        on_batch(stop, population.shape[0])
     return metrics

@@ -1,0 +1,92 @@
+"""``python -m engine`` / ``miner-local``: mine strategies in this process, no Ray, no server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from engine import events as ev
+from engine.candles import CandleDataError, load_candles
+from engine.evaluator import get_evaluator
+from engine.layout import METRICS
+from engine.miner import MiningResult, mine
+from engine.settings import Costs, MinerSettings
+from engine.synthetic import synthetic_candles
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="miner-local", description=__doc__)
+    parser.add_argument("--data", help="OHLCV CSV or Parquet file (default: built-in synthetic candles)")
+    parser.add_argument("--population", type=int, default=50)
+    parser.add_argument("--generations", type=int, default=20)
+    parser.add_argument("--risk", default="MEDIUM", help="LOW, MEDIUM or HIGH")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--holdout", type=float, default=0.2, help="fraction of the latest bars held out")
+    parser.add_argument("--fee-bps", type=float, default=Costs().fee_bps, help="fee per side, basis points")
+    parser.add_argument("--slippage-bps", type=float, default=Costs().slippage_bps)
+    parser.add_argument("--evaluator", default="balanced")
+    parser.add_argument("--out", default="best_strategy.json", help="where to write the result JSON")
+    return parser
+
+
+def _generation_line(event: ev.GenerationBest, generations: int, seconds: float) -> str:
+    m = event.metrics
+    return (f"gen {event.generation + 1:>3}/{generations}  fitness {event.fitness:+8.3f}  "
+            f"best so far {event.best_fitness_so_far:+8.3f}  pnl {m['net_pnl']:+10.2f} ({m['return_pct']:+.2f}%)  "
+            f"trades {int(m['trades']):>4}  win {m['win_rate']:.0%}  dd {m['max_drawdown']:.1%}  "
+            f"sharpe {m['sharpe']:+.2f}  {seconds:.2f}s")
+
+
+def _summary(result: MiningResult) -> str:
+    lines = [f"best strategy: {result.best_genome.describe()}", f"fitness {result.fitness:+.4f}  "
+             f"evaluator {result.evaluator_version}  seed {result.seed}  data {result.data_fingerprint}",
+             f"{'metric':<14}{'train':>14}{'holdout':>14}"]
+    for name in METRICS:
+        holdout = f"{result.holdout_metrics[name]:>14.4f}" if result.holdout_metrics else f"{'-':>14}"
+        lines.append(f"{name:<14}{result.train_metrics[name]:>14.4f}{holdout}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = MinerSettings(population=args.population, generations=args.generations, risk=args.risk,
+                                 seed=args.seed, holdout_fraction=args.holdout,
+                                 costs=Costs(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps))
+        evaluator = get_evaluator(args.evaluator)
+        if args.data:
+            candles = load_candles(args.data)
+        else:
+            candles = synthetic_candles()
+            print("no --data given: mining on SYNTHETIC candles (not market data); pass --data FILE for real data")
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"error: {'.'.join(map(str, error['loc']))}: {error['msg']}", file=sys.stderr)
+        return 2
+    except (CandleDataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    print(candles.describe())
+    clock = {"t": time.perf_counter()}
+
+    def on_event(event) -> None:
+        if isinstance(event, ev.GenerationStarted):
+            clock["t"] = time.perf_counter()
+        elif isinstance(event, ev.GenerationBest):
+            print(_generation_line(event, settings.generations, time.perf_counter() - clock["t"]), flush=True)
+
+    try:
+        result = mine(candles, settings, evaluator, on_event=on_event)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(_summary(result))
+    Path(args.out).write_text(json.dumps(result.model_dump(mode="json"), indent=2))
+    print(f"result written to {args.out}")
+    return 0

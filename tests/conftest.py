@@ -1,0 +1,25 @@
+"""Shared fixtures. The real BTC-USD dataset is read from ../shared/data, never copied into the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BTC_CSV = Path(os.environ.get("MINER_BTC_CSV", REPO.parent / "shared" / "data" / "BTC-USD_FIVE_MINUTE.csv"))
+
+
+@pytest.fixture(scope="session")
+def btc_path() -> Path:
+    if not BTC_CSV.exists():
+        pytest.fail(f"real dataset not found at {BTC_CSV} (set MINER_BTC_CSV to its path)")
+    return BTC_CSV
+
+
+@pytest.fixture(scope="session")
+def btc_candles(btc_path):
+    from engine.candles import load_candles
+
+    return load_candles(btc_path)

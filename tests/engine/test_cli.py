@@ -1,0 +1,31 @@
+import json
+
+from engine.cli import main
+
+
+def test_local_run_on_real_data_prints_generations_and_writes_json(btc_path, tmp_path, capsys):
+    out = tmp_path / "best.json"
+    code = main(["--data", str(btc_path), "--population", "12", "--generations", "3", "--risk", "LOW",
+                 "--seed", "1", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "59206 candles" in text and "2 gap(s)" in text
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("gen ")] == ["1/3", "2/3", "3/3"]
+    assert "best strategy: " in text and "holdout" in text
+    result = json.loads(out.read_text())
+    assert result["seed"] == 1 and result["best_genome"]["entry"] and result["holdout_metrics"]["trades"] >= 0
+    assert result["evaluator_version"].startswith("balanced@")
+
+
+def test_without_data_says_it_is_synthetic(tmp_path, capsys):
+    assert main(["--population", "6", "--generations", "1", "--out", str(tmp_path / "b.json")]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+
+
+def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys):
+    assert main(["--risk", "EXTREME", "--out", str(tmp_path / "b.json")]) == 2
+    assert "risk" in capsys.readouterr().err
+    assert main(["--data", str(tmp_path / "nope.csv")]) == 2
+    assert "file not found" in capsys.readouterr().err
+    assert main(["--population", "2"]) == 2
+    assert "population" in capsys.readouterr().err
