@@ -8,9 +8,12 @@ timestamp), waits between requests and backs off on 429/5xx, honouring ``Retry-A
 
 from __future__ import annotations
 
+import argparse
 import csv
+import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -119,3 +122,37 @@ def _fetch_window(client: httpx.Client, product: str, granularity: str, start: i
         except (ValueError, KeyError, TypeError) as exc:
             raise DownloadError(f"{url} answered an unexpected body: {response.text[:200]}") from exc
         return [row for row in rows if start <= row[0] < end]
+
+
+def _epoch(text: str) -> int:
+    """ISO date/time (UTC) or epoch seconds -> epoch seconds."""
+    if text.isdigit():
+        return int(text)
+    parsed = datetime.fromisoformat(text)
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="miner-download", description="Download Coinbase candles to CSV.")
+    parser.add_argument("--product", default="BTC-USD")
+    parser.add_argument("--granularity", default="FIVE_MINUTE", choices=sorted(GRANULARITY_SECONDS))
+    parser.add_argument("--start", required=True, help="UTC date/time (2025-07-01) or epoch seconds")
+    parser.add_argument("--end", required=True, help="UTC date/time or epoch seconds (exclusive)")
+    parser.add_argument("--out", required=True, help="CSV file; an existing one is resumed")
+    args = parser.parse_args(argv)
+    try:
+        start, end = _epoch(args.start), _epoch(args.end)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if end <= start:
+        print("error: --end must be after --start", file=sys.stderr)
+        return 2
+    try:
+        rows = download_candles(args.out, start, end, product=args.product, granularity=args.granularity,
+                                on_progress=lambda done, total: print(f"\r{done / total:6.1%}", end="", flush=True))
+    except DownloadError as exc:
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 3
+    print(f"\n{rows} candles written to {args.out}")
+    return 0

@@ -26,7 +26,6 @@ from engine.layout import (
     CLOSE,
     CONSTANT,
     CROSSES_ABOVE,
-    CROSSES_BELOW,
     DIRECTION,
     ENTRY_OFFSET,
     EXIT_END,
@@ -96,54 +95,17 @@ def _decode_rules_nb(genome, lookup, left, right, ops, consts):
 
 
 @njit(cache=True, nogil=True)
-def _and_rule_nb(a, b, op, start, end, sig):
-    """sig[i] &= (a op b)[i] over [start, end). NaN compares false, so undefined operands give false."""
-    if op == GT:
-        for i in range(start, end):
-            sig[i] &= a[i] > b[i]
-    elif op == GE:
-        for i in range(start, end):
-            sig[i] &= a[i] >= b[i]
-    elif op == LT:
-        for i in range(start, end):
-            sig[i] &= a[i] < b[i]
-    elif op == LE:
-        for i in range(start, end):
-            sig[i] &= a[i] <= b[i]
-    else:
-        if start == 0:
-            sig[0] = False  # a cross needs the bar before
-            start = 1
-        if op == CROSSES_ABOVE:
-            for i in range(start, end):
-                sig[i] &= (a[i] > b[i]) & (a[i - 1] <= b[i - 1])
-        elif op == CROSSES_BELOW:
-            for i in range(start, end):
-                sig[i] &= (a[i] < b[i]) & (a[i - 1] >= b[i - 1])
-        else:
-            sig[start:end] = False
-
-
-@njit(cache=True, nogil=True)
-def _signals_nb(features, left, right, ops, consts, first, count, start, end, scratch, sig):
-    """sig[i] = AND of rules [first, first + count) at bar i, for i in [start, end); no rules: never."""
-    sig[start:end] = count > 0
-    for r in range(first, first + count):
-        if right[r] < 0:
-            scratch[max(start - 1, 0):end] = consts[r]
-            _and_rule_nb(features[left[r]], scratch, ops[r], start, end, sig)
-        else:
-            _and_rule_nb(features[left[r]], features[right[r]], ops[r], start, end, sig)
-
-
-@njit(cache=True, nogil=True)
 def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods_per_year,
-                 entry_sig, exit_sig, scratch, out, record, trades, equity):
+                 out, record, trades, equity):
     """Backtest one genome over bars [start, end); write metrics into ``out``.
 
-    ``entry_sig``, ``exit_sig`` (bool) and ``scratch`` (float64) are work arrays of n_bars, reused
-    across genomes. With ``record`` the trade list goes to ``trades`` and the close-marked equity to
+    With ``record`` the trade list goes to ``trades`` and the close-marked equity to
     ``equity[start:end]``; returns the number of trades.
+
+    Speed: a bar that starts and ends flat changes nothing but the decision at its close (its equity
+    return is exactly 0), so it takes a fast path that only evaluates the entry rules. Rules are
+    evaluated inline, short-circuiting, and only the set that matters (entry when flat, exit when in
+    a position).
     """
     left = np.zeros(_MAX_RULES, np.int64)
     right = np.zeros(_MAX_RULES, np.int64)
@@ -152,9 +114,8 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
     if not _decode_rules_nb(genome, lookup, left, right, ops, consts):
         out[:] = np.nan
         return 0
-    _signals_nb(features, left, right, ops, consts, 0, int(genome[N_ENTRY]), start, end, scratch, entry_sig)
-    _signals_nb(features, left, right, ops, consts, MAX_ENTRY_RULES, int(genome[N_EXIT]), start, end,
-                scratch, exit_sig)
+    n_entry = int(genome[N_ENTRY])
+    n_exit = int(genome[N_EXIT])
     d = genome[DIRECTION]
     size = genome[SIZE] * genome[LEVERAGE]
     stop_loss = genome[STOP_LOSS]
@@ -179,97 +140,121 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
     sum_r = sum_r2 = sum_down2 = 0.0
 
     for i in range(start, end):
-        bar_open = features[o_row, i]
-        bar_high = features[h_row, i]
-        bar_low = features[l_row, i]
-        bar_close = features[c_row, i]
-        exit_price = np.nan
-        reason = EXIT_SIGNAL
-        if pending == 1:
-            fill = bar_open * (1.0 + d * slip)
-            units = size * cash / (fill * (1.0 + fee))
-            entry_fee = units * fill * fee
-            stop_level = fill * (1.0 - d * stop_loss)
-            target_level = fill * (1.0 + d * take_profit)
-            extreme = fill
-            entry_bar = i
-            in_pos = True
-        elif pending == -1:
-            exit_price = bar_open
-        pending = 0
-
-        if in_pos and np.isnan(exit_price):
-            exposure += 1
-            stop = stop_level
-            reason = EXIT_STOP
-            if trail > 0.0:
-                trailing = extreme * (1.0 - d * trail)
-                if d * (trailing - stop) > 0.0:
-                    stop = trailing
-                    reason = EXIT_TRAILING
-            # d * (price - level) <= 0 means "at or beyond the stop" for both directions.
-            if d * (bar_open - stop) <= 0.0:
-                exit_price = bar_open
-            elif d * ((bar_low if d > 0 else bar_high) - stop) <= 0.0:
-                exit_price = stop
-            elif take_profit > 0.0 and d * (bar_open - target_level) >= 0.0:
-                exit_price = bar_open
-                reason = EXIT_TARGET
-            elif take_profit > 0.0 and d * ((bar_high if d > 0 else bar_low) - target_level) >= 0.0:
-                exit_price = target_level
-                reason = EXIT_TARGET
-            else:
-                extreme = max(extreme, bar_high) if d > 0 else min(extreme, bar_low)
-                if i == end - 1:
-                    exit_price = bar_close
-                    reason = EXIT_END
-        elif in_pos:
-            exposure += 1  # exited at this bar's open on a signal from the previous close
-
-        if in_pos and not np.isnan(exit_price):
-            price = exit_price * (1.0 - d * slip)
-            pnl = d * units * (price - fill) - entry_fee - units * price * fee
-            cash += pnl
-            if pnl > 0.0:
-                wins += 1
-                gross_profit += pnl
-            else:
-                gross_loss -= pnl
+        if not in_pos and pending == 0:
             if record:
-                row = trades[n_trades]
-                row[0] = entry_bar
-                row[1] = i
-                row[2] = fill
-                row[3] = price
-                row[4] = units
-                row[5] = pnl
-                row[6] = reason
-            n_trades += 1
-            in_pos = False
-            if cash <= 0.0:
-                cash = 0.0
-                ruined = True
+                equity[i] = cash
+        else:
+            bar_open = features[o_row, i]
+            bar_high = features[h_row, i]
+            bar_low = features[l_row, i]
+            bar_close = features[c_row, i]
+            exit_price = np.nan
+            reason = EXIT_SIGNAL
+            if pending == 1:
+                fill = bar_open * (1.0 + d * slip)
+                units = size * cash / (fill * (1.0 + fee))
+                entry_fee = units * fill * fee
+                stop_level = fill * (1.0 - d * stop_loss)
+                target_level = fill * (1.0 + d * take_profit)
+                extreme = fill
+                entry_bar = i
+                in_pos = True
+            elif pending == -1:
+                exit_price = bar_open
+            pending = 0
 
-        value = cash + d * units * (bar_close - fill) - entry_fee if in_pos else cash
-        if record:
-            equity[i] = value
-        if value > peak:
-            peak = value
-        elif value < peak * (1.0 - max_dd):
-            max_dd = 1.0 - value / peak
-        r = value / prev_equity - 1.0 if prev_equity > 0.0 else 0.0
-        sum_r += r
-        sum_r2 += r * r
-        down = min(r, 0.0)
-        sum_down2 += down * down
-        prev_equity = value
+            if in_pos and np.isnan(exit_price):
+                exposure += 1
+                stop = stop_level
+                reason = EXIT_STOP
+                if trail > 0.0:
+                    trailing = extreme * (1.0 - d * trail)
+                    if d * (trailing - stop) > 0.0:
+                        stop = trailing
+                        reason = EXIT_TRAILING
+                # d * (price - level) <= 0 means "at or beyond the stop" for both directions.
+                if d * (bar_open - stop) <= 0.0:
+                    exit_price = bar_open
+                elif d * ((bar_low if d > 0 else bar_high) - stop) <= 0.0:
+                    exit_price = stop
+                elif take_profit > 0.0 and d * (bar_open - target_level) >= 0.0:
+                    exit_price = bar_open
+                    reason = EXIT_TARGET
+                elif take_profit > 0.0 and d * ((bar_high if d > 0 else bar_low) - target_level) >= 0.0:
+                    exit_price = target_level
+                    reason = EXIT_TARGET
+                else:
+                    extreme = max(extreme, bar_high) if d > 0 else min(extreme, bar_low)
+                    if i == end - 1:
+                        exit_price = bar_close
+                        reason = EXIT_END
+            elif in_pos:
+                exposure += 1  # exited at this bar's open on a signal from the previous close
+
+            if in_pos and not np.isnan(exit_price):
+                price = exit_price * (1.0 - d * slip)
+                pnl = d * units * (price - fill) - entry_fee - units * price * fee
+                cash += pnl
+                if pnl > 0.0:
+                    wins += 1
+                    gross_profit += pnl
+                else:
+                    gross_loss -= pnl
+                if record:
+                    row = trades[n_trades]
+                    row[0] = entry_bar
+                    row[1] = i
+                    row[2] = fill
+                    row[3] = price
+                    row[4] = units
+                    row[5] = pnl
+                    row[6] = reason
+                n_trades += 1
+                in_pos = False
+                if cash <= 0.0:
+                    cash = 0.0
+                    ruined = True
+
+            value = cash + d * units * (bar_close - fill) - entry_fee if in_pos else cash
+            if record:
+                equity[i] = value
+            if value > peak:
+                peak = value
+            elif value < peak * (1.0 - max_dd):
+                max_dd = 1.0 - value / peak
+            r = value / prev_equity - 1.0 if prev_equity > 0.0 else 0.0
+            sum_r += r
+            sum_r2 += r * r
+            down = min(r, 0.0)
+            sum_down2 += down * down
+            prev_equity = value
 
         if i < end - 1 and not ruined:
-            if not in_pos:
-                if entry_sig[i]:
-                    pending = 1
-            elif exit_sig[i]:
-                pending = -1
+            first = MAX_ENTRY_RULES if in_pos else 0
+            count = n_exit if in_pos else n_entry
+            holds = count > 0
+            for k in range(first, first + count):
+                a = features[left[k], i]
+                b = consts[k] if right[k] < 0 else features[right[k], i]
+                op = ops[k]
+                if op == GT:
+                    holds = a > b
+                elif op == GE:
+                    holds = a >= b
+                elif op == LT:
+                    holds = a < b
+                elif op == LE:
+                    holds = a <= b
+                elif i == 0:
+                    holds = False
+                else:  # NaN compares false, so undefined operands never signal
+                    a0 = features[left[k], i - 1]
+                    b0 = consts[k] if right[k] < 0 else features[right[k], i - 1]
+                    holds = (a > b and a0 <= b0) if op == CROSSES_ABOVE else (a < b and a0 >= b0)
+                if not holds:
+                    break
+            if holds:
+                pending = -1 if in_pos else 1
 
     n_bars = max(end - start, 1)
     mean = sum_r / n_bars
@@ -298,13 +283,9 @@ def backtest_batch_nb(genomes, features, lookup, start, end, fee, slip, cash0, p
     out = np.empty((n, N_METRICS))
     no_trades = np.empty((0, N_TRADE_COLUMNS))
     no_equity = np.empty(0)
-    n_bars = features.shape[1]
-    entry_sig = np.empty(n_bars, np.bool_)
-    exit_sig = np.empty(n_bars, np.bool_)
-    scratch = np.empty(n_bars)
     for g in range(n):
         _simulate_nb(genomes[g], features, lookup, start, end, fee, slip, cash0, periods_per_year,
-                     entry_sig, exit_sig, scratch, out[g], False, no_trades, no_equity)
+                     out[g], False, no_trades, no_equity)
     return out
 
 
@@ -314,8 +295,6 @@ def backtest_detail_nb(genome, features, lookup, start, end, fee, slip, cash0, p
     out = np.empty(N_METRICS)
     trades = np.empty((max(end - start, 1), N_TRADE_COLUMNS))
     equity = np.zeros(features.shape[1])
-    n_bars = features.shape[1]
     k = _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods_per_year,
-                     np.empty(n_bars, np.bool_), np.empty(n_bars, np.bool_), np.empty(n_bars),
                      out, True, trades, equity)
     return out, trades[:k].copy(), equity[start:end].copy()

@@ -75,3 +75,12 @@ def test_gives_up_with_a_clear_error(tmp_path):
                          client=httpx.Client(transport=httpx.MockTransport(always_busy)))
     with pytest.raises(ValueError, match="unknown granularity"):
         download_candles(tmp_path / "b.csv", START, START + 300, granularity="5m")
+
+
+def test_cli_rejects_bad_dates(capsys):
+    from engine.coinbase import main
+
+    assert main(["--start", "2025-07-02", "--end", "2025-07-01", "--out", "x.csv"]) == 2
+    assert "--end must be after --start" in capsys.readouterr().err
+    assert main(["--start", "july", "--end", "2025-07-01", "--out", "x.csv"]) == 2
+    assert "july" in capsys.readouterr().err
