@@ -2,7 +2,8 @@
 
 LONG when close > SMA(20) and RSI(14) < 70; exit when close < SMA(50); 2 % stop, 4 % target. Same
 fill, cost and metric semantics as ``engine.kernel`` (docs/backtest.md), long only, no trailing stop,
-with the rules inlined instead of interpreted.
+with the rules inlined instead of interpreted, and the same nine metrics out (the benchmark checks
+they agree), so the comparison is like for like.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, cash0, periods_per_year):
-    """(net_pnl, trades, sharpe, max_drawdown) over all bars."""
+    """The nine metrics of ``engine.layout.METRICS``, over all bars."""
     n = close.shape[0]
     cash = cash0
     in_pos = False
     pending = 0
     units = fill = entry_fee = stop = target = 0.0
-    trades = 0
+    trades = wins = exposure = 0
+    gross_profit = gross_loss = 0.0
+    sum_down2 = 0.0
+    entry_bar = 0
     peak = cash0
     max_dd = 0.0
     prev = cash0
@@ -32,6 +36,7 @@ def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, c
             entry_fee = units * fill * fee
             stop = fill * 0.98
             target = fill * 1.04
+            entry_bar = i
             in_pos = True
         elif pending == -1:
             exit_price = open_[i]
@@ -49,8 +54,15 @@ def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, c
                 exit_price = close[i]
         if in_pos and exit_price >= 0.0:
             price = exit_price * (1.0 - slip)
-            cash += units * (price - fill) - entry_fee - units * price * fee
+            pnl = units * (price - fill) - entry_fee - units * price * fee
+            cash += pnl
             trades += 1
+            exposure += i - entry_bar + 1
+            if pnl > 0.0:
+                wins += 1
+                gross_profit += pnl
+            else:
+                gross_loss -= pnl
             in_pos = False
         value = cash + units * (close[i] - fill) - entry_fee if in_pos else cash
         if value > peak:
@@ -60,6 +72,8 @@ def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, c
         r = value / prev - 1.0
         sum_r += r
         sum_r2 += r * r
+        down = min(r, 0.0)
+        sum_down2 += down * down
         prev = value
         if i < n - 1:
             if not in_pos:
@@ -69,5 +83,12 @@ def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, c
                 pending = -1
     mean = sum_r / n
     std = np.sqrt(max(sum_r2 / n - mean * mean, 0.0))
-    sharpe = mean / std * np.sqrt(periods_per_year) if std > 0.0 else 0.0
-    return cash - cash0, trades, sharpe, max_dd
+    downside = np.sqrt(sum_down2 / n)
+    annual = np.sqrt(periods_per_year)
+    sharpe = mean / std * annual if std > 0.0 else 0.0
+    sortino = mean / downside * annual if downside > 0.0 else 0.0
+    capped = 100.0 if gross_profit > 0.0 else 0.0
+    profit_factor = min(gross_profit / gross_loss, 100.0) if gross_loss > 0.0 else capped
+    win_rate = wins / trades if trades > 0 else 0.0
+    return np.array([cash - cash0, 100.0 * (cash - cash0) / cash0, trades, win_rate, max_dd, sharpe, sortino,
+                     profit_factor, exposure / n])

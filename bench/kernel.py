@@ -136,10 +136,9 @@ def main() -> None:
     sma20, rsi14, sma50 = (store.matrix[store.lookup[k, p]] for k, p in ((L.SMA, 20), (L.RSI, 14), (L.SMA, 50)))
     loop_args = (candles.open, candles.high, candles.low, candles.close, sma20, rsi14, sma50,
                  FIXED_COSTS.fee, FIXED_COSTS.slippage, FIXED_COSTS.initial_cash, candles.periods_per_year)
-    loop_pnl, loop_trades, _, _ = fixed_strategy_nb(*loop_args)
-    if abs(loop_pnl - metrics[0, L.M_NET_PNL]) > 1e-6 * max(1.0, abs(loop_pnl)) or \
-            loop_trades != metrics[0, L.M_TRADES]:
-        raise SystemExit(f"plain loop and kernel disagree: {loop_pnl, loop_trades} vs {metrics[0, :3]}")
+    loop_metrics = fixed_strategy_nb(*loop_args)
+    if not np.allclose(loop_metrics, metrics[0], rtol=1e-9, atol=1e-9):
+        raise SystemExit(f"plain loop and kernel disagree:\n{loop_metrics}\n{metrics[0]}")
     t_loop = median_time(lambda: [fixed_strategy_nb(*loop_args) for _ in range(50)], args.repeats) / 50
     rows += [("fixed strategy: batch kernel, µs per backtest", f"{t_batch * 1e6:.0f}"),
              ("fixed strategy: plain single-strategy Numba loop, µs", f"{t_loop * 1e6:.0f}"),

@@ -20,7 +20,8 @@ computed gets an all-NaN metrics row, which Python turns into an error message.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from engine.layout import (
     CLOSE,
@@ -36,7 +37,6 @@ from engine.layout import (
     GE,
     GT,
     HIGH,
-    LE,
     LEVERAGE,
     LOW,
     LT,
@@ -94,18 +94,94 @@ def _decode_rules_nb(genome, lookup, left, right, ops, consts):
     return ok
 
 
+def _at(b, i):
+    """``b[i]`` for a series, ``b`` itself for a constant (specialised at compile time)."""
+    return b[i] if isinstance(b, np.ndarray) else b
+
+
+@overload(_at, inline="always")
+def _at_overload(b, i):
+    if isinstance(b, types.Array):
+        return lambda b, i: b[i]
+    return lambda b, i: b
+
+
+def _window(b, start, end):
+    """``b[start:end]`` for a series, ``b`` itself for a constant."""
+    return b[start:end] if isinstance(b, np.ndarray) else b
+
+
+@overload(_window, inline="always")
+def _window_overload(b, start, end):
+    if isinstance(b, types.Array):
+        return lambda b, start, end: b[start:end]
+    return lambda b, start, end: b
+
+
+@njit(cache=True, nogil=True)
+def _and_rule_nb(a, b, op, start, end, sig):
+    """sig[start:end] &= (a op b), b a series or a constant. NaN compares false: undefined never signals.
+
+    The loops run over zero-based slices so LLVM can prove the indices non-negative and vectorise them.
+    """
+    if op >= CROSSES_ABOVE:
+        if start == 0:
+            sig[0] = 0  # a cross needs the bar before
+            start = 1
+        if start >= end:
+            return
+        s = sig[start:end]
+        x = a[start:end]
+        y = _window(b, start, end)
+        xp = a[start - 1:end - 1]
+        yp = _window(b, start - 1, end - 1)
+        if op == CROSSES_ABOVE:
+            for i in range(s.shape[0]):
+                s[i] &= (x[i] > _at(y, i)) & (xp[i] <= _at(yp, i))
+        else:
+            for i in range(s.shape[0]):
+                s[i] &= (x[i] < _at(y, i)) & (xp[i] >= _at(yp, i))
+        return
+    s = sig[start:end]
+    x = a[start:end]
+    y = _window(b, start, end)
+    if op == GT:
+        for i in range(s.shape[0]):
+            s[i] &= x[i] > _at(y, i)
+    elif op == GE:
+        for i in range(s.shape[0]):
+            s[i] &= x[i] >= _at(y, i)
+    elif op == LT:
+        for i in range(s.shape[0]):
+            s[i] &= x[i] < _at(y, i)
+    else:
+        for i in range(s.shape[0]):
+            s[i] &= x[i] <= _at(y, i)
+
+
+@njit(cache=True, nogil=True)
+def _signals_nb(features, left, right, ops, consts, first, count, start, end, sig):
+    """sig[i] = 1 where rules [first, first + count) all hold at bar i's close, for i in [start, end)."""
+    sig[start:end] = 1 if count > 0 else 0
+    for k in range(first, first + count):
+        if right[k] < 0:
+            _and_rule_nb(features[left[k]], consts[k], ops[k], start, end, sig)
+        else:
+            _and_rule_nb(features[left[k]], features[right[k]], ops[k], start, end, sig)
+
+
 @njit(cache=True, nogil=True)
 def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods_per_year,
-                 out, record, trades, equity):
+                 entry_sig, exit_sig, out, record, trades, equity):
     """Backtest one genome over bars [start, end); write metrics into ``out``.
 
     With ``record`` the trade list goes to ``trades`` and the close-marked equity to
-    ``equity[start:end]``; returns the number of trades.
+    ``equity[start:end]``; returns the number of trades. ``entry_sig``/``exit_sig`` are uint8 work
+    arrays of n_bars.
 
-    Speed: a bar that starts and ends flat changes nothing but the decision at its close (its equity
-    return is exactly 0), so it takes a fast path that only evaluates the entry rules. Rules are
-    evaluated inline, short-circuiting, and only the set that matters (entry when flat, exit when in
-    a position).
+    Rule signals are computed first, rule by rule, in vectorised passes. Then, while flat, equity is
+    constant and each bar's return is exactly 0, so the loop skips straight to the next entry signal;
+    in a position every bar is simulated.
     """
     left = np.zeros(_MAX_RULES, np.int64)
     right = np.zeros(_MAX_RULES, np.int64)
@@ -114,22 +190,25 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
     if not _decode_rules_nb(genome, lookup, left, right, ops, consts):
         out[:] = np.nan
         return 0
-    n_entry = int(genome[N_ENTRY])
-    n_exit = int(genome[N_EXIT])
+    _signals_nb(features, left, right, ops, consts, 0, int(genome[N_ENTRY]), start, end, entry_sig)
+    _signals_nb(features, left, right, ops, consts, MAX_ENTRY_RULES, int(genome[N_EXIT]), start, end, exit_sig)
     d = genome[DIRECTION]
     size = genome[SIZE] * genome[LEVERAGE]
     stop_loss = genome[STOP_LOSS]
     take_profit = genome[TAKE_PROFIT]
     trail = genome[TRAILING_STOP]
-    o_row = lookup[OPEN, 0]
-    h_row = lookup[HIGH, 0]
-    l_row = lookup[LOW, 0]
-    c_row = lookup[CLOSE, 0]
+    opens = features[lookup[OPEN, 0]]
+    highs = features[lookup[HIGH, 0]]
+    lows = features[lookup[LOW, 0]]
+    closes = features[lookup[CLOSE, 0]]
+    last = end - 1  # decisions are taken at closes of bars < last; the last close only settles
+    entry_sig[last] = 0
+    entry_words = entry_sig.view(np.uint64)
+    exit_sig[last] = 0
+    adverse = lows if d > 0 else highs  # the side of the bar a stop is hit on
+    favourable = highs if d > 0 else lows
 
     cash = cash0
-    ruined = False
-    in_pos = False
-    pending = 0  # +1 enter at next open, -1 exit at next open
     units = fill = entry_fee = stop_level = target_level = extreme = 0.0
     entry_bar = 0
     n_trades = wins = exposure = 0
@@ -139,32 +218,36 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
     prev_equity = cash0
     sum_r = sum_r2 = sum_down2 = 0.0
 
-    for i in range(start, end):
-        if not in_pos and pending == 0:
-            if record:
-                equity[i] = cash
-        else:
-            bar_open = features[o_row, i]
-            bar_high = features[h_row, i]
-            bar_low = features[l_row, i]
-            bar_close = features[c_row, i]
-            exit_price = np.nan
+    flat_from = start  # flat, deciding from this bar's close on
+    while flat_from < last:
+        # ---- flat: jump to the next entry signal ---------------------------------------------------
+        # skip runs of zeros eight bars at a time (entry_sig's length is a multiple of 8)
+        next_entry = flat_from
+        while next_entry % 8 and entry_sig[next_entry] == 0 and next_entry < last:
+            next_entry += 1
+        while next_entry + 8 <= last and entry_words[next_entry // 8] == 0:
+            next_entry += 8
+        while entry_sig[next_entry] == 0 and next_entry < last:
+            next_entry += 1
+        if record:
+            equity[flat_from:min(next_entry + 1, end)] = cash
+        if next_entry >= last:
+            break
+        # ---- in a position from the next bar's open ----------------------------------------------
+        i = next_entry + 1
+        fill = opens[i] * (1.0 + d * slip)
+        units = size * cash / (fill * (1.0 + fee))
+        entry_fee = units * fill * fee
+        stop_level = fill * (1.0 - d * stop_loss)
+        target_level = fill * (1.0 + d * take_profit)
+        extreme = fill
+        entry_bar = i
+        exit_at_open = False
+        while True:
+            exit_price = opens[i]
             reason = EXIT_SIGNAL
-            if pending == 1:
-                fill = bar_open * (1.0 + d * slip)
-                units = size * cash / (fill * (1.0 + fee))
-                entry_fee = units * fill * fee
-                stop_level = fill * (1.0 - d * stop_loss)
-                target_level = fill * (1.0 + d * take_profit)
-                extreme = fill
-                entry_bar = i
-                in_pos = True
-            elif pending == -1:
-                exit_price = bar_open
-            pending = 0
-
-            if in_pos and np.isnan(exit_price):
-                exposure += 1
+            exiting = exit_at_open
+            if not exiting:
                 stop = stop_level
                 reason = EXIT_STOP
                 if trail > 0.0:
@@ -173,25 +256,25 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
                         stop = trailing
                         reason = EXIT_TRAILING
                 # d * (price - level) <= 0 means "at or beyond the stop" for both directions.
-                if d * (bar_open - stop) <= 0.0:
-                    exit_price = bar_open
-                elif d * ((bar_low if d > 0 else bar_high) - stop) <= 0.0:
+                if d * (opens[i] - stop) <= 0.0:
+                    exiting = True
+                elif d * (adverse[i] - stop) <= 0.0:
                     exit_price = stop
-                elif take_profit > 0.0 and d * (bar_open - target_level) >= 0.0:
-                    exit_price = bar_open
+                    exiting = True
+                elif take_profit > 0.0 and d * (opens[i] - target_level) >= 0.0:
                     reason = EXIT_TARGET
-                elif take_profit > 0.0 and d * ((bar_high if d > 0 else bar_low) - target_level) >= 0.0:
+                    exiting = True
+                elif take_profit > 0.0 and d * (favourable[i] - target_level) >= 0.0:
                     exit_price = target_level
                     reason = EXIT_TARGET
+                    exiting = True
                 else:
-                    extreme = max(extreme, bar_high) if d > 0 else min(extreme, bar_low)
-                    if i == end - 1:
-                        exit_price = bar_close
+                    extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
+                    if i == last:
+                        exit_price = closes[i]
                         reason = EXIT_END
-            elif in_pos:
-                exposure += 1  # exited at this bar's open on a signal from the previous close
-
-            if in_pos and not np.isnan(exit_price):
+                        exiting = True
+            if exiting:
                 price = exit_price * (1.0 - d * slip)
                 pnl = d * units * (price - fill) - entry_fee - units * price * fee
                 cash += pnl
@@ -210,12 +293,10 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
                     row[5] = pnl
                     row[6] = reason
                 n_trades += 1
-                in_pos = False
-                if cash <= 0.0:
-                    cash = 0.0
-                    ruined = True
-
-            value = cash + d * units * (bar_close - fill) - entry_fee if in_pos else cash
+                exposure += i - entry_bar + 1
+                value = cash
+            else:
+                value = cash + d * units * (closes[i] - fill) - entry_fee
             if record:
                 equity[i] = value
             if value > peak:
@@ -228,33 +309,17 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
             down = min(r, 0.0)
             sum_down2 += down * down
             prev_equity = value
-
-        if i < end - 1 and not ruined:
-            first = MAX_ENTRY_RULES if in_pos else 0
-            count = n_exit if in_pos else n_entry
-            holds = count > 0
-            for k in range(first, first + count):
-                a = features[left[k], i]
-                b = consts[k] if right[k] < 0 else features[right[k], i]
-                op = ops[k]
-                if op == GT:
-                    holds = a > b
-                elif op == GE:
-                    holds = a >= b
-                elif op == LT:
-                    holds = a < b
-                elif op == LE:
-                    holds = a <= b
-                elif i == 0:
-                    holds = False
-                else:  # NaN compares false, so undefined operands never signal
-                    a0 = features[left[k], i - 1]
-                    b0 = consts[k] if right[k] < 0 else features[right[k], i - 1]
-                    holds = (a > b and a0 <= b0) if op == CROSSES_ABOVE else (a < b and a0 >= b0)
-                if not holds:
-                    break
-            if holds:
-                pending = -1 if in_pos else 1
+            if exiting:
+                break
+            exit_at_open = exit_sig[i] != 0
+            i += 1
+        if cash <= 0.0:  # ruined: no cash left to trade with
+            cash = 0.0
+            prev_equity = 0.0
+            if record:
+                equity[i + 1:end] = 0.0
+            break
+        flat_from = i
 
     n_bars = max(end - start, 1)
     mean = sum_r / n_bars
@@ -277,15 +342,23 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
 
 
 @njit(cache=True, nogil=True)
+def _signal_buffer(n_bars):
+    """A uint8 work array for one signal per bar, padded to a multiple of 8 for word-wise scans."""
+    return np.zeros((n_bars + 7) // 8 * 8, np.uint8)
+
+
+@njit(cache=True, nogil=True)
 def backtest_batch_nb(genomes, features, lookup, start, end, fee, slip, cash0, periods_per_year):
     """Metrics (n_genomes, N_METRICS) for a batch of genomes over bars [start, end)."""
     n = genomes.shape[0]
     out = np.empty((n, N_METRICS))
     no_trades = np.empty((0, N_TRADE_COLUMNS))
     no_equity = np.empty(0)
+    entry_sig = _signal_buffer(features.shape[1])
+    exit_sig = _signal_buffer(features.shape[1])
     for g in range(n):
         _simulate_nb(genomes[g], features, lookup, start, end, fee, slip, cash0, periods_per_year,
-                     out[g], False, no_trades, no_equity)
+                     entry_sig, exit_sig, out[g], False, no_trades, no_equity)
     return out
 
 
@@ -296,5 +369,6 @@ def backtest_detail_nb(genome, features, lookup, start, end, fee, slip, cash0, p
     trades = np.empty((max(end - start, 1), N_TRADE_COLUMNS))
     equity = np.zeros(features.shape[1])
     k = _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods_per_year,
+                     _signal_buffer(features.shape[1]), _signal_buffer(features.shape[1]),
                      out, True, trades, equity)
     return out, trades[:k].copy(), equity[start:end].copy()
