@@ -170,6 +170,16 @@ def _signals_nb(features, left, right, ops, consts, first, count, start, end, si
             _and_rule_nb(features[left[k]], features[right[k]], ops[k], start, end, sig)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _effective_stop(stop_level, extreme, trail, d):
+    """(stop, is_trailing): the tighter of the fixed stop and the trailing level below/above ``extreme``."""
+    if trail > 0.0:
+        trailing = extreme * (1.0 - d * trail)
+        if d * (trailing - stop_level) > 0.0:
+            return trailing, True
+    return stop_level, False
+
+
 @njit(cache=True, nogil=True)
 def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods_per_year,
                  entry_sig, exit_sig, out, record, trades, equity):
@@ -239,41 +249,38 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
         units = size * cash / (fill * (1.0 + fee))
         entry_fee = units * fill * fee
         stop_level = fill * (1.0 - d * stop_loss)
-        target_level = fill * (1.0 + d * take_profit)
+        target_level = fill * (1.0 + d * take_profit) if take_profit > 0.0 else d * np.inf  # inf: never
         extreme = fill
+        stop, trailing_active = _effective_stop(stop_level, extreme, trail, d)
         entry_bar = i
         exit_at_open = False
         while True:
-            exit_price = opens[i]
-            reason = EXIT_SIGNAL
+            # d * (price - level) <= 0 means "at or beyond the stop" for both directions; a bar's open
+            # lies within [low, high], so a quiet bar needs only the two extremes checked.
             exiting = exit_at_open
-            if not exiting:
-                stop = stop_level
-                reason = EXIT_STOP
+            if exiting:
+                exit_price = opens[i]
+                reason = EXIT_SIGNAL
+            elif d * (adverse[i] - stop) > 0.0 and d * (favourable[i] - target_level) < 0.0 and i < last:
+                extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
                 if trail > 0.0:
-                    trailing = extreme * (1.0 - d * trail)
-                    if d * (trailing - stop) > 0.0:
-                        stop = trailing
-                        reason = EXIT_TRAILING
-                # d * (price - level) <= 0 means "at or beyond the stop" for both directions.
+                    stop, trailing_active = _effective_stop(stop_level, extreme, trail, d)
+            else:
+                exiting = True
+                reason = EXIT_TRAILING if trailing_active else EXIT_STOP
                 if d * (opens[i] - stop) <= 0.0:
-                    exiting = True
+                    exit_price = opens[i]
                 elif d * (adverse[i] - stop) <= 0.0:
                     exit_price = stop
-                    exiting = True
-                elif take_profit > 0.0 and d * (opens[i] - target_level) >= 0.0:
+                elif d * (opens[i] - target_level) >= 0.0:
+                    exit_price = opens[i]
                     reason = EXIT_TARGET
-                    exiting = True
-                elif take_profit > 0.0 and d * (favourable[i] - target_level) >= 0.0:
+                elif d * (favourable[i] - target_level) >= 0.0:
                     exit_price = target_level
                     reason = EXIT_TARGET
-                    exiting = True
                 else:
-                    extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
-                    if i == last:
-                        exit_price = closes[i]
-                        reason = EXIT_END
-                        exiting = True
+                    exit_price = closes[i]
+                    reason = EXIT_END
             if exiting:
                 price = exit_price * (1.0 - d * slip)
                 pnl = d * units * (price - fill) - entry_fee - units * price * fee
