@@ -39,6 +39,72 @@ class MiningResult(BaseModel):
     settings: MinerSettings
 
 
+class MiningSession:
+    """The GA side of one job, a generation at a time; the caller decides where batches run.
+
+    ``mine`` drives it in-process; the service's coordinator drives it with its worker pool. Both
+    get identical results because everything random lives in the session's seeded search.
+    """
+
+    def __init__(self, n_bars: int, data_fingerprint: str, settings: MinerSettings,
+                 evaluator: Evaluator | None = None, resume_state: dict | None = None):
+        self.settings = settings
+        self.evaluator = evaluator or BalancedEvaluator()
+        self.data_fingerprint = data_fingerprint
+        self.train, self.holdout = split_windows(n_bars, settings.holdout_fraction)
+        self.search = GeneticSearch(settings, state=resume_state)
+
+    @property
+    def done(self) -> bool:
+        return self.search.done
+
+    @property
+    def generation(self) -> int:
+        return self.search.generation
+
+    def started(self) -> ev.JobStarted:
+        s = self.settings
+        return ev.JobStarted(population=s.population, generations=s.generations, train_bars=self.train.bars,
+                             holdout_bars=self.holdout.bars if self.holdout else 0,
+                             data_fingerprint=self.data_fingerprint, evaluator_version=self.evaluator.version)
+
+    def population(self) -> np.ndarray:
+        """The current generation's genomes, to be evaluated on ``self.train``."""
+        return self.search.ask()
+
+    def tell(self, population: np.ndarray, metrics: np.ndarray) -> ev.GenerationBest:
+        """Score a fully evaluated generation (metrics row i for genome row i) and breed the next."""
+        generation = self.search.generation
+        fitness = self.evaluator.fitness(metrics)
+        self.search.tell(fitness)
+        top = int(np.argmax(fitness))
+        return ev.GenerationBest(generation=generation, fitness=float(fitness[top]),
+                                 best_fitness_so_far=self.search.best_fitness, genome=decode(population[top]),
+                                 metrics=metrics_dict(metrics[top]))
+
+    def checkpoint(self) -> dict:
+        return self.search.state()
+
+    def result(self, evaluate: Callable[[np.ndarray, Window], np.ndarray], cancelled: bool = False) -> MiningResult:
+        """The best genome so far with its train and holdout metrics (``evaluate`` runs two backtests)."""
+        best = self.search.best_row
+        train_metrics = holdout_metrics = None
+        if best is not None:
+            train_metrics = metrics_dict(evaluate(best[None, :], self.train)[0])
+            if self.holdout is not None:
+                holdout_metrics = metrics_dict(evaluate(best[None, :], self.holdout)[0])
+        s = self.settings
+        return MiningResult(
+            best_genome=None if best is None else decode(best),
+            fitness=None if best is None else self.search.best_fitness,
+            train_metrics=train_metrics, holdout_metrics=holdout_metrics,
+            evaluator_version=self.evaluator.version, seed=s.seed, data_fingerprint=self.data_fingerprint,
+            train_bars=self.train.bars, holdout_bars=self.holdout.bars if self.holdout else 0,
+            generations_run=self.search.generation, history=list(self.search.history), cancelled=cancelled,
+            settings=s,
+        )
+
+
 def mine(
     candles: Candles,
     settings: MinerSettings,
@@ -49,57 +115,30 @@ def mine(
     resume_state: dict | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
 ) -> MiningResult:
-    """Mine ``settings.generations`` generations and return the best genome found.
+    """Mine ``settings.generations`` generations in this process and return the best genome found.
 
     ``should_stop`` is polled between batches (cancellation); ``on_checkpoint`` receives the GA
     state after every generation and ``resume_state`` continues from such a state.
     """
-    evaluator = evaluator or BalancedEvaluator()
+    session = MiningSession(len(candles), candles.fingerprint, settings, evaluator, resume_state)
     backtester = backtester or LocalBacktester(candles, settings.costs)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
-    train, holdout = split_windows(len(candles), settings.holdout_fraction)
-    search = GeneticSearch(settings, state=resume_state)
-
-    def result(cancelled: bool) -> MiningResult:
-        best = search.best_row
-        train_metrics = holdout_metrics = None
-        if best is not None:
-            train_metrics = metrics_dict(backtester.evaluate(best[None, :], train)[0])
-            if holdout is not None:
-                holdout_metrics = metrics_dict(backtester.evaluate(best[None, :], holdout)[0])
-        return MiningResult(
-            best_genome=None if best is None else decode(best),
-            fitness=None if best is None else search.best_fitness,
-            train_metrics=train_metrics, holdout_metrics=holdout_metrics,
-            evaluator_version=evaluator.version, seed=settings.seed, data_fingerprint=candles.fingerprint,
-            train_bars=train.bars, holdout_bars=holdout.bars if holdout else 0,
-            generations_run=search.generation, history=list(search.history), cancelled=cancelled,
-            settings=settings,
-        )
-
-    emit(ev.JobStarted(population=settings.population, generations=settings.generations,
-                       train_bars=train.bars, holdout_bars=holdout.bars if holdout else 0,
-                       data_fingerprint=candles.fingerprint, evaluator_version=evaluator.version))
-    while not search.done:
-        generation = search.generation
+    emit(session.started())
+    while not session.done:
+        generation = session.generation
         emit(ev.GenerationStarted(generation=generation))
-        population = search.ask()
-        metrics = evaluate_population(backtester, population, train, settings.batch_size, stop,
+        population = session.population()
+        metrics = evaluate_population(backtester, population, session.train, settings.batch_size, stop,
                                       partial(_emit_batch, emit, generation))
         if metrics is None:
             emit(ev.Cancelled(generation=generation))
-            return result(cancelled=True)
-        fitness = evaluator.fitness(metrics)
-        search.tell(fitness)
-        top = int(np.argmax(fitness))
-        emit(ev.GenerationBest(generation=generation, fitness=float(fitness[top]),
-                               best_fitness_so_far=search.best_fitness, genome=decode(population[top]),
-                               metrics=metrics_dict(metrics[top])))
+            return session.result(backtester.evaluate, cancelled=True)
+        emit(session.tell(population, metrics))
         if on_checkpoint is not None:
-            on_checkpoint(search.state())
-    final = result(cancelled=False)
-    emit(ev.Finished(best_fitness=search.best_fitness, generations_run=search.generation))
+            on_checkpoint(session.checkpoint())
+    final = session.result(backtester.evaluate)
+    emit(ev.Finished(best_fitness=session.search.best_fitness, generations_run=session.generation))
     return final
 
 
