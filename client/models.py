@@ -1,0 +1,172 @@
+"""Wire models: the single definition of the HTTP/WebSocket API, shared by the service and the client.
+
+Pure pydantic, so a laptop with only the base install (no Ray, no Numba, no numpy) can import them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Costs(_Wire):
+    fee_bps: float = Field(60.0, ge=0, le=1000, description="fee per side, basis points (60 = 0.60 %)")
+    slippage_bps: float = Field(5.0, ge=0, le=1000, description="adverse slippage per fill, basis points")
+    initial_cash: float = Field(10_000.0, gt=0, description="starting cash, USD")
+
+
+class JobSpec(_Wire):
+    """What to mine. Omitted costs and evaluator take the service's configured defaults."""
+
+    dataset: str = Field(min_length=1, max_length=200, description="dataset name, see GET /v1/datasets")
+    population: int = Field(50, ge=4, le=100_000)
+    generations: int = Field(20, ge=1, le=100_000)
+    risk: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    holdout_fraction: float = Field(0.2, ge=0.0, le=0.5)
+    costs: Costs | None = None
+    evaluator: str | None = Field(None, description="evaluator name; default: the service's default")
+
+    @field_validator("risk", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+TERMINAL_EVENTS = ("finished", "failed", "cancelled")
+
+
+class BestSoFar(_Wire):
+    generation: int
+    fitness: float
+    strategy: str = Field(description="the genome in one readable line")
+    genome: dict[str, Any]
+    metrics: dict[str, float]
+
+
+class Progress(_Wire):
+    generation: int = Field(0, description="generations completed")
+    generations: int
+    evaluated: int = Field(0, description="genomes evaluated in the generation under way")
+    population: int
+    evaluations: int = Field(0, description="genomes evaluated since the job started")
+
+
+class JobInfo(_Wire):
+    id: str
+    status: JobStatus
+    spec: JobSpec
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    evaluator_version: str | None = None
+    progress: Progress
+    best: BestSoFar | None = None
+
+
+class Submitted(_Wire):
+    id: str
+    status: JobStatus
+
+
+class Event(_Wire):
+    """One entry of a job's append-only event log; ``seq`` counts from 1 per job."""
+
+    seq: int
+    job_id: str
+    type: str = Field(description="job_started, generation_started, batch_evaluated, generation_best, "
+                                  "finished, failed or cancelled")
+    time: float
+    data: dict[str, Any]
+
+
+class Trade(_Wire):
+    entry_time: int
+    exit_time: int
+    entry_price: float
+    exit_price: float
+    units: float
+    pnl: float
+    exit_reason: str
+
+
+class EquityCurve(_Wire):
+    """Close-marked equity, downsampled to at most a few thousand points for plotting."""
+
+    time: list[int]
+    equity: list[float]
+
+
+class Backtest(_Wire):
+    metrics: dict[str, float]
+    trades: list[Trade]
+    equity: EquityCurve
+
+
+class JobResult(_Wire):
+    job_id: str
+    dataset: str
+    strategy: str
+    genome: dict[str, Any]
+    fitness: float
+    train: Backtest
+    holdout: Backtest | None
+    evaluator_version: str
+    seed: int
+    data_fingerprint: str
+    generations_run: int
+    history: list[float]
+
+
+class DatasetInfo(_Wire):
+    name: str
+    fingerprint: str
+    candles: int
+    first_time: int
+    last_time: int
+    bar_seconds: int
+    gaps: int
+    largest_gap_seconds: int
+    source: Literal["data_dir", "upload", "synthetic"]
+
+
+class NodeInfo(_Wire):
+    node_id: str
+    address: str
+    label: str | None
+    cpus: float
+    alive: bool
+    workers: int
+
+
+class ClusterInfo(_Wire):
+    nodes: list[NodeInfo]
+    workers: int
+    pending_workers: int
+
+
+class ErrorBody(_Wire):
+    """Every 4xx/5xx answer: a stable machine-readable code and a sentence for people."""
+
+    error: str
+    message: str
+    details: list[dict[str, Any]] | None = None

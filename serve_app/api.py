@@ -1,0 +1,189 @@
+"""MinerAPI: the stateless FastAPI ingress (HTTP + WebSocket) in front of the coordinator.
+
+It authenticates, validates with the wire models, forwards to the coordinator and maps errors to
+JSON answers in one place. It keeps no job state, so it can be redeployed or restarted while jobs run.
+
+No ``from __future__ import annotations`` here: Serve rewrites the signatures of class-based routes, and
+string annotations then fail to resolve (a WebSocket parameter silently becomes a query parameter).
+"""
+
+
+import hmac
+import logging
+
+from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from ray import serve
+from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayTaskError
+from starlette.exceptions import HTTPException
+
+from client import models as wire
+from serve_app.config import COORDINATOR_NAME, NAMESPACE, RuntimeConfig, ServiceSettings
+from serve_app.coordinator import MinerCoordinator
+from serve_app.errors import MinerError, TooLarge, Unavailable
+
+log = logging.getLogger("ray.serve")
+UNAVAILABLE = (ActorDiedError, ActorUnavailableError, GetTimeoutError)
+
+app = FastAPI(title="Strategy miner", version="1",
+              description="Submit GA mining jobs, follow them live, fetch the best strategies. "
+                          "Every /v1 route needs `Authorization: Bearer <token>`.")
+
+
+def _error(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status,
+                        content=wire.ErrorBody(error=code, message=message, details=details).model_dump())
+
+
+@app.exception_handler(MinerError)
+async def _miner_error(request: Request, exc: MinerError) -> JSONResponse:
+    return _error(exc.status, exc.code, exc.message)
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
+               for e in exc.errors()]
+    summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
+    return _error(422, "invalid_request", summary, details)
+
+
+@app.exception_handler(HTTPException)
+async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http_error")
+    return _error(exc.status_code, code, str(exc.detail))
+
+
+def _token_matches(expected: str, presented: str | None) -> bool:
+    return presented is not None and hmac.compare_digest(expected.encode(), presented.encode())
+
+
+def _bearer(header: str | None) -> str | None:
+    if header and header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return None
+
+
+def require_token(request: Request) -> None:
+    if not _token_matches(request.app.state.token, _bearer(request.headers.get("authorization"))):
+        raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer <token>' "
+                                 "(the token is in ~/.miner/token on the head node)")
+
+
+async def call(ref):
+    """Await a coordinator call, turning its domain errors back into themselves and outages into 503."""
+    try:
+        return await ref
+    except RayTaskError as exc:
+        if isinstance(exc.cause, MinerError):
+            raise exc.cause from None
+        raise
+    except UNAVAILABLE as exc:
+        raise Unavailable("the coordinator is restarting; retry in a few seconds") from exc
+
+
+auth = [Depends(require_token)]
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200, health_check_period_s=10)
+@serve.ingress(app)
+class MinerAPI:
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        app.state.token = settings.api_token
+        self.coordinator = MinerCoordinator.options(
+            name=COORDINATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        ).remote(settings.model_dump())
+
+    async def reconfigure(self, user_config: dict) -> None:
+        await self.coordinator.configure.remote(RuntimeConfig(**user_config).model_dump())
+
+    async def check_health(self) -> None:
+        """Also wakes a restarted coordinator so it resumes unfinished jobs without waiting for a client."""
+        try:
+            await self.coordinator.ping.remote()
+        except UNAVAILABLE:
+            log.warning("coordinator unavailable during health check; it restarts by itself")
+
+    @app.get("/healthz", tags=["service"])
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @app.get("/v1/cluster", dependencies=auth, tags=["service"])
+    async def cluster(self) -> wire.ClusterInfo:
+        return wire.ClusterInfo(**await call(self.coordinator.cluster.remote()))
+
+    @app.get("/v1/datasets", dependencies=auth, tags=["datasets"])
+    async def datasets(self) -> list[wire.DatasetInfo]:
+        return [wire.DatasetInfo(**d) for d in await call(self.coordinator.list_datasets.remote())]
+
+    @app.post("/v1/datasets", dependencies=auth, status_code=201, tags=["datasets"],
+              openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
+                                             "required": True}})
+    async def upload_dataset(self, request: Request,
+                             name: str = Query(..., description="name to mine it under")) -> wire.DatasetInfo:
+        """Upload a CSV (timestamp, open, high, low, close, volume) as the raw request body."""
+        limit = int(self.settings.max_upload_mb * 1e6)
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB")
+        body = bytearray()
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise TooLarge(f"upload exceeds the limit of {limit / 1e6:.0f} MB")
+        return wire.DatasetInfo(**await call(self.coordinator.upload_dataset.remote(name, bytes(body))))
+
+    @app.post("/v1/jobs", dependencies=auth, status_code=202, tags=["jobs"])
+    async def submit(self, spec: wire.JobSpec) -> wire.Submitted:
+        """Queue a mining job. It is stored before this answer, so an accepted job is never lost."""
+        return wire.Submitted(**await call(self.coordinator.submit.remote(spec.model_dump(mode="json"))))
+
+    @app.get("/v1/jobs", dependencies=auth, tags=["jobs"])
+    async def jobs(self, limit: int = Query(100, ge=1, le=1000)) -> list[wire.JobInfo]:
+        return [wire.JobInfo(**j) for j in await call(self.coordinator.jobs.remote(limit))]
+
+    @app.get("/v1/jobs/{job_id}", dependencies=auth, tags=["jobs"])
+    async def job(self, job_id: str) -> wire.JobInfo:
+        return wire.JobInfo(**await call(self.coordinator.job.remote(job_id)))
+
+    @app.get("/v1/jobs/{job_id}/result", dependencies=auth, tags=["jobs"])
+    async def result(self, job_id: str) -> wire.JobResult:
+        return wire.JobResult(**await call(self.coordinator.result.remote(job_id)))
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=auth, status_code=202, tags=["jobs"])
+    async def cancel(self, job_id: str) -> dict:
+        """Stop a job between batches; its events end with 'cancelled'."""
+        return await call(self.coordinator.cancel.remote(job_id))
+
+    @app.websocket("/v1/jobs/{job_id}/events")
+    async def events(self, websocket: WebSocket, job_id: str, since: int = 0, token: str | None = None) -> None:
+        """Replay stored events with seq > since, then stream live ones; closes after the terminal event.
+
+        Authenticate with the Authorization header, or ``?token=`` where a client cannot set headers.
+        """
+        await websocket.accept()  # accept first: a close before accept reaches clients as a bare HTTP 403
+        presented = _bearer(websocket.headers.get("authorization")) or token
+        if not _token_matches(websocket.app.state.token, presented):
+            await websocket.close(code=4401, reason="missing or wrong token")
+            return
+        try:
+            await call(self.coordinator.job.remote(job_id))
+        except MinerError as exc:
+            await websocket.close(code=4404, reason=exc.message[:120])
+            return
+        try:
+            while True:
+                events = await call(self.coordinator.events.remote(job_id, since))
+                for event in events:
+                    await websocket.send_text(wire.Event(**event).model_dump_json())
+                    since = event["seq"]
+                    if event["type"] in wire.TERMINAL_EVENTS:
+                        await websocket.close(code=1000)
+                        return
+        except WebSocketDisconnect:
+            return
+        except MinerError as exc:
+            await websocket.close(code=1011, reason=exc.message[:120])

@@ -1,0 +1,66 @@
+"""Typed service settings: the app's ``args`` (fixed at deploy) and ``user_config`` (live, via reconfigure).
+
+Unknown keys are rejected, so a typo in deploy/config.yaml fails ``serve deploy`` with a message
+instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from client.models import Costs
+
+COORDINATOR_NAME = "miner-coordinator"
+NAMESPACE = "miner"
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PoolSettings(_Config):
+    workers_per_label: dict[str, int] = Field(
+        default_factory=dict,
+        description="workers on each node carrying this custom resource (e.g. head: 12, air: 10); "
+                    "nodes without a listed label get one worker per CPU")
+    batch_target_s: float = Field(0.1, gt=0, le=10, description="aim for this much kernel time per call")
+    batch_timeout_s: float = Field(60.0, gt=0, description="resend a batch to another worker after this long")
+    refresh_interval_s: float = Field(5.0, gt=0, description="how often to look for joined or lost nodes")
+
+
+class RuntimeConfig(_Config):
+    """``user_config`` of the MinerAPI deployment: applied in place by ``reconfigure``."""
+
+    pool: PoolSettings = PoolSettings()
+    default_costs: Costs = Costs()
+    default_evaluator: str = "balanced"
+    max_running_jobs: int = Field(4, ge=1, le=64, description="jobs mined at once; the rest wait queued")
+
+
+class ServiceSettings(_Config):
+    """``args`` of the application (see ``serve_app.app:build_app``)."""
+
+    store_path: str = Field("~/.miner/miner.db", description="SQLite job store on the head node")
+    data_dir: str | None = Field(None, description="folder of CSV/Parquet candle files offered as datasets")
+    upload_dir: str = Field("~/.miner/uploads", description="where uploaded datasets are kept")
+    max_upload_mb: float = Field(50.0, gt=0)
+    token: str | None = Field(None, description="API bearer token; default: $MINER_TOKEN")
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    @model_validator(mode="after")
+    def _token_required(self) -> ServiceSettings:
+        if not self.api_token:
+            raise ValueError("no API token: set 'token' in the app args or MINER_TOKEN on the head node "
+                             "(deploy/start-head.sh generates one)")
+        return self
+
+    @property
+    def api_token(self) -> str | None:
+        return self.token or os.environ.get("MINER_TOKEN")
+
+    def path(self, value: str) -> Path:
+        return Path(value).expanduser()

@@ -1,0 +1,242 @@
+"""MinerCoordinator: the named, detached actor that owns jobs, datasets and the worker pool.
+
+Created by the Serve ingress with ``get_if_exists=True``, so it outlives replica restarts and
+redeploys. If it dies, Ray restarts it (``max_restarts=-1``) with empty memory: the JobStore is the
+truth, and unfinished jobs resume from their last checkpoint, giving the same result they would
+have given without the interruption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import ray
+
+from client import models as wire
+from engine import events as ev
+from engine.backtester import LocalBacktester
+from engine.features import FeatureStore
+from engine.miner import MiningSession
+from serve_app import mapping
+from serve_app.config import RuntimeConfig, ServiceSettings
+from serve_app.datasets import DatasetRegistry
+from serve_app.errors import Conflict, NotFound
+from serve_app.pool import WorkerPool
+from serve_app.store import JobStore
+
+EVENT_WAIT_S = 20.0
+
+
+class _Cancelled(Exception):
+    """Raised inside a job's runner when the job was cancelled between batches."""
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class MinerCoordinator:
+    def __init__(self, settings: dict):
+        self.settings = ServiceSettings(**settings)
+        self.runtime = RuntimeConfig()
+        s = self.settings
+        self.store = JobStore(s.path(s.store_path))
+        self.datasets = DatasetRegistry(s.path(s.data_dir) if s.data_dir else None, s.path(s.upload_dir),
+                                        int(s.max_upload_mb * 1e6))
+        self.pool = WorkerPool(self.runtime.pool)
+        self._features: dict[str, FeatureStore] = {}  # for final reports, per dataset fingerprint
+        self._changed: dict[str, asyncio.Event] = {}
+        self._cancelled: set[str] = set()
+        self._runners: dict[str, asyncio.Task] = {}
+        self._slots: asyncio.Semaphore | None = None
+        self._start_lock: asyncio.Lock | None = None
+        self._started = False
+
+    # ---- start-up ----------------------------------------------------------------------------------
+    async def _ensure_started(self) -> None:
+        """Start the pool and resume unfinished jobs, once per process (also after a restart)."""
+        if self._started:
+            return
+        self._start_lock = self._start_lock or asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            self._slots = asyncio.Semaphore(self.runtime.max_running_jobs)
+            await self.pool.start()
+            for job in self.store.unfinished_jobs():
+                self._launch(job["id"])
+            self._started = True
+
+    async def ping(self) -> bool:
+        await self._ensure_started()
+        return True
+
+    async def configure(self, runtime: dict) -> None:
+        """New ``user_config``: defaults for new jobs and pool sizing; running jobs keep what they pinned."""
+        self.runtime = RuntimeConfig(**runtime)
+        self.pool.reconfigure(self.runtime.pool)
+        await self._ensure_started()
+        await self.pool.refresh()
+
+    # ---- events ------------------------------------------------------------------------------------
+    def _emit(self, job_id: str, type_: str, data: dict) -> None:
+        self.store.append_event(job_id, type_, data)
+        changed = self._changed.pop(job_id, None)
+        if changed is not None:
+            changed.set()
+
+    def _emit_engine(self, job_id: str, event: ev._Event) -> None:
+        self._emit(job_id, *mapping.event_data(event))
+
+    async def events(self, job_id: str, since: int, wait_s: float = EVENT_WAIT_S) -> list[dict]:
+        """Stored events after ``since``; if there are none yet, wait up to ``wait_s`` for new ones."""
+        await self._ensure_started()
+        self._job(job_id)
+        changed = self._changed.setdefault(job_id, asyncio.Event())
+        events = self.store.events_after(job_id, since)
+        if events or self._job(job_id)["status"] in ("finished", "failed", "cancelled"):
+            return events
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), wait_s)
+        return self.store.events_after(job_id, since)
+
+    # ---- jobs --------------------------------------------------------------------------------------
+    def _job(self, job_id: str) -> dict:
+        job = self.store.get_job(job_id)
+        if job is None:
+            raise NotFound(f"unknown job '{job_id}'")
+        return job
+
+    @staticmethod
+    def _info(job: dict) -> dict:
+        return wire.JobInfo(**job).model_dump(mode="json")
+
+    async def submit(self, spec: dict) -> dict:
+        """Validate, store (before answering), then queue a job."""
+        await self._ensure_started()
+        resolved = mapping.resolve_spec(wire.JobSpec(**spec), self.runtime)
+        self.datasets.get(resolved.dataset)  # unknown or broken dataset: 4xx now, not a failed job later
+        progress = wire.Progress(generations=resolved.generations, population=resolved.population)
+        job_id = self.store.create_job(resolved.model_dump(mode="json"), progress.model_dump())
+        self._launch(job_id)
+        return {"id": job_id, "status": "queued"}
+
+    def _launch(self, job_id: str) -> None:
+        self._runners[job_id] = task = asyncio.create_task(self._run(job_id))
+        task.add_done_callback(lambda _: self._runners.pop(job_id, None))
+
+    async def job(self, job_id: str) -> dict:
+        return self._info(self._job(job_id))
+
+    async def jobs(self, limit: int = 100) -> list[dict]:
+        return [self._info(job) for job in self.store.list_jobs(limit)]
+
+    async def result(self, job_id: str) -> dict:
+        job = self._job(job_id)
+        result = self.store.get_result(job_id)
+        if result is None:
+            raise Conflict(f"job '{job_id}' is {job['status']}: a result exists only once it has finished")
+        return result
+
+    async def cancel(self, job_id: str) -> dict:
+        job = self._job(job_id)
+        if job["status"] in ("finished", "failed", "cancelled"):
+            raise Conflict(f"job '{job_id}' is already {job['status']}")
+        self._cancelled.add(job_id)
+        self.pool.drop(job_id)
+        if job["status"] == "queued" and job_id not in self._runners:
+            self._finish_cancelled(job_id, generation=0)
+        return {"id": job_id, "status": "cancelling"}
+
+    def _finish_cancelled(self, job_id: str, generation: int) -> None:
+        self.store.set_status(job_id, "cancelled")
+        self._emit_engine(job_id, ev.Cancelled(generation=generation))
+
+    async def _run(self, job_id: str) -> None:
+        async with self._slots:
+            generation = 0
+            try:
+                job = self._job(job_id)
+                spec = wire.JobSpec(**job["spec"])
+                generation = await self._mine(job_id, spec, job["progress"])
+            except _Cancelled:
+                self._finish_cancelled(job_id, generation)
+            except asyncio.CancelledError:
+                if job_id not in self._cancelled:
+                    raise
+                self._finish_cancelled(job_id, generation)
+            except Exception as exc:
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                self.store.set_status(job_id, "failed", error=message)
+                self._emit(job_id, "failed", {"error": message})
+
+    async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> int:
+        dataset = self.datasets.get(spec.dataset)
+        candles = dataset.candles
+        session = MiningSession(len(candles), candles.fingerprint, mapping.settings_for(spec),
+                                mapping.evaluator_for(spec), resume_state=self.store.load_checkpoint(job_id))
+        progress = wire.Progress(**progress)
+        costs = (spec.costs or wire.Costs()).model_dump()
+        if session.generation == 0:
+            self._emit_engine(job_id, session.started())
+        self.store.set_status(job_id, "running")
+        self.store.set_progress(job_id, progress.model_dump(), evaluator_version=session.evaluator.version)
+        while not session.done:
+            if job_id in self._cancelled:
+                raise _Cancelled
+            generation = session.generation
+            self._emit_engine(job_id, ev.GenerationStarted(generation=generation))
+            population = session.population()
+
+            def on_progress(done: int, total: int, generation=generation, progress=progress) -> None:
+                self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
+                self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
+
+            metrics = await self.pool.evaluate(job_id, candles.fingerprint, dataset.ref, population, session.train,
+                                               costs, on_progress)
+            best = session.tell(population, metrics)
+            self.store.save_checkpoint(job_id, session.generation, session.checkpoint())
+            progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
+                                                   "evaluations": progress.evaluations + len(population)})
+            self.store.set_progress(job_id, progress.model_dump(), mapping.best_so_far(best).model_dump(mode="json"))
+            self._emit_engine(job_id, best)
+        await self._finish(job_id, spec, dataset, session)
+        return session.generation
+
+    async def _finish(self, job_id: str, spec: wire.JobSpec, dataset, session: MiningSession) -> None:
+        """Result with full reports, computed here (a few backtests) so it needs no worker."""
+        candles = dataset.candles
+        features = self._features.setdefault(candles.fingerprint, FeatureStore(candles))
+        tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=features)
+
+        def build() -> wire.JobResult:
+            result = session.result(tester.evaluate)
+            best = session.search.best_row
+            holdout = tester.report(best, session.holdout) if session.holdout else None
+            return mapping.job_result(job_id, spec.dataset, result, tester.report(best, session.train), holdout)
+
+        result = await asyncio.to_thread(build)
+        self.store.save_result(job_id, result.model_dump(mode="json"))
+        self.store.set_status(job_id, "finished")
+        self._emit_engine(job_id, ev.Finished(best_fitness=result.fitness, generations_run=result.generations_run))
+
+    # ---- datasets and cluster ----------------------------------------------------------------------
+    async def list_datasets(self) -> list[dict]:
+        return [d.model_dump() for d in self.datasets.list()]
+
+    async def upload_dataset(self, name: str, content: bytes) -> dict:
+        return self.datasets.add_upload(name, content).model_dump()
+
+    async def cluster(self) -> dict:
+        await self._ensure_started()
+        workers = self.pool.workers()
+        nodes = []
+        for node in await asyncio.to_thread(ray.nodes):
+            label, _ = self.pool.placement(node)
+            nodes.append(wire.NodeInfo(
+                node_id=node["NodeID"], address=node["NodeManagerAddress"], label=label,
+                cpus=node["Resources"].get("CPU", 0.0), alive=node["Alive"],
+                workers=sum(1 for w in workers if w["node_id"] == node["NodeID"] and w["ready"])))
+        ready = sum(1 for w in workers if w["ready"])
+        return wire.ClusterInfo(nodes=nodes, workers=ready, pending_workers=len(workers) - ready).model_dump()
+
+    async def worker_details(self) -> list[dict]:
+        return self.pool.workers()

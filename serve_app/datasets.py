@@ -1,0 +1,115 @@
+"""DatasetRegistry: the candle files the service can mine, validated once by ``engine``.
+
+Datasets come from the configured data folder, from uploads (kept in the upload folder) and the
+built-in synthetic series. Each is loaded and validated once; workers receive it through one
+``ray.put`` per dataset and cache it by fingerprint, so a node holds one copy in its object store.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+
+from client.models import DatasetInfo
+from engine.candles import CandleDataError, Candles, load_candles
+from engine.synthetic import synthetic_candles
+from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+SUFFIXES = (".csv", ".parquet")
+SYNTHETIC = "synthetic"
+
+
+@dataclass
+class Dataset:
+    info: DatasetInfo
+    candles: Candles
+    _ref: list = field(default_factory=list)
+
+    @property
+    def ref(self) -> ray.ObjectRef:
+        """The candles in the object store (put once, on first use)."""
+        if not self._ref:
+            self._ref.append(ray.put(self.candles))
+        return self._ref[0]
+
+
+def _info(name: str, candles: Candles, source: str) -> DatasetInfo:
+    gaps = candles.gaps
+    return DatasetInfo(name=name, fingerprint=candles.fingerprint, candles=len(candles),
+                       first_time=int(candles.timestamp[0]), last_time=int(candles.timestamp[-1]),
+                       bar_seconds=candles.bar_seconds, gaps=gaps.count, largest_gap_seconds=gaps.largest_seconds,
+                       source=source)
+
+
+class DatasetRegistry:
+    def __init__(self, data_dir: Path | None, upload_dir: Path, max_upload_bytes: int):
+        self.data_dir = data_dir
+        self.upload_dir = upload_dir
+        self.max_upload_bytes = max_upload_bytes
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self._datasets: dict[str, Dataset] = {}
+        self._errors: dict[str, str] = {}
+
+    def _files(self) -> list[tuple[Path, str]]:
+        found = []
+        for folder, source in ((self.data_dir, "data_dir"), (self.upload_dir, "upload")):
+            if folder is not None and folder.is_dir():
+                found += [(p, source) for p in sorted(folder.iterdir())
+                          if p.suffix.lower() in SUFFIXES and not p.name.startswith(".")]
+        return found
+
+    def refresh(self) -> None:
+        """Load files not seen yet; a file that fails validation is reported, not served."""
+        for path, source in self._files():
+            if path.stem not in self._datasets and path.stem not in self._errors:
+                try:
+                    self._datasets[path.stem] = Dataset(_info(path.stem, c := load_candles(path), source), c)
+                except CandleDataError as exc:
+                    self._errors[path.stem] = str(exc)
+        if SYNTHETIC not in self._datasets:
+            candles = synthetic_candles()
+            self._datasets[SYNTHETIC] = Dataset(_info(SYNTHETIC, candles, "synthetic"), candles)
+
+    def list(self) -> list[DatasetInfo]:
+        self.refresh()
+        return [d.info for _, d in sorted(self._datasets.items())]
+
+    def get(self, name: str) -> Dataset:
+        if name not in self._datasets:
+            self.refresh()
+        if name in self._errors:
+            raise InvalidData(f"dataset '{name}' cannot be used: {self._errors[name]}")
+        if name not in self._datasets:
+            known = ", ".join(sorted(self._datasets)) or "none"
+            raise NotFound(f"unknown dataset '{name}'; available: {known}")
+        return self._datasets[name]
+
+    def add_upload(self, name: str, content: bytes) -> DatasetInfo:
+        """Validate and keep an uploaded CSV. An existing name is only accepted with identical content."""
+        if not NAME_PATTERN.match(name):
+            raise InvalidData(f"dataset name '{name}' must be 1-100 letters, digits, '.', '_' or '-', "
+                              "starting with a letter or digit")
+        if len(content) > self.max_upload_bytes:
+            raise TooLarge(f"upload is {len(content) / 1e6:.1f} MB; the limit is {self.max_upload_bytes / 1e6:.0f} MB")
+        staged = self.upload_dir / f".{name}.staged.csv"  # hidden: refresh() skips dot-files
+        staged.write_bytes(content)
+        try:
+            candles = load_candles(staged)
+            self.refresh()
+            existing = self._datasets.get(name)
+            if existing is not None:
+                if existing.info.fingerprint == candles.fingerprint:
+                    return existing.info
+                raise Conflict(f"dataset '{name}' already exists with different candles; upload under a new name")
+            staged.replace(self.upload_dir / f"{name}.csv")
+        except CandleDataError as exc:
+            raise InvalidData(str(exc).replace(str(staged), f"upload '{name}'")) from None
+        finally:
+            staged.unlink(missing_ok=True)
+        info = _info(name, candles, "upload")
+        self._datasets[name] = Dataset(info, candles)
+        return info

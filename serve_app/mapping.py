@@ -1,0 +1,75 @@
+"""The one place where wire models (client.models) and engine objects meet."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from client import models as wire
+from engine import events as ev
+from engine.backtester import Report
+from engine.evaluator import Evaluator, get_evaluator
+from engine.genome import Genome
+from engine.miner import MiningResult
+from engine.settings import Costs, MinerSettings
+from serve_app.config import RuntimeConfig
+from serve_app.errors import InvalidData
+
+MAX_CURVE_POINTS = 2_000
+
+
+def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig) -> wire.JobSpec:
+    """Fill in the service defaults (costs, evaluator) so a stored job never changes meaning later."""
+    resolved = spec.model_copy(update={"costs": spec.costs or runtime.default_costs,
+                                       "evaluator": spec.evaluator or runtime.default_evaluator})
+    evaluator_for(resolved)  # reject unknown evaluators before the job is accepted
+    return resolved
+
+
+def settings_for(spec: wire.JobSpec) -> MinerSettings:
+    costs = spec.costs or wire.Costs()
+    return MinerSettings(population=spec.population, generations=spec.generations, risk=spec.risk, seed=spec.seed,
+                         holdout_fraction=spec.holdout_fraction,
+                         costs=Costs(fee_bps=costs.fee_bps, slippage_bps=costs.slippage_bps,
+                                     initial_cash=costs.initial_cash))
+
+
+def evaluator_for(spec: wire.JobSpec) -> Evaluator:
+    try:
+        return get_evaluator(spec.evaluator or "balanced")
+    except ValueError as exc:
+        raise InvalidData(str(exc)) from None
+
+
+def event_data(event: ev._Event) -> tuple[str, dict]:
+    """(type, JSON payload) of an engine event; a generation's best also gets its readable line."""
+    data = event.model_dump(mode="json", exclude={"type"})
+    if isinstance(event, ev.GenerationBest):
+        data["strategy"] = event.genome.describe()
+    return event.type, data
+
+
+def best_so_far(event: ev.GenerationBest) -> wire.BestSoFar:
+    return wire.BestSoFar(generation=event.generation, fitness=event.fitness, strategy=event.genome.describe(),
+                          genome=event.genome.model_dump(mode="json"), metrics=event.metrics)
+
+
+def _curve(report: Report) -> wire.EquityCurve:
+    step = max(1, int(np.ceil(report.equity.size / MAX_CURVE_POINTS)))
+    index = np.unique(np.concatenate([np.arange(0, report.equity.size, step), [report.equity.size - 1]]))
+    return wire.EquityCurve(time=report.timestamps[index].tolist(), equity=report.equity[index].tolist())
+
+
+def backtest(report: Report) -> wire.Backtest:
+    return wire.Backtest(metrics=report.metrics, trades=[wire.Trade(**t) for t in report.trades],
+                         equity=_curve(report))
+
+
+def job_result(job_id: str, dataset: str, result: MiningResult, train: Report,
+               holdout: Report | None) -> wire.JobResult:
+    genome: Genome = result.best_genome
+    return wire.JobResult(job_id=job_id, dataset=dataset, strategy=genome.describe(),
+                          genome=genome.model_dump(mode="json"), fitness=result.fitness, train=backtest(train),
+                          holdout=None if holdout is None else backtest(holdout),
+                          evaluator_version=result.evaluator_version, seed=result.seed,
+                          data_fingerprint=result.data_fingerprint, generations_run=result.generations_run,
+                          history=result.history)

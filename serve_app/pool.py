@@ -1,0 +1,262 @@
+"""WorkerPool: long-lived BacktestWorker actors on every alive node, shared fairly by all jobs.
+
+Placement follows labels, never node ids: a node carrying a custom resource named in
+``workers_per_label`` (started with ``ray start --resources '{"air": 10}'``) gets that many workers,
+each requesting one unit of the label; other nodes get one worker per CPU. A laptop that sleeps and
+rejoins under a new node id is simply a new node: the refresh loop places workers on it.
+
+Scheduling policy (docs/architecture.md): each job's population is cut into chunks sized so that a
+call carries about ``batch_target_s`` of kernel time; free workers take chunks from the jobs' queues in
+round-robin order, so a small job waits at most one chunk per running job, never behind a whole long
+job. A chunk whose worker dies is re-queued at once; one that takes longer than ``batch_timeout_s``
+is also sent to another worker and the first answer wins (answers are deterministic, so duplicates are
+harmless). Results are placed by genome index, never by completion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from engine.backtester import Window
+from engine.layout import N_METRICS
+from serve_app.config import PoolSettings
+from serve_app.worker import BacktestWorker
+
+WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
+
+
+@dataclass
+class _Worker:
+    handle: ray.actor.ActorHandle
+    node_id: str
+    label: str | None
+    ready: bool = False
+    busy: bool = False
+    pid: int | None = None
+
+
+@dataclass
+class _Chunk:
+    job: str
+    lo: int
+    hi: int
+    args: tuple
+    future: asyncio.Future
+    sent_at: list[float] = field(default_factory=list)
+
+
+class WorkerPool:
+    def __init__(self, settings: PoolSettings):
+        self.settings = settings
+        self._workers: dict[str, _Worker] = {}
+        self._queues: dict[str, deque[_Chunk]] = {}
+        self._turns: deque[str] = deque()
+        self._in_flight: dict[int, _Chunk] = {}
+        self._wakeup = asyncio.Event()
+        self._seconds_per_genome_bar = 5e-9  # refined from every answer
+        self._tasks: set[asyncio.Task] = set()
+
+    def _spawn(self, coro) -> None:
+        """Run a background task, holding a reference until it ends."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.refresh()
+        for loop in (self._refresh_loop, self._dispatch_loop, self._deadline_loop):
+            self._spawn(loop())
+
+    def reconfigure(self, settings: PoolSettings) -> None:
+        self.settings = settings
+        self._wakeup.set()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.refresh_interval_s)
+            with contextlib.suppress(Exception):  # a GCS hiccup must not kill the loop; next round retries
+                await self.refresh()
+
+    def placement(self, node: dict) -> tuple[str | None, int]:
+        """(label, workers wanted) for a node from ``ray.nodes()``."""
+        resources = node["Resources"]
+        for label, count in self.settings.workers_per_label.items():
+            if label in resources:
+                return label, min(count, int(resources[label]))
+        return None, int(resources.get("CPU", 0))
+
+    async def refresh(self) -> None:
+        """Forget workers on dead nodes; start missing workers on alive ones."""
+        nodes = {n["NodeID"]: n for n in await asyncio.to_thread(ray.nodes) if n["Alive"]}
+        for key, worker in list(self._workers.items()):
+            if worker.node_id not in nodes:
+                del self._workers[key]
+        for node_id, node in nodes.items():
+            label, wanted = self.placement(node)
+            have = sum(1 for w in self._workers.values() if w.node_id == node_id)
+            for _ in range(wanted - have):
+                self._add_worker(node_id, label)
+
+    def _add_worker(self, node_id: str, label: str | None) -> None:
+        if label is not None:
+            options = {"resources": {label: 1}}
+        else:
+            options = {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
+        handle = BacktestWorker.options(**options).remote(label)
+        key = handle._actor_id.hex()
+        self._workers[key] = worker = _Worker(handle, node_id, label)
+        self._spawn(self._await_ready(key, worker))
+
+    async def _await_ready(self, key: str, worker: _Worker) -> None:
+        try:
+            info = await worker.handle.info.remote()
+        except WORKER_LOST:
+            self._workers.pop(key, None)
+            return
+        worker.node_id, worker.pid, worker.ready = info["node_id"], info["pid"], True
+        self._wakeup.set()
+
+    # ---- views -------------------------------------------------------------------------------------
+    @property
+    def ready_workers(self) -> int:
+        return sum(1 for w in self._workers.values() if w.ready)
+
+    def workers(self) -> list[dict]:
+        return [{"node_id": w.node_id, "label": w.label, "ready": w.ready, "busy": w.busy, "pid": w.pid}
+                for w in self._workers.values()]
+
+    # ---- evaluation --------------------------------------------------------------------------------
+    def chunk_size(self, n_genomes: int, bars: int) -> int:
+        """Genomes per call: ~batch_target_s of kernel time, but enough chunks to feed every worker."""
+        by_time = math.ceil(self.settings.batch_target_s / max(self._seconds_per_genome_bar * bars, 1e-12))
+        by_spread = math.ceil(n_genomes / max(1, self.ready_workers))
+        return max(1, min(by_time, by_spread))
+
+    async def evaluate(self, job: str, dataset_id: str, dataset_ref: ray.ObjectRef, genomes: np.ndarray,
+                       window: Window, costs: dict,
+                       on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Metrics for every genome row, computed by the pool; row i of the answer is genome row i."""
+        n = genomes.shape[0]
+        out = np.empty((n, N_METRICS))
+        size = self.chunk_size(n, window.bars)
+        loop = asyncio.get_running_loop()
+        chunks = [_Chunk(job, lo, min(lo + size, n),
+                         (dataset_id, [dataset_ref], genomes[lo:lo + size], window.start, window.end, costs),
+                         loop.create_future()) for lo in range(0, n, size)]
+        if job not in self._queues:
+            self._queues[job] = deque()
+            self._turns.append(job)
+        self._queues[job].extend(chunks)
+        self._wakeup.set()
+        done = 0
+        try:
+            for finished in asyncio.as_completed([c.future for c in chunks]):
+                chunk, metrics = await finished
+                out[chunk.lo:chunk.hi] = metrics
+                done += chunk.hi - chunk.lo
+                if on_progress is not None:
+                    on_progress(done, n)
+        finally:
+            self._forget(job, chunks)
+        return out
+
+    def _forget(self, job: str, chunks: list[_Chunk]) -> None:
+        for chunk in chunks:
+            if not chunk.future.done():
+                chunk.future.cancel()
+        queue = self._queues.get(job)
+        if queue is not None:
+            remaining = deque(c for c in queue if not c.future.done())
+            if remaining:
+                self._queues[job] = remaining
+            else:
+                del self._queues[job]
+                self._turns.remove(job)
+
+    def _next_chunk(self) -> _Chunk | None:
+        """Round-robin over jobs with queued chunks; skips chunks already answered."""
+        for _ in range(len(self._turns)):
+            job = self._turns[0]
+            self._turns.rotate(-1)
+            queue = self._queues.get(job)
+            while queue:
+                chunk = queue.popleft()
+                if not chunk.future.done():
+                    return chunk
+        return None
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while True:
+                worker = next((w for w in self._workers.values() if w.ready and not w.busy), None)
+                if worker is None:
+                    break
+                chunk = self._next_chunk()
+                if chunk is None:
+                    break
+                worker.busy = True
+                chunk.sent_at.append(time.monotonic())
+                self._in_flight[id(chunk)] = chunk
+                self._spawn(self._run(worker, chunk))
+
+    async def _run(self, worker: _Worker, chunk: _Chunk) -> None:
+        try:
+            metrics, seconds = await worker.handle.evaluate.remote(*chunk.args)
+        except WORKER_LOST:
+            self._workers = {k: w for k, w in self._workers.items() if w is not worker}
+            self._requeue(chunk)
+        except Exception as exc:  # the batch itself failed (bad input): the job fails with this error
+            if not chunk.future.done():
+                chunk.future.set_exception(exc)
+        else:
+            genome_bars = (chunk.hi - chunk.lo) * (chunk.args[4] - chunk.args[3])
+            self._seconds_per_genome_bar = 0.8 * self._seconds_per_genome_bar + 0.2 * seconds / genome_bars
+            if not chunk.future.done():
+                chunk.future.set_result((chunk, metrics))
+        finally:
+            worker.busy = False
+            if chunk.future.done():
+                self._in_flight.pop(id(chunk), None)
+            self._wakeup.set()
+
+    def _requeue(self, chunk: _Chunk) -> None:
+        if chunk.future.done():
+            return
+        queue = self._queues.get(chunk.job)
+        if queue is not None:
+            queue.appendleft(chunk)
+            self._wakeup.set()
+
+    async def _deadline_loop(self) -> None:
+        """Resend chunks that have been out too long (a sleeping laptop is declared dead only later)."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for key, chunk in list(self._in_flight.items()):
+                if chunk.future.done():
+                    self._in_flight.pop(key, None)
+                elif now - chunk.sent_at[-1] > self.settings.batch_timeout_s:
+                    chunk.sent_at.append(now)
+                    self._requeue(chunk)
+
+    def drop(self, job: str) -> None:
+        """Forget a job's queued chunks (cancellation); calls already running finish and are ignored."""
+        for chunk in self._queues.pop(job, deque()):
+            if not chunk.future.done():
+                chunk.future.cancel()
+        if job in self._turns:
+            self._turns.remove(job)
