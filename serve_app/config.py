@@ -47,20 +47,26 @@ class ServiceSettings(_Config):
     data_dir: str | None = Field(None, description="folder of CSV/Parquet candle files offered as datasets")
     upload_dir: str = Field("~/.miner/uploads", description="where uploaded datasets are kept")
     max_upload_mb: float = Field(50.0, gt=0)
-    token: str | None = Field(None, description="API bearer token; default: $MINER_TOKEN")
+    token: str | None = Field(None, description="API bearer token; default: $MINER_TOKEN, then token_file")
+    token_file: str = Field("~/.miner/token", description="file holding the API token (deploy/start-head.sh writes it)")
     host: str = "127.0.0.1"
     port: int = 8000
 
     @model_validator(mode="after")
     def _token_required(self) -> ServiceSettings:
         if not self.api_token:
-            raise ValueError("no API token: set 'token' in the app args or MINER_TOKEN on the head node "
-                             "(deploy/start-head.sh generates one)")
+            raise ValueError(f"no API token: set 'token' in the app args, MINER_TOKEN on the head node, or write "
+                             f"one to {self.token_file} (deploy/start-head.sh generates it)")
         return self
 
     @property
     def api_token(self) -> str | None:
-        return self.token or os.environ.get("MINER_TOKEN")
+        if self.token or os.environ.get("MINER_TOKEN"):
+            return self.token or os.environ.get("MINER_TOKEN")
+        path = self.path(self.token_file)
+        if not path.is_file():
+            return None
+        return path.read_text().strip() or None
 
     def path(self, value: str) -> Path:
         return Path(value).expanduser()

@@ -1,0 +1,75 @@
+"""Rich terminal views of jobs: live progress while following, a readable table of a result."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from client import models as wire
+from client.api import MinerClient
+
+METRIC_FORMATS = {
+    "net_pnl": "{:+,.2f}", "return_pct": "{:+.2f} %", "trades": "{:.0f}", "win_rate": "{:.1%}",
+    "max_drawdown": "{:.1%}", "sharpe": "{:+.2f}", "sortino": "{:+.2f}", "profit_factor": "{:.2f}",
+    "exposure": "{:.1%}",
+}
+
+
+def follow(client: MinerClient, job_id: str, console: Console | None = None, since: int = 0) -> str:
+    """Show a job's progress live until it ends; returns the terminal event type."""
+    console = console or Console()
+    started = time.monotonic()
+    evaluations = 0
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        generations = progress.add_task("generations", total=None, info="")
+        genomes = progress.add_task("genomes", total=None, info="")
+        for event in client.events(job_id, since=since):
+            data = event.data
+            if event.type == "job_started":
+                progress.update(generations, total=data["generations"])
+                progress.update(genomes, total=data["population"])
+                console.print(f"job {job_id}: {data['population']} genomes x {data['generations']} generations, "
+                              f"{data['train_bars']} training bars, evaluator {data['evaluator_version']}")
+            elif event.type == "generation_started":
+                progress.update(genomes, completed=0)
+            elif event.type == "batch_evaluated":
+                progress.update(genomes, completed=data["evaluated"], total=data["total"])
+                rate = (evaluations + data["evaluated"]) / max(time.monotonic() - started, 1e-9)
+                progress.update(genomes, info=f"{rate:,.0f} evals/s")
+            elif event.type == "generation_best":
+                evaluations += progress.tasks[genomes].total or 0
+                m = data["metrics"]
+                progress.update(generations, completed=data["generation"] + 1,
+                                info=f"best fitness {data['best_fitness_so_far']:+.3f}  "
+                                     f"pnl {m['net_pnl']:+,.2f}  trades {m['trades']:.0f}")
+            elif event.type in wire.TERMINAL_EVENTS:
+                if event.type == "failed":
+                    console.print(f"[red]job {job_id} failed: {data.get('error')}")
+                elif event.type == "cancelled":
+                    console.print(f"[yellow]job {job_id} cancelled at generation {data.get('generation')}")
+                return event.type
+    return "unknown"
+
+
+def result_table(result: wire.JobResult) -> Table:
+    table = Table(title=f"best strategy of job {result.job_id}")
+    table.add_column("metric")
+    table.add_column("train", justify="right")
+    table.add_column("holdout", justify="right")
+    for name, fmt in METRIC_FORMATS.items():
+        holdout = fmt.format(result.holdout.metrics[name]) if result.holdout else "-"
+        table.add_row(name, fmt.format(result.train.metrics[name]), holdout)
+    return table
+
+
+def print_result(result: wire.JobResult, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"[bold]best strategy:[/bold] {result.strategy}")
+    console.print(result_table(result))
+    console.print(f"fitness {result.fitness:+.4f}  evaluator {result.evaluator_version}  seed {result.seed}  "
+                  f"data {result.dataset} ({result.data_fingerprint})")

@@ -1,0 +1,101 @@
+"""One command, one machine: start a local Ray head and the miner service, mine a demo job, show it.
+
+    python -m serve_app.local --data-dir ../shared/data --dataset BTC-USD_FIVE_MINUTE
+
+This is the embedded default: the same app `serve deploy deploy/config.yaml` runs on a cluster, with
+workers for every CPU here. The API token is written to ~/.miner/token (printed below); with
+``--keep-running`` the service stays up for other terminals (`miner` CLI, MinerClient) until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from client import MinerClient, MinerClientError
+from client.display import follow, print_result
+from client.models import JobSpec
+
+
+def ensure_token(path: Path) -> str:
+    if not path.is_file() or not path.read_text().strip():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m serve_app.local", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", help="folder of candle CSV/Parquet files (default: synthetic data only)")
+    parser.add_argument("--dataset", default=None, help="dataset to mine (default: first file, else synthetic)")
+    parser.add_argument("--population", type=int, default=40)
+    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--risk", default="MEDIUM")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--state-dir", default="~/.miner", help="job store, uploads and the API token")
+    parser.add_argument("--keep-running", action="store_true", help="serve until Ctrl-C after the demo job")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    state = Path(args.state_dir).expanduser()
+    token = ensure_token(state / "token")
+    data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else None
+    if data_dir is not None and not data_dir.is_dir():
+        console.print(f"[red]error: --data-dir {data_dir} is not a folder")
+        return 2
+
+    import ray  # the server side only: the client above needs none of this
+    from ray import serve
+
+    from serve_app.app import build_app_with
+    from serve_app.config import NAMESPACE, RuntimeConfig, ServiceSettings
+
+    console.print(f"starting a local Ray head with {os.cpu_count()} CPUs ...")
+    ray.init(namespace=NAMESPACE, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": "WARNING"})
+    settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(data_dir) if data_dir else None,
+                               upload_dir=str(state / "uploads"), token=token, host=args.host, port=args.port)
+    serve.run(build_app_with(settings, RuntimeConfig()), name="miner", route_prefix="/")
+    url = f"http://{args.host}:{args.port}"
+    console.print(f"miner service up at {url} (docs: {url}/docs); API token in {state / 'token'}")
+    try:
+        with MinerClient(url, token) as client:
+            names = [d.name for d in client.datasets()]
+            dataset = args.dataset or next((n for n in names if n != "synthetic"), "synthetic")
+            if dataset == "synthetic":
+                console.print("[yellow]mining on SYNTHETIC candles (no --data-dir file given)")
+            job = client.submit(JobSpec(dataset=dataset, population=args.population, generations=args.generations,
+                                        risk=args.risk, seed=args.seed))
+            outcome = follow(client, job.id, console)
+            if outcome == "finished":
+                print_result(client.result(job.id), console)
+            if args.keep_running:
+                console.print(f"service running at {url}; Ctrl-C to stop")
+                while True:
+                    time.sleep(3600)
+            return 0 if outcome == "finished" else 4
+    except MinerClientError as exc:
+        console.print(f"[red]error: {exc}")
+        return 3
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
