@@ -110,6 +110,8 @@ class MinerClient:
                         yield event
                         if event.type in wire.TERMINAL_EVENTS:
                             return
+                    if ws.close_code == 1000:  # the service says the log is complete
+                        return
             except InvalidStatus as exc:
                 raise _error_from_status(exc.response.status_code, exc.response.body) from None
             except ConnectionClosed as exc:

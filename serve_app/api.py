@@ -176,13 +176,13 @@ class MinerAPI:
             return
         try:
             while True:
-                events = await call(self.coordinator.events.remote(job_id, since))
-                for event in events:
+                batch = await call(self.coordinator.events.remote(job_id, since))
+                for event in batch["events"]:
                     await websocket.send_text(wire.Event(**event).model_dump_json())
                     since = event["seq"]
-                    if event["type"] in wire.TERMINAL_EVENTS:
-                        await websocket.close(code=1000)
-                        return
+                if batch["ended"]:  # the terminal event has been sent (now or on an earlier connection)
+                    await websocket.close(code=1000)
+                    return
         except WebSocketDisconnect:
             return
         except MinerError as exc:

@@ -15,13 +15,13 @@ import ray
 
 from client import models as wire
 from engine import events as ev
-from engine.backtester import LocalBacktester
+from engine.backtester import LocalBacktester, split_windows
 from engine.features import FeatureStore
 from engine.miner import MiningSession
 from serve_app import mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry
-from serve_app.errors import Conflict, NotFound
+from serve_app.errors import Conflict, InvalidData, NotFound
 from serve_app.pool import WorkerPool
 from serve_app.store import JobStore
 
@@ -86,17 +86,21 @@ class MinerCoordinator:
     def _emit_engine(self, job_id: str, event: ev._Event) -> None:
         self._emit(job_id, *mapping.event_data(event))
 
-    async def events(self, job_id: str, since: int, wait_s: float = EVENT_WAIT_S) -> list[dict]:
-        """Stored events after ``since``; if there are none yet, wait up to ``wait_s`` for new ones."""
+    async def events(self, job_id: str, since: int, wait_s: float = EVENT_WAIT_S) -> dict:
+        """{"events": stored events after ``since``, "ended": whether the job's log is complete}.
+
+        With nothing new yet on a live job, waits up to ``wait_s`` for the next event (long poll).
+        """
         await self._ensure_started()
-        self._job(job_id)
         changed = self._changed.setdefault(job_id, asyncio.Event())
+        ended = self._job(job_id)["status"] in ("finished", "failed", "cancelled")
         events = self.store.events_after(job_id, since)
-        if events or self._job(job_id)["status"] in ("finished", "failed", "cancelled"):
-            return events
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), wait_s)
-        return self.store.events_after(job_id, since)
+        if not events and not ended:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), wait_s)
+            ended = self._job(job_id)["status"] in ("finished", "failed", "cancelled")
+            events = self.store.events_after(job_id, since)
+        return {"events": events, "ended": ended and len(events) < 1000}
 
     # ---- jobs --------------------------------------------------------------------------------------
     def _job(self, job_id: str) -> dict:
@@ -113,7 +117,11 @@ class MinerCoordinator:
         """Validate, store (before answering), then queue a job."""
         await self._ensure_started()
         resolved = mapping.resolve_spec(wire.JobSpec(**spec), self.runtime)
-        self.datasets.get(resolved.dataset)  # unknown or broken dataset: 4xx now, not a failed job later
+        dataset = self.datasets.get(resolved.dataset)  # unknown or broken dataset: 4xx now, not a failed job later
+        try:
+            split_windows(dataset.info.candles, resolved.holdout_fraction)
+        except ValueError as exc:
+            raise InvalidData(f"dataset '{resolved.dataset}': {exc}") from None
         progress = wire.Progress(generations=resolved.generations, population=resolved.population)
         job_id = self.store.create_job(resolved.model_dump(mode="json"), progress.model_dump())
         self._launch(job_id)

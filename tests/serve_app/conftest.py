@@ -1,0 +1,96 @@
+"""One real two-node Ray cluster on loopback for the whole session, with the app deployed from
+deploy/config.yaml (paths, port, token and worker counts overridden for this machine).
+
+Nodes: a head labelled ``head`` and a second node labelled ``air``, like the two-laptop setup.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKERS_PER_LABEL = {"head": 1, "air": 2}
+TOKEN = "test-token-please-ignore"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def deploy_config() -> tuple[dict, dict]:
+    """(args, user_config) of the miner app in deploy/config.yaml."""
+    config = yaml.safe_load((REPO / "deploy" / "config.yaml").read_text())
+    (application,) = config["applications"]
+    (deployment,) = application["deployments"]
+    return application["args"], deployment["user_config"]
+
+
+@dataclass
+class Service:
+    url: str
+    token: str
+    cluster: object
+    data_dir: Path
+    state_dir: Path
+
+    def client(self, **kwargs):
+        from client import MinerClient
+
+        return MinerClient(self.url, self.token, **kwargs)
+
+    def deploy(self, **runtime_overrides) -> None:
+        """(Re)deploy the app from deploy/config.yaml, as `serve deploy` would."""
+        from ray import serve
+
+        from serve_app.app import build_app_with
+        from serve_app.config import RuntimeConfig, ServiceSettings
+
+        args, user_config = deploy_config()
+        args = {**args, "store_path": str(self.state_dir / "miner.db"), "data_dir": str(self.data_dir),
+                "upload_dir": str(self.state_dir / "uploads"), "token": self.token, "max_upload_mb": 5}
+        user_config = {**user_config, **runtime_overrides}
+        user_config["pool"] = {**user_config["pool"], "workers_per_label": WORKERS_PER_LABEL}
+        serve.run(build_app_with(ServiceSettings(**args), RuntimeConfig(**user_config)), name="miner",
+                  route_prefix="/")
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, btc_path):
+    import ray
+    from ray import serve
+    from ray.cluster_utils import Cluster
+
+    from serve_app.config import NAMESPACE
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"head": 2}})
+    cluster.add_node(num_cpus=2, resources={"air": 2})
+    ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
+    port = free_port()
+    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
+    data_dir = tmp_path_factory.mktemp("data")
+    (data_dir / btc_path.name).symlink_to(btc_path)  # the shared file, never a copy
+    svc = Service(f"http://127.0.0.1:{port}", TOKEN, cluster, data_dir, tmp_path_factory.mktemp("state"))
+    svc.deploy()
+    with svc.client() as client:
+        deadline = time.monotonic() + 120
+        while client.cluster().workers < sum(WORKERS_PER_LABEL.values()):
+            assert time.monotonic() < deadline, f"workers never came up: {client.cluster()}"
+            time.sleep(0.5)
+    yield svc
+    serve.shutdown()
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def client(service):
+    with service.client() as c:
+        yield c
