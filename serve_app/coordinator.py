@@ -36,9 +36,10 @@ class _Cancelled(Exception):
 class MinerCoordinator:
     def __init__(self, settings: dict):
         self.settings = ServiceSettings(**settings)
-        self.runtime = RuntimeConfig()
         s = self.settings
         self.store = JobStore(s.path(s.store_path))
+        # the last user_config survives a coordinator restart (the ingress only sends it on deploys)
+        self.runtime = RuntimeConfig(**(self.store.get_setting("runtime") or {}))
         self.datasets = DatasetRegistry(s.path(s.data_dir) if s.data_dir else None, s.path(s.upload_dir),
                                         int(s.max_upload_mb * 1e6))
         self.pool = WorkerPool(self.runtime.pool)
@@ -72,6 +73,7 @@ class MinerCoordinator:
     async def configure(self, runtime: dict) -> None:
         """New ``user_config``: defaults for new jobs and pool sizing; running jobs keep what they pinned."""
         self.runtime = RuntimeConfig(**runtime)
+        self.store.put_setting("runtime", self.runtime.model_dump(mode="json"))
         self.pool.reconfigure(self.runtime.pool)
         await self._ensure_started()
         await self.pool.refresh()

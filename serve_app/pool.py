@@ -43,6 +43,7 @@ class _Worker:
     label: str | None
     ready: bool = False
     busy: bool = False
+    retiring: bool = False
     pid: int | None = None
 
 
@@ -98,16 +99,30 @@ class WorkerPool:
         return None, int(resources.get("CPU", 0))
 
     async def refresh(self) -> None:
-        """Forget workers on dead nodes; start missing workers on alive ones."""
+        """Forget workers on dead nodes, retire ones the placement no longer wants, start missing ones."""
         nodes = {n["NodeID"]: n for n in await asyncio.to_thread(ray.nodes) if n["Alive"]}
         for key, worker in list(self._workers.items()):
             if worker.node_id not in nodes:
                 del self._workers[key]
         for node_id, node in nodes.items():
             label, wanted = self.placement(node)
-            have = sum(1 for w in self._workers.values() if w.node_id == node_id)
-            for _ in range(wanted - have):
+            here = [w for w in self._workers.values() if w.node_id == node_id and not w.retiring]
+            fitting = [w for w in here if w.label == label]
+            for worker in [w for w in here if w.label != label] + fitting[wanted:]:
+                self._retire(worker)
+            for _ in range(wanted - len(fitting)):
                 self._add_worker(node_id, label)
+
+    def _retire(self, worker: _Worker) -> None:
+        """Stop giving work to a worker; kill it now if idle, else when its batch returns."""
+        worker.retiring = True
+        if not worker.busy:
+            self._kill(worker)
+
+    def _kill(self, worker: _Worker) -> None:
+        self._workers = {k: w for k, w in self._workers.items() if w is not worker}
+        with contextlib.suppress(Exception):
+            ray.kill(worker.handle)
 
     def _add_worker(self, node_id: str, label: str | None) -> None:
         if label is not None:
@@ -131,11 +146,11 @@ class WorkerPool:
     # ---- views -------------------------------------------------------------------------------------
     @property
     def ready_workers(self) -> int:
-        return sum(1 for w in self._workers.values() if w.ready)
+        return sum(1 for w in self._workers.values() if w.ready and not w.retiring)
 
     def workers(self) -> list[dict]:
-        return [{"node_id": w.node_id, "label": w.label, "ready": w.ready, "busy": w.busy, "pid": w.pid}
-                for w in self._workers.values()]
+        return [{"node_id": w.node_id, "label": w.label, "ready": w.ready and not w.retiring, "busy": w.busy,
+                 "pid": w.pid} for w in self._workers.values()]
 
     # ---- evaluation --------------------------------------------------------------------------------
     def chunk_size(self, n_genomes: int, bars: int) -> int:
@@ -202,7 +217,8 @@ class WorkerPool:
             await self._wakeup.wait()
             self._wakeup.clear()
             while True:
-                worker = next((w for w in self._workers.values() if w.ready and not w.busy), None)
+                worker = next((w for w in self._workers.values() if w.ready and not w.busy and not w.retiring),
+                              None)
                 if worker is None:
                     break
                 chunk = self._next_chunk()
@@ -229,6 +245,8 @@ class WorkerPool:
                 chunk.future.set_result((chunk, metrics))
         finally:
             worker.busy = False
+            if worker.retiring:
+                self._kill(worker)
             if chunk.future.done():
                 self._in_flight.pop(id(chunk), None)
             self._wakeup.set()

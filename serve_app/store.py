@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     generation INTEGER NOT NULL,
     state TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY REFERENCES jobs(id),
     result TEXT NOT NULL
@@ -64,6 +68,14 @@ class JobStore:
     def _write(self, sql: str, args: tuple = ()) -> None:
         with self._lock:
             self._db.execute(sql, args)
+
+    # ---- service settings -----------------------------------------------------------------------------
+    def put_setting(self, key: str, value: dict) -> None:
+        self._write("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def get_setting(self, key: str) -> dict | None:
+        row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row["value"])
 
     # ---- jobs --------------------------------------------------------------------------------------
     def create_job(self, spec: dict, progress: dict) -> str:

@@ -1,0 +1,78 @@
+"""Jobs outlive redeploys, coordinator crashes and lost workers, and still give the in-process result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import ray
+
+from engine.miner import mine
+from engine.settings import MinerSettings
+from engine.synthetic import synthetic_candles
+from serve_app.config import COORDINATOR_NAME, NAMESPACE
+
+SPEC = {"dataset": "synthetic", "population": 60, "generations": 12, "seed": 21, "risk": "HIGH"}
+
+
+def expected():
+    return mine(synthetic_candles(), MinerSettings(population=60, generations=12, seed=21, risk="HIGH"))
+
+
+def wait_for_generation(client, job_id, generation):
+    for event in client.events(job_id):
+        if event.type == "generation_best" and event.data["generation"] >= generation:
+            return event.seq
+    raise AssertionError("job ended before the wanted generation")
+
+
+def test_a_job_submitted_before_a_serve_redeploy_finishes_after_it(service, client):
+    coordinator = ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
+    job = client.submit(**SPEC)
+    wait_for_generation(client, job.id, 1)
+    service.deploy(default_evaluator="balanced", max_running_jobs=3)  # new user_config: new replica version
+    assert client.wait(job.id).status == "finished"
+    assert ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)._actor_id == coordinator._actor_id
+    result = client.result(job.id)
+    assert result.fitness == expected().fitness
+
+
+def test_a_killed_coordinator_restarts_and_resumes_from_the_checkpoint(service, client):
+    job = client.submit(**SPEC)
+    seen = wait_for_generation(client, job.id, 3)
+    ray.kill(ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE), no_restart=False)
+    deadline = time.monotonic() + 120
+    while True:  # the ingress answers 503 while the coordinator restarts, then the job continues
+        try:
+            if client.job(job.id).status == "finished":
+                break
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, "job did not finish after the coordinator restart"
+        time.sleep(0.5)
+    result = client.result(job.id)
+    local = expected()
+    assert result.fitness == local.fitness and result.history == local.history
+    events = list(client.events(job.id))
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))  # nothing told before is gone
+    assert events[seen - 1].type == "generation_best" and events[-1].type == "finished"
+    workers = client.cluster()
+    assert workers.workers == 3  # the restarted coordinator rebuilt its pool
+
+
+def test_workers_killed_mid_job_are_replaced_and_the_result_is_unchanged(service, client):
+    coordinator = ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
+    job = client.submit(**SPEC)
+    wait_for_generation(client, job.id, 2)
+    victims = [w["pid"] for w in ray.get(coordinator.worker_details.remote()) if w["ready"]][:2]
+    for pid in victims:
+        os.kill(pid, signal.SIGKILL)  # the process dies under a running batch, like a crashed laptop
+    assert client.wait(job.id).status == "finished"
+    assert client.result(job.id).fitness == expected().fitness
+    deadline = time.monotonic() + 60
+    while client.cluster().workers < 3:  # the refresh loop puts new workers where the old ones were
+        assert time.monotonic() < deadline, client.cluster()
+        time.sleep(0.5)
+    pids = {w["pid"] for w in ray.get(coordinator.worker_details.remote())}
+    assert not pids & set(victims)
