@@ -1,0 +1,49 @@
+"""DatasetRegistry without Ray: validation, names, conflicts; nothing stored is ever overwritten."""
+
+import pytest
+
+from serve_app.datasets import DatasetRegistry
+from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge
+
+from .test_service import csv_bytes
+
+
+@pytest.fixture
+def registry(tmp_path, btc_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / btc_path.name).symlink_to(btc_path)
+    (data / "bad.csv").write_text("timestamp,open,high,low,close,volume\n1,2,3\n")
+    return DatasetRegistry(data, tmp_path / "uploads", max_upload_bytes=2_000_000)
+
+
+def test_lists_data_dir_files_and_the_synthetic_default(registry):
+    names = {d.name: d for d in registry.list()}
+    assert set(names) == {"BTC-USD_FIVE_MINUTE", "synthetic"}
+    assert names["BTC-USD_FIVE_MINUTE"].candles == 59_206 and names["BTC-USD_FIVE_MINUTE"].gaps == 2
+    assert names["synthetic"].source == "synthetic"
+
+
+def test_a_broken_file_is_reported_when_asked_for(registry):
+    registry.list()
+    with pytest.raises(InvalidData, match="dataset 'bad' cannot be used"):
+        registry.get("bad")
+    with pytest.raises(NotFound, match="available: BTC-USD_FIVE_MINUTE, synthetic"):
+        registry.get("eth")
+
+
+def test_uploads_are_validated_kept_and_never_overwritten(registry, tmp_path):
+    info = registry.add_upload("mine", csv_bytes())
+    assert (tmp_path / "uploads" / "mine.csv").exists() and info.source == "upload"
+    assert registry.add_upload("mine", csv_bytes()) == info
+    with pytest.raises(Conflict):
+        registry.add_upload("mine", csv_bytes(seed=9))
+    assert registry.get("mine").info.fingerprint == info.fingerprint
+    with pytest.raises(Conflict):
+        registry.add_upload("BTC-USD_FIVE_MINUTE", csv_bytes())
+    with pytest.raises(InvalidData, match="upload 'oops', row 2, column 'close'"):
+        registry.add_upload("oops", b"timestamp,open,high,low,close,volume\n1751328000,1,2,0.5,x,1\n")
+    with pytest.raises(TooLarge):
+        registry.add_upload("big", b"x" * 2_000_001)
+    assert not (tmp_path / "uploads" / "oops.csv").exists()
+    assert [p.name for p in (tmp_path / "uploads").iterdir()] == ["mine.csv"]

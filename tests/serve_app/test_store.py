@@ -1,0 +1,41 @@
+"""JobStore on its own: no Ray, a real SQLite file."""
+
+from serve_app.store import JobStore
+
+
+def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
+    path = tmp_path / "miner.db"
+    store = JobStore(path)
+    job_id = store.create_job({"dataset": "x"}, {"generation": 0})
+    assert store.get_job(job_id)["status"] == "queued"
+    assert [store.append_event(job_id, "e", {"i": i})["seq"] for i in range(3)] == [1, 2, 3]
+    store.save_checkpoint(job_id, 1, {"generation": 1})
+    store.save_checkpoint(job_id, 2, {"generation": 2})
+    store.set_status(job_id, "running")
+    store.set_progress(job_id, {"generation": 2}, best={"fitness": 1.5}, evaluator_version="v@1")
+    store.save_result(job_id, {"fitness": 1.5})
+    store.set_status(job_id, "finished")
+    store.put_setting("runtime", {"pool": {}})
+    store.close()
+
+    again = JobStore(path)
+    job = again.get_job(job_id)
+    assert (job["status"], job["progress"], job["best"], job["evaluator_version"]) == (
+        "finished", {"generation": 2}, {"fitness": 1.5}, "v@1")
+    assert job["started_at"] <= job["finished_at"]
+    assert [e["data"]["i"] for e in again.events_after(job_id, 1)] == [1, 2]
+    assert again.append_event(job_id, "e", {})["seq"] == 4  # numbering continues after a restart
+    assert again.load_checkpoint(job_id) == {"generation": 2}
+    assert again.get_result(job_id) == {"fitness": 1.5}
+    assert again.get_setting("runtime") == {"pool": {}}
+    assert again.unfinished_jobs() == []
+
+
+def test_sequences_are_per_job_and_unfinished_jobs_are_found(tmp_path):
+    store = JobStore(tmp_path / "m.db")
+    a, b = store.create_job({}, {}), store.create_job({}, {})
+    store.append_event(a, "x", {})
+    assert store.append_event(b, "x", {})["seq"] == 1
+    store.set_status(b, "running")
+    assert {j["id"] for j in store.unfinished_jobs()} == {a, b}
+    assert store.get_job("nope") is None and store.get_result(a) is None
