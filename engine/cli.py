@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from engine import events as ev
+from engine.backtester import ThreadedBacktester
 from engine.candles import CandleDataError, load_candles
 from engine.evaluator import get_evaluator
 from engine.layout import METRICS
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fee-bps", type=float, default=Costs().fee_bps, help="fee per side, basis points")
     parser.add_argument("--slippage-bps", type=float, default=Costs().slippage_bps)
     parser.add_argument("--evaluator", default="balanced")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="backtest threads (default: all cores)")
     parser.add_argument("--out", default="best_strategy.json", help="where to write the result JSON")
     return parser
 
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_generation_line(event, settings.generations, time.perf_counter() - clock["t"]), flush=True)
 
     try:
-        result = mine(candles, settings, evaluator, on_event=on_event)
+        backtester = ThreadedBacktester(candles, settings.costs, args.threads)
+        result = mine(candles, settings, evaluator, backtester=backtester, on_event=on_event)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -53,19 +53,24 @@ class GeneticSearch:
     def _breed(self, fitness: np.ndarray, order: np.ndarray) -> np.ndarray:
         s, rng = self.settings, self.rng
         children = [self.population[i].copy() for i in order[: s.elite]]
-        while len(children) < s.population:
-            mother = self.population[self._tournament(fitness)]
-            if rng.random() < s.crossover_rate:
-                child = self.space.crossover(mother, self.population[self._tournament(fitness)], rng)
+        n_children = s.population - s.elite
+        parents = self._tournaments(fitness, 2 * n_children).reshape(n_children, 2)
+        crossing = rng.random(n_children) < s.crossover_rate
+        for (mother, father), cross in zip(parents, crossing, strict=True):
+            if cross:
+                child = self.space.crossover(self.population[mother], self.population[father], rng)
             else:
-                child = mother.copy()
+                child = self.population[mother].copy()
             children.append(self.space.mutate(child, s.mutation_rate, rng))
         return np.stack(children)
 
-    def _tournament(self, fitness: np.ndarray) -> int:
-        """Index of the fittest of ``tournament_size`` random genomes (lowest index wins ties)."""
-        contenders = np.sort(self.rng.choice(fitness.size, size=self.settings.tournament_size, replace=False))
-        return int(contenders[np.argmax(fitness[contenders])])
+    def _tournaments(self, fitness: np.ndarray, count: int) -> np.ndarray:
+        """Winners of ``count`` tournaments of ``tournament_size`` genomes drawn with replacement.
+
+        Each winner is its tournament's fittest; a tie goes to the contender drawn first.
+        """
+        contenders = self.rng.integers(0, fitness.size, size=(count, self.settings.tournament_size))
+        return contenders[np.arange(count), np.argmax(fitness[contenders], axis=1)]
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict:

@@ -76,7 +76,7 @@ class GenomeSpace:
             rule[L.R_OP] = _ALL_OPS[rng.integers(_ALL_OPS.size)]
         elif int(rule[L.R_RIGHT_KIND]) == L.CONSTANT and choice == 2:
             low, high, sigma = OSCILLATOR_RANGES.get(int(rule[L.R_LEFT_KIND]), (0.0, 0.0, 0.0))
-            rule[L.R_CONSTANT] = float(np.clip(rule[L.R_CONSTANT] + rng.normal(0, sigma), low, high))
+            rule[L.R_CONSTANT] = min(max(rule[L.R_CONSTANT] + rng.normal(0, sigma), low), high)
         else:
             side = L.R_LEFT_PERIOD if rule[L.R_LEFT_PERIOD] > 0 and (
                 rule[L.R_RIGHT_PERIOD] == 0 or rng.random() < 0.5) else L.R_RIGHT_PERIOD
@@ -134,7 +134,7 @@ class GenomeSpace:
             pool = self.rules(a, offset, int(a[count_col])) + self.rules(b, offset, int(b[count_col]))
             counts = sorted((int(a[count_col]), int(b[count_col])))
             k = max(minimum, int(rng.integers(counts[0], counts[1] + 1)))
-            chosen = rng.choice(len(pool), size=min(k, len(pool)), replace=False) if pool else []
+            chosen = np.argsort(rng.random(len(pool)))[:k]  # k distinct rules, kept in parent order
             return [pool[i] for i in sorted(chosen)]
 
         return self._with_rules(row, pick(L.ENTRY_OFFSET, L.N_ENTRY, 1), pick(L.EXIT_OFFSET, L.N_EXIT, 0))
@@ -171,4 +171,4 @@ class GenomeSpace:
     def _jitter(value: float, bounds: Bounds, rng: np.random.Generator) -> float:
         if bounds.high == bounds.low:
             return bounds.low
-        return float(np.clip(value + rng.normal(0, 0.2 * (bounds.high - bounds.low)), bounds.low, bounds.high))
+        return min(max(value + rng.normal(0, 0.2 * (bounds.high - bounds.low)), bounds.low), bounds.high)

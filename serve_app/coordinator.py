@@ -250,3 +250,6 @@ class MinerCoordinator:
 
     async def worker_details(self) -> list[dict]:
         return self.pool.workers()
+
+    async def worker_memory(self) -> list[dict]:
+        return await self.pool.memory()

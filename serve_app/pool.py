@@ -152,6 +152,11 @@ class WorkerPool:
         return [{"node_id": w.node_id, "label": w.label, "ready": w.ready and not w.retiring, "busy": w.busy,
                  "pid": w.pid} for w in self._workers.values()]
 
+    async def memory(self) -> list[dict]:
+        """Each ready worker's memory report (see ``BacktestWorker.memory``)."""
+        ready = [w for w in self._workers.values() if w.ready and not w.retiring]
+        return list(await asyncio.gather(*(w.handle.memory.remote() for w in ready)))
+
     # ---- evaluation --------------------------------------------------------------------------------
     def chunk_size(self, n_genomes: int, bars: int) -> int:
         """Genomes per call: ~batch_target_s of kernel time, but enough chunks to feed every worker."""

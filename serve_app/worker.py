@@ -48,6 +48,18 @@ class BacktestWorker:
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "label": self.label,
                 "warm_s": self.warm_s, "datasets": list(self._features)}
 
+    def memory(self) -> dict:
+        """Resident memory, and how much of it is candles owned privately (0: object-store views)."""
+        import psutil
+
+        info = psutil.Process().memory_full_info()
+        owned = sum(column.nbytes for store in self._features.values() for column in
+                    (store.candles.open, store.candles.high, store.candles.low, store.candles.close,
+                     store.candles.volume, store.candles.timestamp) if column.flags.owndata)
+        features = sum(store.matrix.nbytes for store in self._features.values())
+        return {"pid": os.getpid(), "rss": info.rss, "uss": info.uss, "candles_private_bytes": owned,
+                "indicator_bytes": features}
+
     def _store(self, dataset_id: str, boxed_ref: list) -> FeatureStore:
         store = self._features.get(dataset_id)
         if store is None:

@@ -118,3 +118,14 @@ def test_evaluator_shape_and_lookup_errors():
 def test_evaluator_version_depends_on_params():
     assert BalancedEvaluator().version != BalancedEvaluator(min_trades=5).version
     assert BalancedEvaluator().version == BalancedEvaluator().version
+
+
+def test_threaded_backtester_gives_the_single_threaded_answer(candles):
+    from engine.backtester import ThreadedBacktester
+
+    settings = MinerSettings(population=30, generations=3, seed=4)
+    threaded = ThreadedBacktester(candles, settings.costs, threads=3)
+    try:
+        assert mine(candles, settings, backtester=threaded).model_dump() == mine(candles, settings).model_dump()
+    finally:
+        threaded.close()

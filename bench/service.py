@@ -1,0 +1,142 @@
+"""Throughput, latency, memory and one large job through the full service; prints a table.
+
+    .venv/bin/python bench/service.py [--data PATH] [--quick]
+
+Starts a local single-node Ray cluster with the Serve app (as `python -m serve_app.local` does) on
+this machine's cores, and compares it with the in-process engine on the same cores (threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import ray  # noqa: E402
+from ray import serve  # noqa: E402
+
+from client import MinerClient  # noqa: E402
+from engine import events as ev  # noqa: E402
+from engine.backtester import ThreadedBacktester  # noqa: E402
+from engine.candles import load_candles  # noqa: E402
+from engine.miner import mine  # noqa: E402
+from engine.settings import MinerSettings  # noqa: E402
+from serve_app.app import build_app_with  # noqa: E402
+from serve_app.config import COORDINATOR_NAME, NAMESPACE, RuntimeConfig, ServiceSettings  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "BTC-USD_FIVE_MINUTE.csv"
+
+
+def generation_span(times: list[tuple[str, float]]) -> float:
+    """Seconds from the first generation_started to the last generation_best."""
+    first = next(t for kind, t in times if kind == "generation_started")
+    last = [t for kind, t in times if kind == "generation_best"][-1]
+    return last - first
+
+
+def service_run(client: MinerClient, dataset: str, population: int, generations: int) -> tuple[float, float]:
+    """(seconds spent mining generations, seconds from submit to finished) for one job."""
+    submitted = time.time()
+    job = client.submit(dataset=dataset, population=population, generations=generations, seed=11)
+    times = [(e.type, e.time) for e in client.events(job.id)]
+    return generation_span(times), times[-1][1] - submitted
+
+
+def local_run(candles, population: int, generations: int) -> float:
+    times: list[tuple[str, float]] = []
+    tester = ThreadedBacktester(candles, MinerSettings().costs, threads=os.cpu_count())
+    mine(candles, MinerSettings(population=population, generations=generations, seed=11), backtester=tester,
+         on_event=lambda e: times.append((e.type, time.time())) if isinstance(
+             e, ev.GenerationStarted | ev.GenerationBest) else None)
+    tester.close()
+    return generation_span(times)
+
+
+def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tuple[float, float]:
+    """Median seconds from submit to the job_started event, and to the first batch result, on a warm service."""
+    to_start, to_batch = [], []
+    for seed in range(repeats):
+        t0 = time.perf_counter()
+        job = client.submit(dataset=dataset, population=20, generations=1, seed=seed)
+        for event in client.events(job.id):
+            if event.type == "job_started":
+                to_start.append(time.perf_counter() - t0)
+            if event.type == "batch_evaluated":
+                to_batch.append(time.perf_counter() - t0)
+                break
+        client.wait(job.id)
+    return statistics.median(to_start), statistics.median(to_batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--quick", action="store_true", help="smaller jobs, no 1000 x 200 run")
+    args = parser.parse_args()
+    data = Path(args.data)
+    candles = load_candles(data)
+    population, generations = (200, 4) if args.quick else (400, 10)
+
+    state = Path(tempfile.mkdtemp(prefix="miner-bench-"))
+    (state / "data").mkdir()
+    (state / "data" / data.name).symlink_to(data.resolve())
+    ray.init(namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": 8765}, logging_config={"log_level": "WARNING"})
+    settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(state / "data"),
+                               upload_dir=str(state / "uploads"), token="bench")
+    serve.run(build_app_with(settings, RuntimeConfig()), name="miner", route_prefix="/")
+    rows: list[tuple[str, str]] = []
+    with MinerClient("http://127.0.0.1:8765", "bench") as client:
+        while client.cluster().workers < os.cpu_count():
+            time.sleep(0.2)
+        dataset = data.stem
+        service_run(client, dataset, 20, 1)  # warm the coordinator's report path and the workers' indicators
+        local_run(candles, 20, 1)
+
+        service_s, _ = service_run(client, dataset, population, generations)
+        local_s = local_run(candles, population, generations)
+        evaluations = population * generations
+        rows += [(f"in-process engine, {os.cpu_count()} threads: evaluations/s ({population} x {generations})",
+                  f"{evaluations / local_s:,.0f}"),
+                 (f"service, {client.cluster().workers} workers: evaluations/s (same job)",
+                  f"{evaluations / service_s:,.0f}"),
+                 ("service / in-process", f"{local_s / service_s:.0%}")]
+
+        to_start, to_batch = first_event_latency(client, dataset, 5)
+        rows += [("warm service: submit -> job_started event (median of 5)", f"{to_start * 1000:.0f} ms"),
+                 ("warm service: submit -> first batch result (median of 5)", f"{to_batch * 1000:.0f} ms")]
+
+        coordinator = ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
+        memory = ray.get(coordinator.worker_memory.remote())
+        rows += [("worker RSS, median (MB)", f"{statistics.median(m['rss'] for m in memory) / 1e6:.0f}"),
+                 ("worker private memory (USS), median (MB)",
+                  f"{statistics.median(m['uss'] for m in memory) / 1e6:.0f}"),
+                 ("candle bytes owned privately by workers (object-store views: 0)",
+                  f"{sum(m['candles_private_bytes'] for m in memory):,}"),
+                 ("indicator cache per worker, median (MB)",
+                  f"{statistics.median(m['indicator_bytes'] for m in memory) / 1e6:.0f}")]
+
+        if not args.quick:
+            mining_s, total_s = service_run(client, dataset, 1000, 200)
+            rows += [("large job 1000 x 200 on all candles: submit -> finished", f"{total_s:.1f} s"),
+                     ("large job: evaluations/s while mining", f"{200_000 / mining_s:,.0f}")]
+    serve.shutdown()
+    ray.shutdown()
+
+    width = max(len(name) for name, _ in rows)
+    print(f"data: {candles.describe()}; {os.cpu_count()} CPUs")
+    print(f"{'measure':<{width}}  value")
+    print(f"{'-' * width}  -----")
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
