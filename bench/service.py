@@ -120,8 +120,8 @@ def main() -> None:
                   f"{statistics.median(m['uss'] for m in memory) / 1e6:.0f}"),
                  ("candle bytes owned privately by workers (object-store views: 0)",
                   f"{sum(m['candles_private_bytes'] for m in memory):,}"),
-                 ("indicator cache per worker, median (MB)",
-                  f"{statistics.median(m['indicator_bytes'] for m in memory) / 1e6:.0f}")]
+                 ("indicator tables owned privately by workers (shared views: 0)",
+                  f"{sum(m['indicator_private_bytes'] for m in memory):,}")]
 
         if not args.quick:
             mining_s, total_s = service_run(client, dataset, 1000, 200)

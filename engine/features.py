@@ -52,15 +52,26 @@ def operands_of(genomes: np.ndarray) -> set[tuple[int, int]]:
 
 
 class FeatureStore:
-    """Per-dataset cache of operand series; thread-safe so threaded evaluators can share one."""
+    """Per-dataset cache of operand series; thread-safe so threaded evaluators can share one.
 
-    def __init__(self, candles: Candles, capacity: int = 64):
+    It can start from a shared, read-only ``(matrix, lookup)`` pair (``tables()`` of another store, e.g.
+    zero-copy out of Ray's object store): rows are then only copied if a genome asks for a series the
+    shared tables lack (copy on first append).
+    """
+
+    def __init__(self, candles: Candles, capacity: int = 64, shared: tuple[np.ndarray, np.ndarray] | None = None):
         self.candles = candles
-        n = len(candles)
-        self._matrix = np.empty((max(capacity, 8), n), dtype=np.float64)
+        self._lock = threading.Lock()
+        if shared is not None:
+            self._matrix, lookup = shared
+            self._lookup = lookup.copy()
+            self._count = self._matrix.shape[0]
+            self._owned = False
+            return
+        self._matrix = np.empty((max(capacity, 8), len(candles)), dtype=np.float64)
         self._lookup = np.full((L.N_KINDS, L.MAX_PERIOD + 1), -1, dtype=np.int64)
         self._count = 0
-        self._lock = threading.Lock()
+        self._owned = True
         for kind, column in ((L.OPEN, candles.open), (L.HIGH, candles.high), (L.LOW, candles.low),
                              (L.CLOSE, candles.close), (L.VOLUME, candles.volume)):
             self._append(kind, 0, column)
@@ -78,11 +89,25 @@ class FeatureStore:
         """Number of indicator series computed so far (price rows excluded)."""
         return self._count - 5
 
+    @property
+    def owns_rows(self) -> bool:
+        """False while the rows are still the shared tables this store started from."""
+        return self._owned
+
+    def tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """A compact (matrix, lookup) copy to share with other processes."""
+        with self._lock:
+            return self.matrix.copy(), self._lookup.copy()
+
     def ensure(self, pairs) -> None:
         with self._lock:
             for kind, period in sorted(pairs):
                 if self._lookup[kind, period] < 0:
                     self._append(kind, period, compute_indicator(self.candles, kind, period))
+
+    def ensure_menu(self, periods) -> None:
+        """Every indicator at every period of a menu: what the GA can draw."""
+        self.ensure({(kind, p) for kind in L.INDICATORS.values() for p in periods})
 
     def prepare(self, genomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Compute what ``genomes`` need; return the (matrix, lookup) pair the kernels take."""
@@ -90,10 +115,10 @@ class FeatureStore:
         return self.matrix, self.lookup
 
     def _append(self, kind: int, period: int, series: np.ndarray) -> None:
-        if self._count == self._matrix.shape[0]:
-            grown = np.empty((2 * self._count, self._matrix.shape[1]), dtype=np.float64)
-            grown[: self._count] = self._matrix
-            self._matrix = grown
+        if self._count == self._matrix.shape[0] or not self._owned:
+            grown = np.empty((max(2 * self._count, 8), self._matrix.shape[1]), dtype=np.float64)
+            grown[: self._count] = self._matrix[: self._count]
+            self._matrix, self._owned = grown, True
         self._matrix[self._count] = series
         self._lookup[kind, period] = self._count
         self._count += 1

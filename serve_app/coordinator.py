@@ -16,7 +16,6 @@ import ray
 from client import models as wire
 from engine import events as ev
 from engine.backtester import LocalBacktester, split_windows
-from engine.features import FeatureStore
 from engine.miner import MiningSession
 from serve_app import mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
@@ -43,7 +42,6 @@ class MinerCoordinator:
         self.datasets = DatasetRegistry(s.path(s.data_dir) if s.data_dir else None, s.path(s.upload_dir),
                                         int(s.max_upload_mb * 1e6))
         self.pool = WorkerPool(self.runtime.pool)
-        self._features: dict[str, FeatureStore] = {}  # for final reports, per dataset fingerprint
         self._changed: dict[str, asyncio.Event] = {}
         self._cancelled: set[str] = set()
         self._runners: dict[str, asyncio.Task] = {}
@@ -181,6 +179,7 @@ class MinerCoordinator:
     async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> int:
         dataset = self.datasets.get(spec.dataset)
         candles = dataset.candles
+        await asyncio.to_thread(lambda: dataset.ref)  # indicator tables: computed and shared once per dataset
         session = MiningSession(len(candles), candles.fingerprint, mapping.settings_for(spec),
                                 mapping.evaluator_for(spec), resume_state=self.store.load_checkpoint(job_id))
         progress = wire.Progress(**progress)
@@ -214,8 +213,7 @@ class MinerCoordinator:
     async def _finish(self, job_id: str, spec: wire.JobSpec, dataset, session: MiningSession) -> None:
         """Result with full reports, computed here (a few backtests) so it needs no worker."""
         candles = dataset.candles
-        features = self._features.setdefault(candles.fingerprint, FeatureStore(candles))
-        tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=features)
+        tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=dataset.features)
 
         def build() -> wire.JobResult:
             result = session.result(tester.evaluate)

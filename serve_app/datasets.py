@@ -1,8 +1,9 @@
 """DatasetRegistry: the candle files the service can mine, validated once by ``engine``.
 
 Datasets come from the configured data folder, from uploads (kept in the upload folder) and the
-built-in synthetic series. Each is loaded and validated once; workers receive it through one
-``ray.put`` per dataset and cache it by fingerprint, so a node holds one copy in its object store.
+built-in synthetic series. Each is loaded and validated once. Its indicator tables (every indicator at
+every period of the GA's menu) are computed once, here; workers receive candles and tables through one
+``ray.put`` per dataset and cache them by fingerprint, so a node holds one copy in its object store.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import ray
 
 from client.models import DatasetInfo
 from engine.candles import CandleDataError, Candles, load_candles
+from engine.features import FeatureStore
+from engine.settings import DEFAULT_PERIOD_MENU
 from engine.synthetic import synthetic_candles
 from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge
 
@@ -27,13 +30,24 @@ SYNTHETIC = "synthetic"
 class Dataset:
     info: DatasetInfo
     candles: Candles
+    _features: list = field(default_factory=list)
     _ref: list = field(default_factory=list)
 
     @property
+    def features(self) -> FeatureStore:
+        """The coordinator's indicator tables for this dataset, every series the GA can draw included."""
+        if not self._features:
+            store = FeatureStore(self.candles)
+            store.ensure_menu(DEFAULT_PERIOD_MENU)
+            self._features.append(store)
+        return self._features[0]
+
+    @property
     def ref(self) -> ray.ObjectRef:
-        """The candles in the object store (put once, on first use)."""
+        """(candles, indicator tables) in the object store, put once: every worker on a node maps the
+        same copy, and no worker recomputes an indicator the GA can draw."""
         if not self._ref:
-            self._ref.append(ray.put(self.candles))
+            self._ref.append(ray.put((self.candles, self.features.tables())))
         return self._ref[0]
 
 

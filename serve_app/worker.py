@@ -1,8 +1,9 @@
 """BacktestWorker: a long-lived actor with warm Numba kernels, one per CPU of the cluster.
 
-It fetches each dataset once (by ``ObjectRef``; numpy arrays come out of the node's object store
-without a copy), keeps its indicator cache per dataset, and evaluates one batch of encoded genomes per
-call. Genomes and metrics are small; the candles never travel again.
+It fetches each dataset once (by ``ObjectRef``: candles and the coordinator's indicator tables come out
+of the node's object store without a copy), and evaluates one batch of encoded genomes per call. An
+indicator outside the shared tables is computed here, on a private copy. Genomes and metrics are small;
+the candles never travel again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import numpy as np
 import ray
 
 from engine.backtester import LocalBacktester, Window
-from engine.candles import Candles
 from engine.features import FeatureStore
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
@@ -56,15 +56,15 @@ class BacktestWorker:
         owned = sum(column.nbytes for store in self._features.values() for column in
                     (store.candles.open, store.candles.high, store.candles.low, store.candles.close,
                      store.candles.volume, store.candles.timestamp) if column.flags.owndata)
-        features = sum(store.matrix.nbytes for store in self._features.values())
+        private_tables = sum(store.matrix.nbytes for store in self._features.values() if store.owns_rows)
         return {"pid": os.getpid(), "rss": info.rss, "uss": info.uss, "candles_private_bytes": owned,
-                "indicator_bytes": features}
+                "indicator_private_bytes": private_tables}
 
     def _store(self, dataset_id: str, boxed_ref: list) -> FeatureStore:
         store = self._features.get(dataset_id)
         if store is None:
-            candles: Candles = ray.get(boxed_ref[0])
-            store = self._features[dataset_id] = FeatureStore(candles)
+            candles, tables = ray.get(boxed_ref[0])  # zero-copy views of the node's object store
+            store = self._features[dataset_id] = FeatureStore(candles, shared=tables)
             while len(self._features) > MAX_CACHED_DATASETS:
                 self._features.popitem(last=False)
         self._features.move_to_end(dataset_id)

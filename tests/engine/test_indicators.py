@@ -151,3 +151,20 @@ def test_feature_store_computes_each_indicator_once(candles, monkeypatch):
     assert sorted(calls) == sorted([(L.SMA, 20), (L.EMA, 7), (L.RSI, 14)])
     np.testing.assert_array_equal(matrix[lookup[L.RSI, 14]], compute_indicator(candles, L.RSI, 14))
     np.testing.assert_array_equal(matrix[lookup[L.CLOSE, 0]], candles.close)
+
+
+def test_a_store_started_from_shared_tables_copies_only_when_it_must(candles):
+    source = FeatureStore(candles)
+    source.ensure_menu((5, 20))
+    matrix, lookup = source.tables()
+    matrix.flags.writeable = False  # as it comes out of Ray's object store
+    store = FeatureStore(candles, shared=(matrix, lookup))
+    store.prepare(np.stack([encode(Genome.model_validate({
+        "entry": [{"left": {"indicator": "rsi", "period": 20}, "op": "<", "right": {"constant": 30}}],
+        "stop_loss": 0.02}))]))  # rsi(20) is in the shared tables: nothing computed, nothing copied
+    assert not store.owns_rows and np.shares_memory(store.matrix, matrix)
+    np.testing.assert_array_equal(store.matrix[store.lookup[L.RSI, 20]], compute_indicator(candles, L.RSI, 20))
+    store.ensure({(L.RSI, 7)})  # not in the shared tables: copy, then append
+    assert store.owns_rows and source.lookup[L.RSI, 7] == -1
+    np.testing.assert_array_equal(store.matrix[store.lookup[L.RSI, 7]], compute_indicator(candles, L.RSI, 7))
+    np.testing.assert_array_equal(store.matrix[store.lookup[L.SMA, 5]], compute_indicator(candles, L.SMA, 5))
