@@ -196,17 +196,20 @@ class MinerCoordinator:
             population = session.population()
 
             def on_progress(done: int, total: int, generation=generation, progress=progress) -> None:
-                self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
-                self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
+                with self.store.transaction():
+                    self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
+                    self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
 
             metrics = await self.pool.evaluate(job_id, candles.fingerprint, dataset.ref, population, session.train,
                                                costs, on_progress)
             best = session.tell(population, metrics)
-            self.store.save_checkpoint(job_id, session.generation, session.checkpoint())
             progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
                                                    "evaluations": progress.evaluations + len(population)})
-            self.store.set_progress(job_id, progress.model_dump(), mapping.best_so_far(best).model_dump(mode="json"))
-            self._emit_engine(job_id, best)
+            with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
+                self.store.save_checkpoint(job_id, session.generation, session.checkpoint())
+                self.store.set_progress(job_id, progress.model_dump(),
+                                        mapping.best_so_far(best).model_dump(mode="json"))
+                self._emit_engine(job_id, best)
         await self._finish(job_id, spec, dataset, session)
         return session.generation
 

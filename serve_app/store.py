@@ -7,6 +7,7 @@ every write is committed before anyone is told about it, so nothing a client saw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -60,10 +61,22 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def close(self) -> None:
         self._db.close()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """Group writes into one commit (one fsync): all of them land, or none."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def _write(self, sql: str, args: tuple = ()) -> None:
         with self._lock:
