@@ -87,7 +87,8 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="miner-bench-"))
     (state / "data").mkdir()
     (state / "data" / data.name).symlink_to(data.resolve())
-    ray.init(namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": 8765}, logging_config={"log_level": "WARNING"})
     settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(state / "data"),
                                upload_dir=str(state / "uploads"), token="bench")

@@ -25,7 +25,7 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
     evaluations = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         generations = progress.add_task("generations", total=None, info="")
         genomes = progress.add_task("genomes", total=None, info="")
         for event in client.events(job_id, since=since):
@@ -44,9 +44,13 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
             elif event.type == "generation_best":
                 evaluations += progress.tasks[genomes].total or 0
                 m = data["metrics"]
-                progress.update(generations, completed=data["generation"] + 1,
-                                info=f"best fitness {data['best_fitness_so_far']:+.3f}  "
-                                     f"pnl {m['net_pnl']:+,.2f}  trades {m['trades']:.0f}")
+                line = (f"best fitness {data['best_fitness_so_far']:+.3f}  pnl {m['net_pnl']:+,.2f}  "
+                        f"trades {m['trades']:.0f}")
+                progress.update(generations, completed=data["generation"] + 1, info=line)
+                if not console.is_terminal:  # piped or logged: one plain line per generation instead of bars
+                    rate = evaluations / max(time.monotonic() - started, 1e-9)
+                    console.print(f"generation {data['generation'] + 1}/{progress.tasks[generations].total}  "
+                                  f"{evaluations:,.0f} evaluations  {rate:,.0f} evals/s  {line}")
             elif event.type in wire.TERMINAL_EVENTS:
                 if event.type == "failed":
                     console.print(f"[red]job {job_id} failed: {data.get('error')}")

@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     from serve_app.config import NAMESPACE, RuntimeConfig, ServiceSettings
 
     console.print(f"starting a local Ray head with {os.cpu_count()} CPUs ...")
-    ray.init(namespace=NAMESPACE, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    # address="local": always a new single-node cluster, never an existing one found on this machine
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="WARNING",
+             log_to_driver=False)
     serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": "WARNING"})
     settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(data_dir) if data_dir else None,
                                upload_dir=str(state / "uploads"), token=token, host=args.host, port=args.port)

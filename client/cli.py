@@ -1,0 +1,214 @@
+"""`miner`: drive a miner service from any laptop. HTTP and WebSocket only; no Ray needed.
+
+Exit codes: 0 ok, 2 bad usage, 3 service error (unreachable, refused, unknown job), 4 the job failed or
+was cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from client import models as wire
+from client.api import MinerClient
+from client.display import follow, print_result
+from client.errors import MinerClientError, ServiceError
+from client.settings import ConfigError, resolve
+
+OK, USAGE, SERVICE, JOB_FAILED = 0, 2, 3, 4
+
+
+class UsageError(Exception):
+    """Bad input caught before talking to the service."""
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---- commands ---------------------------------------------------------------------------------------------
+
+def cmd_submit(client: MinerClient, args, console: Console) -> int:
+    costs = None
+    if args.fee_bps is not None or args.slippage_bps is not None:
+        defaults = wire.Costs()
+        costs = wire.Costs(fee_bps=defaults.fee_bps if args.fee_bps is None else args.fee_bps,
+                           slippage_bps=defaults.slippage_bps if args.slippage_bps is None else args.slippage_bps)
+    try:
+        spec = wire.JobSpec(dataset=args.dataset, population=args.population, generations=args.generations,
+                            risk=args.risk, seed=args.seed, holdout_fraction=args.holdout, costs=costs,
+                            evaluator=args.evaluator)
+    except ValidationError as exc:
+        raise UsageError("; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                                   for e in exc.errors())) from None
+    job = client.submit(spec)
+    console.print(f"submitted job [bold]{job.id}[/bold] ({spec.population} x {spec.generations} on {spec.dataset})")
+    return _follow_to_end(client, job.id, console) if args.follow else OK
+
+
+def _follow_to_end(client: MinerClient, job_id: str, console: Console) -> int:
+    outcome = follow(client, job_id, console)
+    if outcome != "finished":
+        return JOB_FAILED
+    print_result(client.result(job_id), console)
+    return OK
+
+
+def cmd_follow(client: MinerClient, args, console: Console) -> int:
+    return _follow_to_end(client, args.job, console)
+
+
+def cmd_jobs(client: MinerClient, args, console: Console) -> int:
+    table = Table(title="jobs")
+    for column in ("id", "status", "dataset", "pop x gens", "generation", "best fitness", "created"):
+        table.add_column(column, no_wrap=column in ("id", "status"))
+    for job in client.jobs(args.limit):
+        best = f"{job.best.fitness:+.3f}" if job.best else "-"
+        table.add_row(job.id, job.status.value, job.spec.dataset, f"{job.spec.population} x {job.spec.generations}",
+                      f"{job.progress.generation}/{job.progress.generations}", best, _when(job.created_at))
+    console.print(table)
+    return OK
+
+
+def cmd_show(client: MinerClient, args, console: Console) -> int:
+    job = client.job(args.job)
+    console.print(f"job [bold]{job.id}[/bold]: {job.status.value}  "
+                  f"(created {_when(job.created_at)}, started {_when(job.started_at)}, "
+                  f"finished {_when(job.finished_at)})")
+    console.print(f"spec: {job.spec.model_dump_json(exclude_none=True)}")
+    p = job.progress
+    console.print(f"progress: generation {p.generation}/{p.generations}, {p.evaluations:,} evaluations")
+    if job.best:
+        console.print(f"best so far (generation {job.best.generation}): fitness {job.best.fitness:+.4f}  "
+                      f"pnl {job.best.metrics['net_pnl']:+,.2f}\n  {job.best.strategy}")
+    if job.error:
+        console.print(f"[red]error: {job.error}")
+    return JOB_FAILED if job.status in (wire.JobStatus.FAILED, wire.JobStatus.CANCELLED) else OK
+
+
+def cmd_result(client: MinerClient, args, console: Console) -> int:
+    result = client.result(args.job)
+    if args.plot:
+        from client.plot import plot_result
+
+        try:
+            console.print(f"equity and drawdown plotted to {plot_result(result, args.plot)}")
+        except ImportError as exc:
+            raise UsageError(str(exc)) from None
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    elif not args.plot:
+        print_result(result, console)
+    return OK
+
+
+def cmd_cancel(client: MinerClient, args, console: Console) -> int:
+    client.cancel(args.job)
+    console.print(f"job {args.job}: cancelling (it stops between batches)")
+    return OK
+
+
+def cmd_cluster(client: MinerClient, args, console: Console) -> int:
+    info = client.cluster()
+    table = Table(title=f"cluster: {info.workers} workers ready, {info.pending_workers} starting")
+    for column in ("node", "label", "address", "CPUs", "alive", "workers"):
+        table.add_column(column)
+    for node in info.nodes:
+        table.add_row(node.node_id[:12], node.label or "-", node.address, f"{node.cpus:g}",
+                      "yes" if node.alive else "[red]no", str(node.workers))
+    console.print(table)
+    return OK
+
+
+def cmd_datasets(client: MinerClient, args, console: Console) -> int:
+    if args.action == "upload":
+        if not args.file:
+            raise UsageError("miner datasets upload FILE: FILE is missing")
+        try:
+            info = client.upload_dataset(args.file, name=args.name)
+        except FileNotFoundError:
+            raise UsageError(f"no such file: {args.file}") from None
+        console.print(f"uploaded [bold]{info.name}[/bold]: {info.candles:,} candles, fingerprint {info.fingerprint}")
+        return OK
+    table = Table(title="datasets")
+    for column in ("name", "candles", "from", "to", "bar", "gaps", "source"):
+        table.add_column(column, no_wrap=column == "name")
+    for d in client.datasets():
+        table.add_row(d.name, f"{d.candles:,}", _when(d.first_time), _when(d.last_time), f"{d.bar_seconds}s",
+                      str(d.gaps), d.source)
+    console.print(table)
+    return OK
+
+
+# ---- parser and entry point ------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="miner", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="service URL (default: $MINER_URL, ~/.miner/config.toml, "
+                                      "http://127.0.0.1:8000)")
+    parser.add_argument("--token", help="API token (default: $MINER_TOKEN, ~/.miner/config.toml, ~/.miner/token)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, handler: Callable, help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    submit = add("submit", cmd_submit, "queue a mining job")
+    submit.add_argument("--dataset", required=True)
+    submit.add_argument("--population", type=int, default=50)
+    submit.add_argument("--generations", type=int, default=20)
+    submit.add_argument("--risk", default="MEDIUM", help="LOW, MEDIUM or HIGH")
+    submit.add_argument("--seed", type=int, default=0)
+    submit.add_argument("--holdout", type=float, default=0.2, help="share of the latest bars held out")
+    submit.add_argument("--fee-bps", type=float, help="fee per side in basis points (default: the service's)")
+    submit.add_argument("--slippage-bps", type=float, help="slippage per fill in basis points")
+    submit.add_argument("--evaluator", help="fitness function (default: the service's)")
+    submit.add_argument("--follow", action="store_true", help="show live progress, then the result")
+    add("follow", cmd_follow, "show a job's live progress, then its result").add_argument("job")
+    add("jobs", cmd_jobs, "list recent jobs").add_argument("--limit", type=int, default=20)
+    add("show", cmd_show, "one job's status, progress and best strategy so far").add_argument("job")
+    result = add("result", cmd_result, "the best strategy of a finished job")
+    result.add_argument("job")
+    result.add_argument("--json", action="store_true", help="print the full result as JSON")
+    result.add_argument("--plot", metavar="PNG", help="plot equity and drawdown to this file (needs [plot])")
+    add("cancel", cmd_cancel, "stop a job between batches").add_argument("job")
+    add("cluster", cmd_cluster, "nodes, CPUs and workers")
+    datasets = add("datasets", cmd_datasets, "list datasets, or upload a CSV: miner datasets upload FILE")
+    datasets.add_argument("action", nargs="?", choices=["list", "upload"], default="list")
+    datasets.add_argument("file", nargs="?")
+    datasets.add_argument("--name", help="name for the upload (default: the file name)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    errors = Console(stderr=True, soft_wrap=True)
+    try:
+        settings = resolve(args.url, args.token)
+        with MinerClient(settings.url, settings.token) as client:
+            return args.handler(client, args, console)
+    except (UsageError, ConfigError) as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False)
+        return USAGE
+    except ServiceError as exc:
+        errors.print(f"error: {exc.message}", markup=False, highlight=False)
+        return SERVICE
+    except MinerClientError as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False)
+        return SERVICE
+    except KeyboardInterrupt:
+        errors.print("interrupted; the job keeps running on the service (miner follow JOB to watch again)")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

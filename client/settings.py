@@ -1,0 +1,55 @@
+"""Where the client finds the service: flags, then MINER_URL / MINER_TOKEN, then ~/.miner/config.toml.
+
+    # ~/.miner/config.toml
+    url = "http://100.64.0.1:8000"
+    token = "paste the head's ~/.miner/token here"
+
+On the head itself nothing is needed: the token file the service wrote (~/.miner/token) is used.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from client.errors import MinerClientError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class ConfigError(MinerClientError):
+    """No usable URL or token."""
+
+
+class ClientSettings(BaseModel):
+    url: str = DEFAULT_URL
+    token: str
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("MINER_HOME", Path.home() / ".miner")).expanduser()
+
+
+def resolve(url: str | None = None, token: str | None = None) -> ClientSettings:
+    folder = config_dir()
+    config_file = folder / "config.toml"
+    file_values: dict = {}
+    if config_file.is_file():
+        try:
+            file_values = tomllib.loads(config_file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+    token_file = folder / "token"
+    token = (token or os.environ.get("MINER_TOKEN") or file_values.get("token")
+             or (token_file.read_text().strip() if token_file.is_file() else None))
+    if not token:
+        raise ConfigError(f"no API token: pass --token, set MINER_TOKEN, or put token = \"...\" in {config_file} "
+                          "(the token is in ~/.miner/token on the head node)")
+    try:
+        return ClientSettings(url=url or os.environ.get("MINER_URL") or file_values.get("url") or DEFAULT_URL,
+                              token=token)
+    except ValidationError as exc:
+        raise ConfigError(f"{config_file}: {exc.errors()[0]['msg']}") from None

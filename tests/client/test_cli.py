@@ -1,0 +1,93 @@
+"""The `miner` CLI against the real service: output, exit codes, messages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from client.cli import JOB_FAILED, OK, SERVICE, USAGE, main
+
+
+@pytest.fixture
+def miner(service, monkeypatch, tmp_path):
+    monkeypatch.setenv("MINER_URL", service.url)
+    monkeypatch.setenv("MINER_TOKEN", service.token)
+    monkeypatch.setenv("MINER_HOME", str(tmp_path / "home"))
+
+    def run(*argv):
+        return main(list(argv))
+
+    return run
+
+
+def test_submit_follow_prints_rising_progress_and_ends_with_the_result(miner, capsys):
+    assert miner("submit", "--dataset", "synthetic", "--population", "12", "--generations", "4", "--risk", "low",
+                 "--seed", "7", "--follow") == OK
+    out = capsys.readouterr().out
+    generations = [int(g) for g in re.findall(r"^generation (\d+)/4", out, flags=re.M)]
+    assert generations == [1, 2, 3, 4]
+    evaluations = [int(e.replace(",", "")) for e in re.findall(r"(\d[\d,]*) evaluations", out)]
+    assert evaluations == sorted(evaluations) and evaluations[-1] == 48
+    assert "best strategy:" in out and "holdout" in out and "net_pnl" in out
+
+
+def test_jobs_show_result_json_cluster_datasets(miner, capsys, client):
+    job = client.submit(dataset="synthetic", population=8, generations=2, seed=3)
+    client.wait(job.id)
+    capsys.readouterr()
+    assert miner("jobs") == OK and job.id in capsys.readouterr().out
+    assert miner("show", job.id) == OK and "finished" in capsys.readouterr().out
+    assert miner("result", job.id, "--json") == OK
+    assert f'"job_id": "{job.id}"' in capsys.readouterr().out
+    assert miner("cluster") == OK and "3 workers ready" in capsys.readouterr().out
+    assert miner("datasets") == OK and "BTC-USD_FIVE_MINUTE" in capsys.readouterr().out
+
+
+def test_plot_writes_a_png(miner, client, tmp_path, capsys):
+    job = client.submit(dataset="synthetic", population=8, generations=2, seed=4)
+    client.wait(job.id)
+    target = tmp_path / "equity.png"
+    assert miner("result", job.id, "--plot", str(target)) == OK
+    data = target.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_upload_through_the_cli(miner, tmp_path, capsys):
+    from tests.serve_app.test_service import csv_bytes
+
+    path = tmp_path / "cli_upload.csv"
+    path.write_bytes(csv_bytes(seed=12))
+    assert miner("datasets", "upload", str(path)) == OK
+    assert "cli_upload" in capsys.readouterr().out
+    assert miner("datasets", "upload", str(tmp_path / "missing.csv")) == USAGE
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_a_cancelled_job_exits_4(miner, client, capsys):
+    job = client.submit(dataset="BTC-USD_FIVE_MINUTE", population=300, generations=40, seed=2)
+    for event in client.events(job.id):
+        if event.type == "batch_evaluated":
+            assert miner("cancel", job.id) == OK
+            break
+    assert miner("follow", job.id) == JOB_FAILED
+    assert "cancelled" in capsys.readouterr().out
+
+
+def test_wrong_token_unknown_job_unreachable_url_bad_usage(miner, service, capsys):
+    assert miner("--token", "wrong", "jobs") == SERVICE
+    assert "missing or wrong token" in capsys.readouterr().err
+    assert miner("show", "nope") == SERVICE
+    assert "unknown job 'nope'" in capsys.readouterr().err
+    assert miner("follow", "nope") == SERVICE
+    assert "unknown job 'nope'" in capsys.readouterr().err
+    assert miner("--url", "http://127.0.0.1:9", "jobs") == SERVICE
+    err = capsys.readouterr().err
+    assert "cannot reach the miner service at http://127.0.0.1:9" in err and "Traceback" not in err
+    assert miner("submit", "--dataset", "synthetic", "--population", "1") == USAGE
+    assert "--population" in capsys.readouterr().err
+    assert miner("submit", "--dataset", "nope") == SERVICE
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        miner("submit")  # argparse: --dataset is required
+    assert usage.value.code == USAGE
