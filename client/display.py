@@ -21,7 +21,7 @@ METRIC_FORMATS = {
 def follow(client: MinerClient, job_id: str, console: Console | None = None, since: int = 0) -> str:
     """Show a job's progress live until it ends; returns the terminal event type."""
     console = console or Console()
-    started = time.monotonic()
+    generation_started = time.monotonic()
     evaluations = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
@@ -37,9 +37,10 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                               f"{data['train_bars']} training bars, evaluator {data['evaluator_version']}")
             elif event.type == "generation_started":
                 progress.update(genomes, completed=0)
+                generation_started = time.monotonic()
             elif event.type == "batch_evaluated":
                 progress.update(genomes, completed=data["evaluated"], total=data["total"])
-                rate = (evaluations + data["evaluated"]) / max(time.monotonic() - started, 1e-9)
+                rate = data["evaluated"] / max(time.monotonic() - generation_started, 1e-9)
                 progress.update(genomes, info=f"{rate:,.0f} evals/s")
             elif event.type == "generation_best":
                 evaluations += progress.tasks[genomes].total or 0
@@ -48,7 +49,7 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                         f"trades {m['trades']:.0f}")
                 progress.update(generations, completed=data["generation"] + 1, info=line)
                 if not console.is_terminal:  # piped or logged: one plain line per generation instead of bars
-                    rate = evaluations / max(time.monotonic() - started, 1e-9)
+                    rate = (progress.tasks[genomes].total or 0) / max(time.monotonic() - generation_started, 1e-9)
                     console.print(f"generation {data['generation'] + 1}/{progress.tasks[generations].total}  "
                                   f"{evaluations:,.0f} evaluations  {rate:,.0f} evals/s  {line}")
             elif event.type in wire.TERMINAL_EVENTS:
