@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.service_fixture"]
+
 REPO = Path(__file__).resolve().parents[1]
 BTC_CSV = Path(os.environ.get("MINER_BTC_CSV", REPO.parent / "shared" / "data" / "BTC-USD_FIVE_MINUTE.csv"))
 

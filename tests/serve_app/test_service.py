@@ -12,8 +12,7 @@ from client.models import JobSpec
 from engine.candles import load_candles
 from engine.miner import mine
 from engine.settings import Costs, MinerSettings
-
-from .conftest import WORKERS_PER_LABEL
+from tests.service_fixture import WORKERS_PER_LABEL
 
 
 def wait_status(client, job_id, statuses=("finished", "failed", "cancelled"), timeout_s=120):

@@ -1,5 +1,6 @@
-"""One real two-node Ray cluster on loopback for the whole session, with the app deployed from
-deploy/config.yaml (paths, port, token and worker counts overridden for this machine).
+"""Pytest plugin: one real two-node Ray cluster on loopback for the whole session, with the app deployed
+from deploy/config.yaml (paths, port, token and worker counts overridden for this machine). Registered once
+in tests/conftest.py, so service and client tests share the same cluster.
 
 Nodes: a head labelled ``head`` and a second node labelled ``air``, like the two-laptop setup.
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 WORKERS_PER_LABEL = {"head": 1, "air": 2}
 TOKEN = "test-token-please-ignore"
 
