@@ -1,87 +1,124 @@
-"""Fitness functions over the metrics matrix (``engine.layout.METRICS`` columns).
+"""Evaluators: small Python modules that turn the metrics matrix into one fitness per genome.
 
-An evaluator maps metrics (n_genomes, N_METRICS) to one fitness per genome, higher is better.
-Its version id (name + content hash of its source and parameters) is pinned in every result, so a
-result always says exactly how it was scored.
+An evaluator module defines
+
+    PARAMS = {"min_trades": 30}          # optional: parameter names and defaults
+    def score(m, **params):              # m.sharpe, m.trades, ... are arrays, one value per genome
+        return m.sharpe - ...            # one float per genome, higher is better
+
+``m`` exposes every column of ``engine.layout.METRICS`` by name (and the raw matrix as ``m.matrix``).
+The module may use numpy and numba. Its version id is ``name@`` + a content hash of its source and
+parameters: a result names the exact scoring that produced it. Built-ins live in ``engine/evaluators/``
+and load through the same code as modules pushed to the service.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
-from abc import ABC, abstractmethod
-from typing import ClassVar
+import traceback
+from importlib import resources
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from engine import layout as L
 
+DEFAULT_EVALUATOR = "balanced"
 
-class Evaluator(ABC):
-    """Base class: subclasses set ``name`` and ``Params`` and implement ``score``."""
 
-    name: ClassVar[str]
+class EvaluatorError(ValueError):
+    """An evaluator that cannot be used, with where (file, line) and why."""
 
-    class Params(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+    def __init__(self, message: str, *, filename: str | None = None, line: int | None = None):
+        where = f"{filename}, line {line}: " if filename and line else f"{filename}: " if filename else ""
+        super().__init__(where + message)
+        self.filename, self.line, self.message = filename, line, message
 
-    def __init__(self, **params):
-        self.params = self.Params(**params)
 
-    @abstractmethod
-    def score(self, metrics: np.ndarray) -> np.ndarray:
-        """Fitness per row of ``metrics``; non-finite values are treated as the worst possible."""
+class MetricsView:
+    """Columns of a metrics matrix by name: ``m.sharpe`` is ``matrix[:, M_SHARPE]``."""
 
-    @property
-    def version(self) -> str:
-        source = inspect.getsource(type(self))
-        payload = source + json.dumps(self.params.model_dump(), sort_keys=True)
-        return f"{self.name}@{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+    def __init__(self, matrix: np.ndarray):
+        self.matrix = matrix
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        try:
+            return self.matrix[:, L.METRICS.index(name)]
+        except ValueError:
+            raise AttributeError(f"no metric '{name}'; metrics are: {', '.join(L.METRICS)}") from None
+
+
+def builtin_sources() -> dict[str, str]:
+    """name -> source of the evaluators shipped in engine/evaluators/."""
+    folder = resources.files("engine.evaluators")
+    return {entry.name.removesuffix(".py"): entry.read_text() for entry in folder.iterdir()
+            if entry.name.endswith(".py") and not entry.name.startswith("_")}
+
+
+def _origin(exc: BaseException, filename: str) -> int | None:
+    """The line of the evaluator's own source where ``exc`` happened, if it did."""
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        return exc.lineno
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+    return frames[-1].lineno if frames else None
+
+
+class Evaluator:
+    """One evaluator module, compiled, with its parameters resolved and its version id."""
+
+    def __init__(self, name: str, source: str, params: dict | None = None):
+        self.name, self.source = name, source
+        self.filename = f"<evaluator {name}>"
+        namespace: dict = {"__name__": f"miner_evaluator_{name}"}
+        try:
+            exec(compile(source, self.filename, "exec"), namespace)
+        except Exception as exc:
+            raise EvaluatorError(f"{type(exc).__name__}: {exc}", filename=self.filename,
+                                 line=_origin(exc, self.filename)) from None
+        self._score = namespace.get("score")
+        if not callable(self._score):
+            raise EvaluatorError("the module defines no score(m, **params) function", filename=self.filename)
+        defaults = namespace.get("PARAMS", {})
+        if not isinstance(defaults, dict):
+            raise EvaluatorError("PARAMS must be a dict of parameter names to default values",
+                                 filename=self.filename)
+        unknown = sorted(set(params or {}) - set(defaults))
+        if unknown:
+            raise EvaluatorError(f"unknown parameter(s) {', '.join(unknown)}; '{name}' takes: "
+                                 f"{', '.join(defaults) or 'none'}")
+        self.params = {**defaults, **(params or {})}
+        payload = source + json.dumps(self.params, sort_keys=True)
+        self.version = f"{name}@{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
+
+    def _call(self, metrics: np.ndarray) -> np.ndarray:
+        try:
+            scores = self._score(MetricsView(metrics), **self.params)
+        except Exception as exc:
+            raise EvaluatorError(f"{type(exc).__name__}: {exc}", filename=self.filename,
+                                 line=_origin(exc, self.filename)) from None
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (metrics.shape[0],):
+            raise EvaluatorError(f"score returned shape {scores.shape}, expected ({metrics.shape[0]},): "
+                                 "one fitness per genome", filename=self.filename)
+        return scores
 
     def fitness(self, metrics: np.ndarray) -> np.ndarray:
-        """``score`` checked for shape, with NaN/inf mapped to -inf so they always rank last."""
-        scores = np.asarray(self.score(metrics), dtype=np.float64)
-        if scores.shape != (metrics.shape[0],):
-            raise ValueError(f"evaluator {self.name} returned shape {scores.shape}, "
-                             f"expected ({metrics.shape[0]},)")
+        """Scores with NaN/inf mapped to -inf, so a strategy the evaluator cannot score ranks last."""
+        scores = self._call(metrics)
         return np.where(np.isfinite(scores), scores, -np.inf)
 
-
-class BalancedEvaluator(Evaluator):
-    """Annualised Sharpe, minus a penalty for too few trades and for drawdowns beyond a limit.
-
-    fitness = sharpe - too_few_trades_penalty * max(0, 1 - trades / min_trades)
-                     - drawdown_penalty * max(0, max_drawdown - drawdown_limit)
-
-    A strategy that never trades scores -too_few_trades_penalty; one with a 45 % drawdown under the
-    default limit of 25 % loses 2 points of Sharpe.
-    """
-
-    name = "balanced"
-
-    class Params(Evaluator.Params):
-        min_trades: int = Field(30, ge=1)
-        too_few_trades_penalty: float = Field(2.0, ge=0)
-        drawdown_limit: float = Field(0.25, ge=0, le=1)
-        drawdown_penalty: float = Field(10.0, ge=0)
-
-    def score(self, metrics: np.ndarray) -> np.ndarray:
-        p = self.params
-        trades = metrics[:, L.M_TRADES]
-        drawdown = metrics[:, L.M_MAX_DRAWDOWN]
-        return (metrics[:, L.M_SHARPE]
-                - p.too_few_trades_penalty * np.maximum(0.0, 1.0 - trades / p.min_trades)
-                - p.drawdown_penalty * np.maximum(0.0, drawdown - p.drawdown_limit))
+    def check(self, metrics: np.ndarray) -> None:
+        """Strict trial run: every score must be finite (used before an evaluator goes live)."""
+        scores = self._call(metrics)
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if bad.size:
+            raise EvaluatorError(f"score returned {scores[bad[0]]} for {bad.size} of {scores.size} sample genomes; "
+                                 "every fitness must be a finite number", filename=self.filename)
 
 
-BUILTIN_EVALUATORS: dict[str, type[Evaluator]] = {BalancedEvaluator.name: BalancedEvaluator}
-
-
-def get_evaluator(name: str = "balanced", **params) -> Evaluator:
-    try:
-        return BUILTIN_EVALUATORS[name](**params)
-    except KeyError:
-        known = ", ".join(sorted(BUILTIN_EVALUATORS))
-        raise ValueError(f"unknown evaluator '{name}'; known evaluators: {known}") from None
+def get_evaluator(name: str = DEFAULT_EVALUATOR, **params) -> Evaluator:
+    """A built-in evaluator by name."""
+    sources = builtin_sources()
+    if name not in sources:
+        raise EvaluatorError(f"unknown evaluator '{name}'; built-in evaluators: {', '.join(sorted(sources))}")
+    return Evaluator(name, sources[name], params)

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from engine import events as ev
 from engine.backtester import BatchBacktester, LocalBacktester, Window, metrics_dict, split_windows
 from engine.candles import Candles
-from engine.evaluator import BalancedEvaluator, Evaluator
+from engine.evaluator import Evaluator, get_evaluator
 from engine.ga import GeneticSearch
 from engine.genome import Genome, decode
 from engine.layout import N_METRICS
@@ -49,7 +49,7 @@ class MiningSession:
     def __init__(self, n_bars: int, data_fingerprint: str, settings: MinerSettings,
                  evaluator: Evaluator | None = None, resume_state: dict | None = None):
         self.settings = settings
-        self.evaluator = evaluator or BalancedEvaluator()
+        self.evaluator = evaluator or get_evaluator()
         self.data_fingerprint = data_fingerprint
         self.train, self.holdout = split_windows(n_bars, settings.holdout_fraction)
         self.search = GeneticSearch(settings, state=resume_state)
@@ -72,10 +72,15 @@ class MiningSession:
         """The current generation's genomes, to be evaluated on ``self.train``."""
         return self.search.ask()
 
-    def tell(self, population: np.ndarray, metrics: np.ndarray) -> ev.GenerationBest:
-        """Score a fully evaluated generation (metrics row i for genome row i) and breed the next."""
+    def tell(self, population: np.ndarray, metrics: np.ndarray, fitness: np.ndarray | None = None
+             ) -> ev.GenerationBest:
+        """Score a fully evaluated generation (metrics row i for genome row i) and breed the next.
+
+        ``fitness`` may come precomputed (the service scores in its workers, with this session's evaluator).
+        """
         generation = self.search.generation
-        fitness = self.evaluator.fitness(metrics)
+        fitness = self.evaluator.fitness(metrics) if fitness is None else np.where(
+            np.isfinite(fitness), fitness, -np.inf)
         self.search.tell(fitness)
         top = int(np.argmax(fitness))
         return ev.GenerationBest(generation=generation, fitness=float(fitness[top]),

@@ -5,7 +5,7 @@ import pytest
 
 from engine import layout as L
 from engine.backtester import LocalBacktester, split_windows
-from engine.evaluator import BalancedEvaluator
+from engine.evaluator import get_evaluator
 from engine.ga import GeneticSearch
 from engine.genome import decode
 from engine.settings import RISK_PRESETS, MinerSettings, RiskLevel
@@ -71,7 +71,7 @@ def test_checkpoint_state_is_json_and_resumes_bit_for_bit():
     candles = synthetic_candles(2_000, seed=2)
     tester = LocalBacktester(candles, settings.costs)
     train, _ = split_windows(len(candles), 0.2)
-    scorer = BalancedEvaluator()
+    scorer = get_evaluator()
 
     def step(search):
         search.tell(scorer.fitness(tester.evaluate(search.ask(), train)))

@@ -1,9 +1,11 @@
+import re
+
 import numpy as np
 import pytest
 
 from engine import events as ev
 from engine.backtester import LocalBacktester, split_windows
-from engine.evaluator import BalancedEvaluator, Evaluator, get_evaluator
+from engine.evaluator import Evaluator, EvaluatorError, get_evaluator
 from engine.genome import encode
 from engine.miner import mine
 from engine.settings import MinerSettings
@@ -32,14 +34,14 @@ def test_result_reports_train_and_holdout_and_provenance(candles):
     result = mine(candles, settings)
     assert (result.train_bars, result.holdout_bars) == (3_000, 1_000)
     assert result.data_fingerprint == candles.fingerprint
-    assert result.evaluator_version == BalancedEvaluator().version
+    assert result.evaluator_version == get_evaluator().version
     assert result.seed == 1 and result.generations_run == 2 and not result.cancelled
     tester = LocalBacktester(candles, settings.costs)
     train, holdout = split_windows(len(candles), 0.25)
     row = encode(result.best_genome)[None, :]
     assert result.train_metrics["net_pnl"] == tester.evaluate(row, train)[0, 0]
     assert result.holdout_metrics["net_pnl"] == tester.evaluate(row, holdout)[0, 0]
-    assert result.fitness == pytest.approx(BalancedEvaluator().fitness(tester.evaluate(row, train))[0])
+    assert result.fitness == pytest.approx(get_evaluator().fitness(tester.evaluate(row, train))[0])
 
 
 def test_no_holdout(candles):
@@ -91,35 +93,55 @@ def test_too_few_candles_is_a_clear_error():
 
 
 def test_custom_evaluator_changes_the_ranking(candles):
-    class MostTrades(Evaluator):
-        name = "most_trades"
-
-        def score(self, metrics):
-            return metrics[:, 2]
-
-    result = mine(candles, MinerSettings(population=16, generations=2, seed=2), evaluator=MostTrades())
+    most_trades = Evaluator("most_trades", "def score(m):\n    return m.trades\n")
+    result = mine(candles, MinerSettings(population=16, generations=2, seed=2), evaluator=most_trades)
     assert result.evaluator_version.startswith("most_trades@")
     assert result.fitness == result.train_metrics["trades"]
 
 
-def test_evaluator_shape_and_lookup_errors():
-    class Broken(Evaluator):
-        name = "broken"
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [
+        ("def score(m):\n    return m.sharpe +\n", "<evaluator e>, line 2: SyntaxError"),
+        ("def score(m):\n    x = 1\n    return m.sharpe / undefined\n", "line 3: NameError"),
+        ("def score(m):\n    return m.sharpe[:1]\n", "expected (3,)"),
+        ("def score(m):\n    return m.calmar\n", "no metric 'calmar'"),
+        ("x = 1\n", "defines no score"),
+        ("PARAMS = 3\ndef score(m):\n    return m.sharpe\n", "PARAMS must be a dict"),
+    ],
+)
+def test_broken_evaluators_say_where_and_why(source, words):
+    with pytest.raises(EvaluatorError, match=re.escape(words)):
+        Evaluator("e", source).fitness(np.zeros((3, 9)))
 
-        def score(self, metrics):
-            return np.zeros(3)
 
-    with pytest.raises(ValueError, match="returned shape"):
-        Broken().fitness(np.zeros((2, 9)))
-    with pytest.raises(ValueError, match="known evaluators: balanced"):
+def test_nan_scores_rank_last_but_fail_the_strict_check():
+    nan = Evaluator("nan", "import numpy as np\ndef score(m):\n    return m.sharpe / m.trades\n")
+    assert np.isneginf(nan.fitness(np.zeros((2, 9)))).all()
+    with pytest.raises(EvaluatorError, match="every fitness must be a finite number"):
+        nan.check(np.zeros((2, 9)))
+
+
+@pytest.mark.parametrize("name", ["balanced", "sharpe", "calmar", "pnl_drawdown"])
+def test_builtins_score_real_metrics(candles, name):
+    tester = LocalBacktester(candles, MinerSettings().costs)
+    from engine.settings import RISK_PRESETS, RiskLevel
+    from engine.space import GenomeSpace
+
+    space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], (5, 20, 50))
+    rng = np.random.default_rng(0)
+    metrics = tester.evaluate(np.stack([space.random_genome(rng) for _ in range(40)]), split_windows(4000, 0.2)[0])
+    get_evaluator(name).check(metrics)
+
+
+def test_evaluator_versions_and_parameters():
+    assert get_evaluator().version != get_evaluator(min_trades=5).version
+    assert get_evaluator().version == get_evaluator().version
+    assert get_evaluator().version.startswith("balanced@")
+    with pytest.raises(EvaluatorError, match=r"unknown parameter.*min_trades, too_few"):
+        get_evaluator(mintrades=5)
+    with pytest.raises(EvaluatorError, match="built-in evaluators: balanced, calmar, pnl_drawdown, sharpe"):
         get_evaluator("sharp")
-
-
-def test_evaluator_version_depends_on_params():
-    assert BalancedEvaluator().version != BalancedEvaluator(min_trades=5).version
-    assert BalancedEvaluator().version == BalancedEvaluator().version
-
-
 def test_threaded_backtester_gives_the_single_threaded_answer(candles):
     from engine.backtester import ThreadedBacktester
 

@@ -1,0 +1,1 @@
+"""Built-in evaluator modules. Each is plain source, loaded exactly like one pushed to the service."""
