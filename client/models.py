@@ -31,7 +31,8 @@ class JobSpec(_Wire):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     holdout_fraction: float = Field(0.2, ge=0.0, le=0.5)
     costs: Costs | None = None
-    evaluator: str | None = Field(None, description="evaluator name; default: the service's default")
+    evaluator: str | None = Field(None, description="evaluator name (its latest version) or exact version "
+                                                    "id (name@hash); default: the service's default")
 
     @field_validator("risk", mode="before")
     @classmethod
@@ -170,3 +171,20 @@ class ErrorBody(_Wire):
     error: str
     message: str
     details: list[dict[str, Any]] | None = None
+
+
+class EvaluatorPush(_Wire):
+    """A new evaluator version: module source defining ``score(m, **params)`` and optional ``PARAMS``."""
+
+    source: str = Field(min_length=1, max_length=200_000)
+    params: dict[str, float] = Field(default_factory=dict, description="overrides of the module's PARAMS")
+    make_default: bool = Field(False, description="use it for jobs that do not name an evaluator")
+
+
+class EvaluatorInfo(_Wire):
+    name: str
+    version: str
+    params: dict[str, Any]
+    builtin: bool
+    default: bool
+    created_at: float

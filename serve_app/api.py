@@ -72,6 +72,19 @@ def require_token(request: Request) -> None:
                                  "(the token is in ~/.miner/token on the head node)")
 
 
+def require_admin(request: Request) -> None:
+    """Pushing an evaluator runs its code on the cluster: only the admin token may."""
+    presented = _bearer(request.headers.get("authorization"))
+    admin = request.app.state.admin_token
+    if admin and _token_matches(admin, presented):
+        return
+    if not _token_matches(request.app.state.token, presented):
+        raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+    if not admin:
+        raise HTTPException(403, "pushing evaluators is switched off: the service has no admin token configured")
+    raise HTTPException(403, "pushing evaluators runs code on the cluster and needs the admin token")
+
+
 async def call(ref):
     """Await a coordinator call, turning its domain errors back into themselves and outages into 503."""
     try:
@@ -93,6 +106,7 @@ class MinerAPI:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
         app.state.token = settings.api_token
+        app.state.admin_token = settings.admin_api_token
         self.coordinator = MinerCoordinator.options(
             name=COORDINATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         ).remote(settings.model_dump())
@@ -157,6 +171,22 @@ class MinerAPI:
     async def cancel(self, job_id: str) -> dict:
         """Stop a job between batches; its events end with 'cancelled'."""
         return await call(self.coordinator.cancel.remote(job_id))
+
+    @app.get("/v1/evaluators", dependencies=auth, tags=["evaluators"])
+    async def evaluators(self) -> list[wire.EvaluatorInfo]:
+        """Every evaluator version the service knows; ``default`` marks the one jobs get unless they ask."""
+        return [wire.EvaluatorInfo(**e) for e in await call(self.coordinator.list_evaluators.remote())]
+
+    @app.put("/v1/evaluators/{name}", dependencies=[Depends(require_admin)], status_code=201, tags=["evaluators"])
+    async def push_evaluator(self, name: str, push: wire.EvaluatorPush) -> wire.EvaluatorInfo:
+        """Add a version of an evaluator (admin token: this runs the module's code on the cluster).
+
+        It is compiled, then tried on sample backtests in one worker; a module that fails to import,
+        raises, or returns non-finite or wrongly shaped scores is refused (422) with file, line and
+        message, and nothing changes. Running jobs keep the version they started with.
+        """
+        return wire.EvaluatorInfo(**await call(self.coordinator.push_evaluator.remote(
+            name, push.source, push.params, push.make_default)))
 
     @app.websocket("/v1/jobs/{job_id}/events")
     async def events(self, websocket: WebSocket, job_id: str, since: int = 0, token: str | None = None) -> None:

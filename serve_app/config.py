@@ -36,7 +36,9 @@ class RuntimeConfig(_Config):
 
     pool: PoolSettings = PoolSettings()
     default_costs: Costs = Costs()
-    default_evaluator: str = "balanced"
+    default_evaluator: str = Field("balanced", description="evaluator for jobs that name none")
+    default_evaluator_params: dict[str, float] = Field(default_factory=dict,
+                                                       description="overrides of that evaluator's PARAMS")
     max_running_jobs: int = Field(4, ge=1, le=64, description="jobs mined at once; the rest wait queued")
 
 
@@ -49,6 +51,9 @@ class ServiceSettings(_Config):
     max_upload_mb: float = Field(50.0, gt=0)
     token: str | None = Field(None, description="API bearer token; default: $MINER_TOKEN, then token_file")
     token_file: str = Field("~/.miner/token", description="file holding the API token (deploy/start-head.sh writes it)")
+    admin_token: str | None = Field(None, description="token allowed to push evaluators (code execution on the "
+                                                      "cluster); default: $MINER_ADMIN_TOKEN, then admin_token_file")
+    admin_token_file: str = Field("~/.miner/admin_token")
     host: str = "127.0.0.1"
     port: int = 8000
 
@@ -59,14 +64,22 @@ class ServiceSettings(_Config):
                              f"one to {self.token_file} (deploy/start-head.sh generates it)")
         return self
 
-    @property
-    def api_token(self) -> str | None:
-        if self.token or os.environ.get("MINER_TOKEN"):
-            return self.token or os.environ.get("MINER_TOKEN")
-        path = self.path(self.token_file)
+    def _secret(self, value: str | None, variable: str, file: str) -> str | None:
+        if value or os.environ.get(variable):
+            return value or os.environ.get(variable)
+        path = self.path(file)
         if not path.is_file():
             return None
         return path.read_text().strip() or None
+
+    @property
+    def api_token(self) -> str | None:
+        return self._secret(self.token, "MINER_TOKEN", self.token_file)
+
+    @property
+    def admin_api_token(self) -> str | None:
+        """None: pushing evaluators is switched off."""
+        return self._secret(self.admin_token, "MINER_ADMIN_TOKEN", self.admin_token_file)
 
     def path(self, value: str) -> Path:
         return Path(value).expanduser()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import ray
 
@@ -20,11 +21,13 @@ from engine.miner import MiningSession
 from serve_app import mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry
-from serve_app.errors import Conflict, InvalidData, NotFound
+from serve_app.errors import Conflict, InvalidData, MinerError, NotFound
+from serve_app.evaluators import EvaluatorRegistry, trial_failure
 from serve_app.pool import WorkerPool
 from serve_app.store import JobStore
 
 EVENT_WAIT_S = 20.0
+log = logging.getLogger("ray")
 
 
 class _Cancelled(Exception):
@@ -41,6 +44,7 @@ class MinerCoordinator:
         self.runtime = RuntimeConfig(**(self.store.get_setting("runtime") or {}))
         self.datasets = DatasetRegistry(s.path(s.data_dir) if s.data_dir else None, s.path(s.upload_dir),
                                         int(s.max_upload_mb * 1e6))
+        self.evaluators = EvaluatorRegistry(self.store)
         self.pool = WorkerPool(self.runtime.pool)
         self._changed: dict[str, asyncio.Event] = {}
         self._cancelled: set[str] = set()
@@ -69,12 +73,40 @@ class MinerCoordinator:
         return True
 
     async def configure(self, runtime: dict) -> None:
-        """New ``user_config``: defaults for new jobs and pool sizing; running jobs keep what they pinned."""
+        """New ``user_config``: defaults for new jobs and pool sizing; running jobs keep what they pinned.
+
+        A changed default evaluator goes through the same trial as a pushed one; if it fails, the previous
+        default stays and the error is logged (the deploy itself must not take the service down).
+        """
+        previous = self.runtime
         self.runtime = RuntimeConfig(**runtime)
         self.store.put_setting("runtime", self.runtime.model_dump(mode="json"))
         self.pool.reconfigure(self.runtime.pool)
         await self._ensure_started()
         await self.pool.refresh()
+        wanted = (self.runtime.default_evaluator, self.runtime.default_evaluator_params)
+        if wanted != (previous.default_evaluator, previous.default_evaluator_params):
+            try:
+                await self.push_evaluator(wanted[0], None, wanted[1], make_default=True)
+            except MinerError as exc:
+                log.error("default evaluator from user_config not applied: %s", exc.message)
+
+    async def push_evaluator(self, name: str, source: str | None, params: dict, make_default: bool) -> dict:
+        """Add an evaluator version after a trial run in one worker; optionally make it the default.
+
+        ``source`` None means: the latest stored source of ``name`` (a parameter change only).
+        """
+        await self._ensure_started()
+        candidate = self.evaluators.candidate(name, source, params)
+        while self.pool.ready_workers == 0:  # right after a (re)start the workers are still warming up
+            await asyncio.sleep(0.2)
+        report = await self.pool.trial(candidate.name, candidate.source, candidate.params)
+        if not report["ok"]:
+            raise trial_failure(report)
+        return self.evaluators.accept(candidate, make_default).model_dump()
+
+    async def list_evaluators(self) -> list[dict]:
+        return [info.model_dump() for info in self.evaluators.list()]
 
     # ---- events ------------------------------------------------------------------------------------
     def _emit(self, job_id: str, type_: str, data: dict) -> None:
@@ -116,7 +148,9 @@ class MinerCoordinator:
     async def submit(self, spec: dict) -> dict:
         """Validate, store (before answering), then queue a job."""
         await self._ensure_started()
-        resolved = mapping.resolve_spec(wire.JobSpec(**spec), self.runtime)
+        requested = wire.JobSpec(**spec)
+        version = self.evaluators.resolve(requested.evaluator)["version"]
+        resolved = mapping.resolve_spec(requested, self.runtime, version)
         dataset = self.datasets.get(resolved.dataset)  # unknown or broken dataset: 4xx now, not a failed job later
         try:
             split_windows(dataset.info.candles, resolved.holdout_fraction)
@@ -180,8 +214,10 @@ class MinerCoordinator:
         dataset = self.datasets.get(spec.dataset)
         candles = dataset.candles
         await asyncio.to_thread(lambda: dataset.ref)  # indicator tables: computed and shared once per dataset
-        session = MiningSession(len(candles), candles.fingerprint, mapping.settings_for(spec),
-                                mapping.evaluator_for(spec), resume_state=self.store.load_checkpoint(job_id))
+        evaluator = self.evaluators.compiled(spec.evaluator)  # the version pinned at submission
+        scorer = (evaluator.version, self.evaluators.ref(evaluator.version))
+        session = MiningSession(len(candles), candles.fingerprint, mapping.settings_for(spec), evaluator,
+                                resume_state=self.store.load_checkpoint(job_id))
         progress = wire.Progress(**progress)
         costs = (spec.costs or wire.Costs()).model_dump()
         if session.generation == 0:
@@ -200,9 +236,9 @@ class MinerCoordinator:
                     self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
                     self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
 
-            metrics = await self.pool.evaluate(job_id, candles.fingerprint, dataset.ref, population, session.train,
-                                               costs, on_progress)
-            best = session.tell(population, metrics)
+            metrics, fitness = await self.pool.evaluate(job_id, candles.fingerprint, dataset.ref, population,
+                                                        session.train, costs, scorer, on_progress)
+            best = session.tell(population, metrics, fitness)
             progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
                                                    "evaluations": progress.evaluations + len(population)})
             with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event

@@ -7,22 +7,17 @@ import numpy as np
 from client import models as wire
 from engine import events as ev
 from engine.backtester import Report
-from engine.evaluator import Evaluator, get_evaluator
 from engine.genome import Genome
 from engine.miner import MiningResult
 from engine.settings import Costs, MinerSettings
 from serve_app.config import RuntimeConfig
-from serve_app.errors import InvalidData
 
 MAX_CURVE_POINTS = 2_000
 
 
-def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig) -> wire.JobSpec:
-    """Fill in the service defaults (costs, evaluator) so a stored job never changes meaning later."""
-    resolved = spec.model_copy(update={"costs": spec.costs or runtime.default_costs,
-                                       "evaluator": spec.evaluator or runtime.default_evaluator})
-    evaluator_for(resolved)  # reject unknown evaluators before the job is accepted
-    return resolved
+def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig, evaluator_version: str) -> wire.JobSpec:
+    """Fill in the service defaults and pin the evaluator version, so a stored job never changes meaning."""
+    return spec.model_copy(update={"costs": spec.costs or runtime.default_costs, "evaluator": evaluator_version})
 
 
 def settings_for(spec: wire.JobSpec) -> MinerSettings:
@@ -31,13 +26,6 @@ def settings_for(spec: wire.JobSpec) -> MinerSettings:
                          holdout_fraction=spec.holdout_fraction,
                          costs=Costs(fee_bps=costs.fee_bps, slippage_bps=costs.slippage_bps,
                                      initial_cash=costs.initial_cash))
-
-
-def evaluator_for(spec: wire.JobSpec) -> Evaluator:
-    try:
-        return get_evaluator(spec.evaluator or "balanced")
-    except ValueError as exc:
-        raise InvalidData(str(exc)) from None
 
 
 def event_data(event: ev._Event) -> tuple[str, dict]:

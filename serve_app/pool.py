@@ -152,6 +152,16 @@ class WorkerPool:
         return [{"node_id": w.node_id, "label": w.label, "ready": w.ready and not w.retiring, "busy": w.busy,
                  "pid": w.pid} for w in self._workers.values()]
 
+    async def trial(self, name: str, source: str, params: dict, timeout_s: float = 30.0) -> dict:
+        """Try a would-be evaluator in one ready worker (see ``BacktestWorker.trial``)."""
+        worker = next((w for w in self._workers.values() if w.ready and not w.retiring), None)
+        if worker is None:
+            return {"ok": False, "error": "no worker is ready to try the evaluator; retry in a few seconds"}
+        try:
+            return await asyncio.wait_for(worker.handle.trial.remote(name, source, params), timeout_s)
+        except TimeoutError:
+            return {"ok": False, "error": f"scoring the sample took over {timeout_s:.0f} s"}
+
     async def memory(self) -> list[dict]:
         """Each ready worker's memory report (see ``BacktestWorker.memory``)."""
         ready = [w for w in self._workers.values() if w.ready and not w.retiring]
@@ -165,15 +175,21 @@ class WorkerPool:
         return max(1, min(by_time, by_spread))
 
     async def evaluate(self, job: str, dataset_id: str, dataset_ref: ray.ObjectRef, genomes: np.ndarray,
-                       window: Window, costs: dict,
-                       on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Metrics for every genome row, computed by the pool; row i of the answer is genome row i."""
+                       window: Window, costs: dict, evaluator: tuple[str, ray.ObjectRef],
+                       on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(metrics, fitness) for every genome row, computed by the pool; row i is genome row i.
+
+        ``evaluator`` is (version id, ObjectRef of its source): workers score with exactly that version.
+        """
         n = genomes.shape[0]
         out = np.empty((n, N_METRICS))
+        fitness = np.empty(n)
         size = self.chunk_size(n, window.bars)
         loop = asyncio.get_running_loop()
+        version, source_ref = evaluator
         chunks = [_Chunk(job, lo, min(lo + size, n),
-                         (dataset_id, [dataset_ref], genomes[lo:lo + size], window.start, window.end, costs),
+                         (dataset_id, [dataset_ref], genomes[lo:lo + size], window.start, window.end, costs,
+                          (version, [source_ref])),
                          loop.create_future()) for lo in range(0, n, size)]
         if job not in self._queues:
             self._queues[job] = deque()
@@ -183,14 +199,15 @@ class WorkerPool:
         done = 0
         try:
             for finished in asyncio.as_completed([c.future for c in chunks]):
-                chunk, metrics = await finished
+                chunk, (metrics, scores) = await finished
                 out[chunk.lo:chunk.hi] = metrics
+                fitness[chunk.lo:chunk.hi] = scores
                 done += chunk.hi - chunk.lo
                 if on_progress is not None:
                     on_progress(done, n)
         finally:
             self._forget(job, chunks)
-        return out
+        return out, fitness
 
     def _forget(self, job: str, chunks: list[_Chunk]) -> None:
         for chunk in chunks:
@@ -236,7 +253,7 @@ class WorkerPool:
 
     async def _run(self, worker: _Worker, chunk: _Chunk) -> None:
         try:
-            metrics, seconds = await worker.handle.evaluate.remote(*chunk.args)
+            metrics, scores, seconds = await worker.handle.evaluate.remote(*chunk.args)
         except WORKER_LOST:
             self._workers = {k: w for k, w in self._workers.items() if w is not worker}
             self._requeue(chunk)
@@ -247,7 +264,7 @@ class WorkerPool:
             genome_bars = (chunk.hi - chunk.lo) * (chunk.args[4] - chunk.args[3])
             self._seconds_per_genome_bar = 0.8 * self._seconds_per_genome_bar + 0.2 * seconds / genome_bars
             if not chunk.future.done():
-                chunk.future.set_result((chunk, metrics))
+                chunk.future.set_result((chunk, (metrics, scores)))
         finally:
             worker.busy = False
             if worker.retiring:

@@ -46,6 +46,14 @@ CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS evaluators (
+    version TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    params TEXT NOT NULL,
+    builtin INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY REFERENCES jobs(id),
     result TEXT NOT NULL
@@ -89,6 +97,23 @@ class JobStore:
     def get_setting(self, key: str) -> dict | None:
         row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return None if row is None else json.loads(row["value"])
+
+    # ---- evaluator versions ----------------------------------------------------------------------------
+    def put_evaluator(self, version: str, name: str, source: str, params: str, builtin: bool) -> None:
+        self._write("INSERT OR IGNORE INTO evaluators (version, name, source, params, builtin, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (version, name, source, params, int(builtin), time.time()))
+
+    def get_evaluator(self, version: str) -> dict | None:
+        row = self._db.execute("SELECT * FROM evaluators WHERE version = ?", (version,)).fetchone()
+        return None if row is None else dict(row)
+
+    def latest_evaluator(self, name: str) -> dict | None:
+        row = self._db.execute("SELECT * FROM evaluators WHERE name = ? ORDER BY created_at DESC, rowid DESC "
+                               "LIMIT 1", (name,)).fetchone()
+        return None if row is None else dict(row)
+
+    def list_evaluators(self) -> list[dict]:
+        return [dict(r) for r in self._db.execute("SELECT * FROM evaluators ORDER BY name, created_at")]
 
     # ---- jobs --------------------------------------------------------------------------------------
     def create_job(self, spec: dict, progress: dict) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import ray
 
 from engine.backtester import LocalBacktester, Window
+from engine.evaluator import Evaluator, EvaluatorError
 from engine.features import FeatureStore
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
@@ -43,6 +44,8 @@ class BacktestWorker:
         self.label = label
         self.warm_s = warm_kernels()
         self._features: OrderedDict[str, FeatureStore] = OrderedDict()
+        self._evaluators: dict[str, Evaluator] = {}  # by version id: loaded on first use, never replaced
+        self._trial_metrics: np.ndarray | None = None
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "label": self.label,
@@ -70,12 +73,39 @@ class BacktestWorker:
         self._features.move_to_end(dataset_id)
         return store
 
+    def _evaluator(self, version: str, boxed_ref: list) -> Evaluator:
+        if version not in self._evaluators:
+            name, source, params = ray.get(boxed_ref[0])
+            self._evaluators[version] = Evaluator(name, source, params)
+        return self._evaluators[version]
+
     def evaluate(self, dataset_id: str, boxed_ref: list, genomes: np.ndarray, start: int, end: int,
-                 costs: dict) -> tuple[np.ndarray, float]:
-        """(metrics, kernel seconds) for one batch. ``boxed_ref`` is [ObjectRef] so Ray does not fetch it
-        on every call: the worker fetches only on a cache miss."""
+                 costs: dict, evaluator: tuple[str, list]) -> tuple[np.ndarray, np.ndarray, float]:
+        """(metrics, fitness, kernel seconds) for one batch, scored with the given evaluator version.
+
+        Refs come boxed in lists so Ray does not fetch them on every call: the worker fetches a dataset
+        or an evaluator only the first time it sees its id.
+        """
         store = self._store(dataset_id, boxed_ref)
         store.prepare(genomes)  # new indicators are computed here, outside the timed kernel call
         started = time.perf_counter()
         metrics = LocalBacktester(store.candles, Costs(**costs), features=store).evaluate(genomes, Window(start, end))
-        return metrics, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        return metrics, self._evaluator(*evaluator).fitness(metrics), seconds
+
+    def trial(self, name: str, source: str, params: dict) -> dict:
+        """Load a would-be evaluator and score a sample of real backtests with it; report, never raise."""
+        if self._trial_metrics is None:
+            candles = synthetic_candles(3_000, seed=1)
+            space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu)
+            rng = np.random.default_rng(1)
+            genomes = np.stack([space.random_genome(rng) for _ in range(64)])
+            self._trial_metrics = LocalBacktester(candles, Costs()).evaluate(genomes, Window(0, len(candles)))
+        started = time.perf_counter()
+        try:
+            candidate = Evaluator(name, source, params)
+            candidate.check(self._trial_metrics)
+            candidate.check(np.zeros((2, self._trial_metrics.shape[1])))  # genomes that never trade
+        except EvaluatorError as exc:
+            return {"ok": False, "error": str(exc), "line": exc.line}
+        return {"ok": True, "version": candidate.version, "seconds": time.perf_counter() - started}

@@ -120,7 +120,7 @@ def post(service, path, headers=None, **kwargs):
         ({"dataset": "synthetic", "colour": "red"}, 422, "colour"),
         ({"population": 10}, 422, "dataset"),
         ({"dataset": "nope"}, 404, "unknown dataset 'nope'; available: BTC-USD_FIVE_MINUTE"),
-        ({"dataset": "synthetic", "evaluator": "sharp"}, 422, "unknown evaluator 'sharp'"),
+        ({"dataset": "synthetic", "evaluator": "sharp"}, 404, "unknown evaluator 'sharp'; known evaluators: balanced"),
     ],
 )
 def test_bad_job_specs_get_4xx_json_that_names_the_problem(service, body, status, words):

@@ -1,0 +1,105 @@
+"""EvaluatorRegistry: every evaluator version the service knows, which one is the default, and a
+trial run in one worker before any version goes live.
+
+Versions are stored in the JobStore (a job pins one, and must find it again after a restart). Workers
+receive a version as (version id, ObjectRef of its source) and compile it once, on first use; nothing
+restarts when a version is added.
+"""
+
+from __future__ import annotations
+
+import json
+
+import ray
+
+from client.models import EvaluatorInfo
+from engine.evaluator import DEFAULT_EVALUATOR, Evaluator, EvaluatorError, builtin_sources
+from serve_app.errors import InvalidData, NotFound
+from serve_app.store import JobStore
+
+DEFAULT_KEY = "default_evaluator"
+
+
+class EvaluatorRegistry:
+    def __init__(self, store: JobStore):
+        self.store = store
+        self._refs: dict[str, ray.ObjectRef] = {}
+        self._compiled: dict[str, Evaluator] = {}
+        for name, source in builtin_sources().items():
+            self._save(Evaluator(name, source), builtin=True)
+        if self.store.get_setting(DEFAULT_KEY) is None:
+            self.set_default(self.latest(DEFAULT_EVALUATOR)["version"])
+
+    # ---- records -------------------------------------------------------------------------------------
+    def _save(self, evaluator: Evaluator, builtin: bool = False) -> dict:
+        existing = self.store.get_evaluator(evaluator.version)
+        if existing is None:
+            self.store.put_evaluator(evaluator.version, evaluator.name, evaluator.source,
+                                     json.dumps(evaluator.params), builtin)
+        self._compiled[evaluator.version] = evaluator
+        return self.store.get_evaluator(evaluator.version)
+
+    def latest(self, name: str) -> dict:
+        record = self.store.latest_evaluator(name)
+        if record is None:
+            known = ", ".join(sorted({r["name"] for r in self.store.list_evaluators()}))
+            raise NotFound(f"unknown evaluator '{name}'; known evaluators: {known}")
+        return record
+
+    def resolve(self, name_or_version: str | None) -> dict:
+        """None -> the default; 'name@hash' -> that version; 'name' -> its latest version."""
+        if not name_or_version:
+            return self.store.get_evaluator(self.default_version)
+        if "@" in name_or_version:
+            record = self.store.get_evaluator(name_or_version)
+            if record is None:
+                raise NotFound(f"unknown evaluator version '{name_or_version}'")
+            return record
+        return self.latest(name_or_version)
+
+    def compiled(self, version: str) -> Evaluator:
+        """The version as an Evaluator (compiled once here; it is scored in the workers)."""
+        if version not in self._compiled:
+            record = self.store.get_evaluator(version)
+            self._compiled[version] = Evaluator(record["name"], record["source"], json.loads(record["params"]))
+        return self._compiled[version]
+
+    def ref(self, version: str) -> ray.ObjectRef:
+        """(name, source, params) of a version in the object store, put once."""
+        if version not in self._refs:
+            record = self.store.get_evaluator(version)
+            self._refs[version] = ray.put((record["name"], record["source"], json.loads(record["params"])))
+        return self._refs[version]
+
+    @property
+    def default_version(self) -> str:
+        return self.store.get_setting(DEFAULT_KEY)["version"]
+
+    def set_default(self, version: str) -> None:
+        self.store.put_setting(DEFAULT_KEY, {"version": version})
+
+    def list(self) -> list[EvaluatorInfo]:
+        default = self.default_version
+        return [EvaluatorInfo(name=r["name"], version=r["version"], params=json.loads(r["params"]),
+                              builtin=bool(r["builtin"]), default=r["version"] == default,
+                              created_at=r["created_at"]) for r in self.store.list_evaluators()]
+
+    # ---- adding versions -------------------------------------------------------------------------------
+    def candidate(self, name: str, source: str | None, params: dict) -> Evaluator:
+        """Compile a would-be version here first: syntax errors and bad parameters never reach a worker."""
+        if source is None:
+            source = self.latest(name)["source"]
+        try:
+            return Evaluator(name, source, params)
+        except EvaluatorError as exc:
+            raise InvalidData(f"evaluator rejected: {exc}") from None
+
+    def accept(self, evaluator: Evaluator, make_default: bool) -> EvaluatorInfo:
+        self._save(evaluator)
+        if make_default:
+            self.set_default(evaluator.version)
+        return next(info for info in self.list() if info.version == evaluator.version)
+
+
+def trial_failure(report: dict) -> InvalidData:
+    return InvalidData(f"evaluator rejected after a trial run in a worker: {report['error']}")
