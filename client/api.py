@@ -27,9 +27,11 @@ RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 class MinerClient:
-    def __init__(self, url: str, token: str, *, timeout_s: float = 30.0, reconnect_for_s: float = 300.0):
+    def __init__(self, url: str, token: str, *, admin_token: str | None = None, timeout_s: float = 30.0,
+                 reconnect_for_s: float = 300.0):
         self.url = url.rstrip("/")
         self.token = token
+        self.admin_token = admin_token
         self.reconnect_for_s = reconnect_for_s
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s,
                                   headers={"Authorization": f"Bearer {token}"})
@@ -86,6 +88,18 @@ class MinerClient:
 
     def cancel(self, job_id: str) -> dict:
         return self._request("DELETE", f"/v1/jobs/{job_id}")
+
+    # ---- evaluators ----------------------------------------------------------------------------------
+    def evaluators(self) -> list[wire.EvaluatorInfo]:
+        return [wire.EvaluatorInfo(**e) for e in self._request("GET", "/v1/evaluators")]
+
+    def push_evaluator(self, name: str, source: str, params: dict | None = None,
+                       make_default: bool = False) -> wire.EvaluatorInfo:
+        """Add an evaluator version (needs the admin token); the service tries it before accepting it."""
+        push = wire.EvaluatorPush(source=source, params=params or {}, make_default=make_default)
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+        return wire.EvaluatorInfo(**self._request("PUT", f"/v1/evaluators/{name}", json=push.model_dump(),
+                                                  headers=headers))
 
     def events(self, job_id: str, since: int = 0) -> Iterator[wire.Event]:
         """Every event after ``since``, live, each exactly once; ends after the terminal event.

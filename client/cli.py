@@ -7,9 +7,12 @@ was cancelled.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -146,6 +149,58 @@ def cmd_datasets(client: MinerClient, args, console: Console) -> int:
     return OK
 
 
+def _params(pairs: list[str]) -> dict[str, float]:
+    params = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        try:
+            params[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise UsageError(f"--param {pair!r}: expected NAME=NUMBER, e.g. --param min_trades=20")
+    return params
+
+
+def _push_once(client: MinerClient, args, console: Console) -> None:
+    try:
+        source = Path(args.file).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    started = time.perf_counter()
+    info = client.push_evaluator(args.name or Path(args.file).stem, source, _params(args.param), args.default)
+    default = " (now the default)" if info.default else ""
+    console.print(f"pushed {info.version}{default} in {time.perf_counter() - started:.2f} s")
+
+
+def cmd_evaluator(client: MinerClient, args, console: Console) -> int:
+    if args.action == "list":
+        table = Table(title="evaluators")
+        for column in ("version", "params", "builtin", "default", "added"):
+            table.add_column(column, no_wrap=column == "version")
+        for e in client.evaluators():
+            table.add_row(e.version, json.dumps(e.params), "yes" if e.builtin else "", "*" if e.default else "",
+                          _when(e.created_at))
+        console.print(table)
+        return OK
+    if not args.file:
+        raise UsageError("miner evaluator push FILE: FILE is missing")
+    if not args.watch:
+        _push_once(client, args, console)
+        return OK
+    console.print(f"watching {args.file}: every save is pushed (Ctrl-C to stop)")
+    seen = None
+    while True:
+        stamp = Path(args.file).stat().st_mtime_ns if Path(args.file).exists() else None
+        if stamp is not None and stamp != seen:
+            seen = stamp
+            try:
+                _push_once(client, args, console)
+            except ServiceError as exc:  # keep watching: the next save may fix it
+                console.print(f"[red]rejected: {exc.message}", markup=True)
+        time.sleep(0.5)
+
+
 # ---- parser and entry point ------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help="service URL (default: $MINER_URL, ~/.miner/config.toml, "
                                       "http://127.0.0.1:8000)")
     parser.add_argument("--token", help="API token (default: $MINER_TOKEN, ~/.miner/config.toml, ~/.miner/token)")
+    parser.add_argument("--admin-token", help="token for pushing evaluators (default: $MINER_ADMIN_TOKEN, "
+                                              "config.toml's admin_token, ~/.miner/admin_token)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, handler: Callable, help_: str) -> argparse.ArgumentParser:
@@ -181,6 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("--plot", metavar="PNG", help="plot equity and drawdown to this file (needs [plot])")
     add("cancel", cmd_cancel, "stop a job between batches").add_argument("job")
     add("cluster", cmd_cluster, "nodes, CPUs and workers")
+    evaluator = add("evaluator", cmd_evaluator, "list evaluators, or push a new version: "
+                                                "miner evaluator push FILE [--default] [--watch]")
+    evaluator.add_argument("action", choices=["list", "push"])
+    evaluator.add_argument("file", nargs="?", help="evaluator module (.py) defining score(m, **params)")
+    evaluator.add_argument("--name", help="evaluator name (default: the file name)")
+    evaluator.add_argument("--param", action="append", metavar="NAME=NUMBER", help="override a PARAMS value")
+    evaluator.add_argument("--default", action="store_true", help="make it the default for new jobs")
+    evaluator.add_argument("--watch", action="store_true", help="push again every time the file is saved")
     datasets = add("datasets", cmd_datasets, "list datasets, or upload a CSV: miner datasets upload FILE")
     datasets.add_argument("action", nargs="?", choices=["list", "upload"], default="list")
     datasets.add_argument("file", nargs="?")
@@ -193,8 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     errors = Console(stderr=True, soft_wrap=True)
     try:
-        settings = resolve(args.url, args.token)
-        with MinerClient(settings.url, settings.token) as client:
+        settings = resolve(args.url, args.token, args.admin_token)
+        with MinerClient(settings.url, settings.token, admin_token=settings.admin_token) as client:
             return args.handler(client, args, console)
     except (UsageError, ConfigError) as exc:
         errors.print(f"error: {exc}", markup=False, highlight=False)

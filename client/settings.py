@@ -3,6 +3,7 @@
     # ~/.miner/config.toml
     url = "http://100.64.0.1:8000"
     token = "paste the head's ~/.miner/token here"
+    admin_token = "only to push evaluators: the head's ~/.miner/admin_token"
 
 On the head itself nothing is needed: the token file the service wrote (~/.miner/token) is used.
 """
@@ -27,13 +28,14 @@ class ConfigError(MinerClientError):
 class ClientSettings(BaseModel):
     url: str = DEFAULT_URL
     token: str
+    admin_token: str | None = None
 
 
 def config_dir() -> Path:
     return Path(os.environ.get("MINER_HOME", Path.home() / ".miner")).expanduser()
 
 
-def resolve(url: str | None = None, token: str | None = None) -> ClientSettings:
+def resolve(url: str | None = None, token: str | None = None, admin_token: str | None = None) -> ClientSettings:
     folder = config_dir()
     config_file = folder / "config.toml"
     file_values: dict = {}
@@ -48,8 +50,11 @@ def resolve(url: str | None = None, token: str | None = None) -> ClientSettings:
     if not token:
         raise ConfigError(f"no API token: pass --token, set MINER_TOKEN, or put token = \"...\" in {config_file} "
                           "(the token is in ~/.miner/token on the head node)")
+    admin_file = folder / "admin_token"
+    admin_token = (admin_token or os.environ.get("MINER_ADMIN_TOKEN") or file_values.get("admin_token")
+                   or (admin_file.read_text().strip() if admin_file.is_file() else None))
     try:
         return ClientSettings(url=url or os.environ.get("MINER_URL") or file_values.get("url") or DEFAULT_URL,
-                              token=token)
+                              token=token, admin_token=admin_token)
     except ValidationError as exc:
         raise ConfigError(f"{config_file}: {exc.errors()[0]['msg']}") from None

@@ -86,7 +86,9 @@ class Evaluator:
         if unknown:
             raise EvaluatorError(f"unknown parameter(s) {', '.join(unknown)}; '{name}' takes: "
                                  f"{', '.join(defaults) or 'none'}")
-        self.params = {**defaults, **(params or {})}
+        # numbers are floats whatever their spelling (30, 30.0, JSON), so equal settings hash equally
+        self.params = {key: float(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+                       for key, value in {**defaults, **(params or {})}.items()}
         payload = source + json.dumps(self.params, sort_keys=True)
         self.version = f"{name}@{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
 

@@ -2,9 +2,10 @@
 
 ``args`` in the config are validated into ``ServiceSettings`` before anything starts; the
 deployment's ``user_config`` (``RuntimeConfig``) is applied live through ``MinerAPI.reconfigure``.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations``: Serve reads ``build_app``'s annotation at run time to
+validate ``args`` into ``ServiceSettings``; a string annotation would hand it a plain dict.
+"""
 
 from ray.serve import Application
 
@@ -13,7 +14,7 @@ from serve_app.config import RuntimeConfig, ServiceSettings
 
 
 def build_app(args: ServiceSettings) -> Application:
-    return MinerAPI.bind(args)
+    return MinerAPI.bind(ServiceSettings.model_validate(args))
 
 
 def build_app_with(args: ServiceSettings, runtime: RuntimeConfig) -> Application:

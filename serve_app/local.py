@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     state = Path(args.state_dir).expanduser()
     token = ensure_token(state / "token")
+    admin_token = ensure_token(state / "admin_token")
     data_dir = Path(args.data_dir).expanduser().resolve() if args.data_dir else None
     if data_dir is not None and not data_dir.is_dir():
         console.print(f"[red]error: --data-dir {data_dir} is not a folder")
@@ -69,10 +70,12 @@ def main(argv: list[str] | None = None) -> int:
              log_to_driver=False)
     serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": "WARNING"})
     settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(data_dir) if data_dir else None,
-                               upload_dir=str(state / "uploads"), token=token, host=args.host, port=args.port)
+                               upload_dir=str(state / "uploads"), token=token, admin_token=admin_token,
+                               host=args.host, port=args.port)
     serve.run(build_app_with(settings, RuntimeConfig()), name="miner", route_prefix="/")
     url = f"http://{args.host}:{args.port}"
-    console.print(f"miner service up at {url} (docs: {url}/docs); API token in {state / 'token'}")
+    console.print(f"miner service up at {url} (docs: {url}/docs); API token in {state / 'token'}, "
+                  f"admin token (pushing evaluators) in {state / 'admin_token'}")
     try:
         with MinerClient(url, token) as client:
             names = [d.name for d in client.datasets()]

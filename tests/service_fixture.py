@@ -18,6 +18,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 WORKERS_PER_LABEL = {"head": 1, "air": 2}
 TOKEN = "test-token-please-ignore"
+ADMIN_TOKEN = "test-admin-token"
 
 
 def free_port() -> int:
@@ -26,17 +27,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def deploy_config() -> tuple[dict, dict]:
-    """(args, user_config) of the miner app in deploy/config.yaml."""
-    config = yaml.safe_load((REPO / "deploy" / "config.yaml").read_text())
-    (application,) = config["applications"]
-    (deployment,) = application["deployments"]
-    return application["args"], deployment["user_config"]
-
-
 @dataclass
 class Service:
     url: str
+    port: int
     token: str
     cluster: object
     data_dir: Path
@@ -47,20 +41,27 @@ class Service:
 
         return MinerClient(self.url, self.token, **kwargs)
 
-    def deploy(self, **runtime_overrides) -> None:
-        """(Re)deploy the app from deploy/config.yaml, as `serve deploy` would."""
-        from ray import serve
+    def admin(self):
+        return self.client(admin_token=ADMIN_TOKEN)
 
-        from serve_app.app import build_app_with
-        from serve_app.config import RuntimeConfig, ServiceSettings
+    def deploy(self, args_overrides: dict | None = None, **runtime_overrides) -> None:
+        """Deploy deploy/config.yaml exactly as `serve deploy` does (the controller's apply_config), with
+        this machine's paths, port, tokens and worker counts; overrides change args or user_config."""
+        from ray.serve.context import _get_global_client
+        from ray.serve.schema import ServeDeploySchema
 
-        args, user_config = deploy_config()
-        args = {**args, "store_path": str(self.state_dir / "miner.db"), "data_dir": str(self.data_dir),
-                "upload_dir": str(self.state_dir / "uploads"), "token": self.token, "max_upload_mb": 5}
-        user_config = {**user_config, **runtime_overrides}
+        config = yaml.safe_load((REPO / "deploy" / "config.yaml").read_text())
+        config["http_options"] = {"host": "127.0.0.1", "port": self.port}
+        (application,) = config["applications"]
+        (deployment,) = application["deployments"]
+        application["args"].update({
+            "store_path": str(self.state_dir / "miner.db"), "data_dir": str(self.data_dir),
+            "upload_dir": str(self.state_dir / "uploads"), "token": self.token, "admin_token": ADMIN_TOKEN,
+            "max_upload_mb": 5, **(args_overrides or {})})
+        user_config = {**deployment["user_config"], **runtime_overrides}
         user_config["pool"] = {**user_config["pool"], "workers_per_label": WORKERS_PER_LABEL}
-        serve.run(build_app_with(ServiceSettings(**args), RuntimeConfig(**user_config)), name="miner",
-                  route_prefix="/")
+        deployment["user_config"] = user_config
+        _get_global_client().deploy_apps(ServeDeploySchema(**config), _blocking=True)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +79,7 @@ def service(tmp_path_factory, btc_path):
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     data_dir = tmp_path_factory.mktemp("data")
     (data_dir / btc_path.name).symlink_to(btc_path)  # the shared file, never a copy
-    svc = Service(f"http://127.0.0.1:{port}", TOKEN, cluster, data_dir, tmp_path_factory.mktemp("state"))
+    svc = Service(f"http://127.0.0.1:{port}", port, TOKEN, cluster, data_dir, tmp_path_factory.mktemp("state"))
     svc.deploy()
     with svc.client() as client:
         deadline = time.monotonic() + 120

@@ -13,7 +13,8 @@ from engine.settings import MinerSettings
 from engine.synthetic import synthetic_candles
 from serve_app.config import COORDINATOR_NAME, NAMESPACE
 
-SPEC = {"dataset": "synthetic", "population": 60, "generations": 12, "seed": 21, "risk": "HIGH"}
+SPEC = {"dataset": "synthetic", "population": 60, "generations": 12, "seed": 21, "risk": "HIGH",
+        "evaluator": "balanced"}
 
 
 def expected():
@@ -27,12 +28,21 @@ def wait_for_generation(client, job_id, generation):
     raise AssertionError("job ended before the wanted generation")
 
 
+def ingress_replicas() -> set[str]:
+    from ray.util.state import list_actors
+
+    return {a.actor_id for a in list_actors(filters=[("class_name", "=", "ServeReplica:miner:MinerAPI"),
+                                                     ("state", "=", "ALIVE")])}
+
+
 def test_a_job_submitted_before_a_serve_redeploy_finishes_after_it(service, client):
     coordinator = ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
+    before = ingress_replicas()
     job = client.submit(**SPEC)
     wait_for_generation(client, job.id, 1)
-    service.deploy(default_evaluator="balanced", max_running_jobs=3)  # new user_config: new replica version
-    assert client.wait(job.id).status == "finished"
+    service.deploy(args_overrides={"max_upload_mb": 6})  # new app args: Serve replaces the ingress replica
+    assert ingress_replicas().isdisjoint(before)
+    assert client.wait(job.id).status == "finished"  # the event stream reconnected to the new replica
     assert ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)._actor_id == coordinator._actor_id
     result = client.result(job.id)
     assert result.fitness == expected().fitness

@@ -32,7 +32,7 @@ def test_workers_land_on_both_nodes_in_the_configured_numbers(client):
 
 def test_job_result_equals_the_in_process_engine(client, btc_path):
     spec = JobSpec(dataset="BTC-USD_FIVE_MINUTE", population=16, generations=3, risk="MEDIUM", seed=3,
-                   costs={"fee_bps": 10, "slippage_bps": 2, "initial_cash": 5_000})
+                   costs={"fee_bps": 10, "slippage_bps": 2, "initial_cash": 5_000}, evaluator="balanced")
     job = client.submit(spec)
     assert client.wait(job.id).status == "finished"
     result = client.result(job.id)
