@@ -7,7 +7,6 @@ was cancelled.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -177,9 +176,10 @@ def cmd_evaluator(client: MinerClient, args, console: Console) -> int:
     if args.action == "list":
         table = Table(title="evaluators")
         for column in ("version", "params", "builtin", "default", "added"):
-            table.add_column(column, no_wrap=column == "version")
+            table.add_column(column, no_wrap=column in ("version", "added"))
         for e in client.evaluators():
-            table.add_row(e.version, json.dumps(e.params), "yes" if e.builtin else "", "*" if e.default else "",
+            params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in e.params.items())
+            table.add_row(e.version, params, "yes" if e.builtin else "", "*" if e.default else "",
                           _when(e.created_at))
         console.print(table)
         return OK
