@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.fixed_strategy import fixed_strategy_nb  # noqa: E402
+from bench.table import print_table  # noqa: E402
 from engine import layout as L  # noqa: E402
 from engine.backtester import LocalBacktester, Window  # noqa: E402
 from engine.candles import load_candles  # noqa: E402
@@ -158,13 +159,7 @@ def main() -> None:
     t_job = median_time(lambda: mine(candles, settings), max(3, args.repeats // 2))
     rows.append(("20 x 5 mining job on all candles, warm (incl. indicators)", f"{t_job:.2f} s"))
 
-    width = max(len(name) for name, _ in rows)
-    print(f"data: {candles.describe()}")
-    print(f"{'measure':<{width}}  value")
-    print(f"{'-' * width}  -----")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-
+    print_table(f"data: {candles.describe()}", rows)
 
 if __name__ == "__main__":
     main()

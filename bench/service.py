@@ -22,6 +22,7 @@ sys.path.insert(0, str(REPO))
 import ray  # noqa: E402
 from ray import serve  # noqa: E402
 
+from bench.table import print_table  # noqa: E402
 from client import MinerClient  # noqa: E402
 from engine import events as ev  # noqa: E402
 from engine.backtester import ThreadedBacktester  # noqa: E402
@@ -133,13 +134,7 @@ def main() -> None:
     serve.shutdown()
     ray.shutdown()
 
-    width = max(len(name) for name, _ in rows)
-    print(f"data: {candles.describe()}; {os.cpu_count()} CPUs")
-    print(f"{'measure':<{width}}  value")
-    print(f"{'-' * width}  -----")
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
-
+    print_table(f"data: {candles.describe()}; {os.cpu_count()} CPUs", rows)
 
 if __name__ == "__main__":
     main()

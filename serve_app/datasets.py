@@ -9,7 +9,8 @@ every period of the GA's menu) are computed once, here; workers receive candles 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import ray
@@ -26,29 +27,23 @@ SUFFIXES = (".csv", ".parquet")
 SYNTHETIC = "synthetic"
 
 
-@dataclass
+@dataclass(eq=False)
 class Dataset:
     info: DatasetInfo
     candles: Candles
-    _features: list = field(default_factory=list)
-    _ref: list = field(default_factory=list)
 
-    @property
+    @cached_property
     def features(self) -> FeatureStore:
         """The coordinator's indicator tables for this dataset, every series the GA can draw included."""
-        if not self._features:
-            store = FeatureStore(self.candles)
-            store.ensure_menu(DEFAULT_PERIOD_MENU)
-            self._features.append(store)
-        return self._features[0]
+        store = FeatureStore(self.candles)
+        store.ensure_menu(DEFAULT_PERIOD_MENU)
+        return store
 
-    @property
+    @cached_property
     def ref(self) -> ray.ObjectRef:
         """(candles, indicator tables) in the object store, put once: every worker on a node maps the
         same copy, and no worker recomputes an indicator the GA can draw."""
-        if not self._ref:
-            self._ref.append(ray.put((self.candles, self.features.tables())))
-        return self._ref[0]
+        return ray.put((self.candles, self.features.tables()))
 
 
 def _info(name: str, candles: Candles, source: str) -> DatasetInfo:
