@@ -49,7 +49,8 @@ class MinerCoordinator:
         self._changed: dict[str, asyncio.Event] = {}
         self._cancelled: set[str] = set()
         self._runners: dict[str, asyncio.Task] = {}
-        self._slots: asyncio.Semaphore | None = None
+        self._slot_free: asyncio.Condition | None = None
+        self._mining = 0  # jobs holding a slot; at most runtime.max_running_jobs, read live
         self._start_lock: asyncio.Lock | None = None
         self._started = False
 
@@ -62,7 +63,7 @@ class MinerCoordinator:
         async with self._start_lock:
             if self._started:
                 return
-            self._slots = asyncio.Semaphore(self.runtime.max_running_jobs)
+            self._slot_free = asyncio.Condition()
             await self.pool.start()
             for job in self.store.unfinished_jobs():
                 self._launch(job["id"])
@@ -84,6 +85,8 @@ class MinerCoordinator:
         self.pool.reconfigure(self.runtime.pool)
         await self._ensure_started()
         await self.pool.refresh()
+        async with self._slot_free:  # a raised max_running_jobs lets queued jobs start now
+            self._slot_free.notify_all()
         wanted = (self.runtime.default_evaluator, self.runtime.default_evaluator_params)
         if wanted != (previous.default_evaluator, previous.default_evaluator_params):
             try:
@@ -183,34 +186,50 @@ class MinerCoordinator:
         if job["status"] in ("finished", "failed", "cancelled"):
             raise Conflict(f"job '{job_id}' is already {job['status']}")
         self._cancelled.add(job_id)
-        self.pool.drop(job_id)
-        if job["status"] == "queued" and job_id not in self._runners:
-            self._finish_cancelled(job_id, generation=0)
+        self.pool.drop(job_id)  # a running job stops at its next batch boundary
+        runner = self._runners.get(job_id)
+        if job["status"] == "queued":
+            if runner is None:
+                self._finish_cancelled(job_id)
+            else:
+                runner.cancel()  # still waiting for a slot: it ends now
         return {"id": job_id, "status": "cancelling"}
 
-    def _finish_cancelled(self, job_id: str, generation: int) -> None:
+    def _finish_cancelled(self, job_id: str) -> None:
+        generation = self._job(job_id)["progress"].get("generation", 0)
         self.store.set_status(job_id, "cancelled")
         self._emit_engine(job_id, ev.Cancelled(generation=generation))
 
-    async def _run(self, job_id: str) -> None:
-        async with self._slots:
-            generation = 0
-            try:
-                job = self._job(job_id)
-                spec = wire.JobSpec(**job["spec"])
-                generation = await self._mine(job_id, spec, job["progress"])
-            except _Cancelled:
-                self._finish_cancelled(job_id, generation)
-            except asyncio.CancelledError:
-                if job_id not in self._cancelled:
-                    raise
-                self._finish_cancelled(job_id, generation)
-            except Exception as exc:
-                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-                self.store.set_status(job_id, "failed", error=message)
-                self._emit(job_id, "failed", {"error": message})
+    @contextlib.asynccontextmanager
+    async def _slot(self):
+        """Wait (in submission order) until fewer than max_running_jobs jobs are mining."""
+        async with self._slot_free:
+            await self._slot_free.wait_for(lambda: self._mining < self.runtime.max_running_jobs)
+            self._mining += 1
+        try:
+            yield
+        finally:
+            async with self._slot_free:
+                self._mining -= 1
+                self._slot_free.notify_all()
 
-    async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> int:
+    async def _run(self, job_id: str) -> None:
+        try:
+            async with self._slot():
+                if job_id in self._cancelled:
+                    raise _Cancelled
+                job = self._job(job_id)
+                await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"])
+        except (_Cancelled, asyncio.CancelledError):
+            if job_id not in self._cancelled:
+                raise
+            self._finish_cancelled(job_id)
+        except Exception as exc:
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            self.store.set_status(job_id, "failed", error=message)
+            self._emit(job_id, "failed", {"error": message})
+
+    async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> None:
         dataset = self.datasets.get(spec.dataset)
         candles = dataset.candles
         await asyncio.to_thread(lambda: dataset.ref)  # indicator tables: computed and shared once per dataset
@@ -247,7 +266,6 @@ class MinerCoordinator:
                                         mapping.best_so_far(best).model_dump(mode="json"))
                 self._emit_engine(job_id, best)
         await self._finish(job_id, spec, dataset, session)
-        return session.generation
 
     async def _finish(self, job_id: str, spec: wire.JobSpec, dataset, session: MiningSession) -> None:
         """Result with full reports, computed here (a few backtests) so it needs no worker."""

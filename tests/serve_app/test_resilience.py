@@ -86,3 +86,28 @@ def test_workers_killed_mid_job_are_replaced_and_the_result_is_unchanged(service
         time.sleep(0.5)
     pids = {w["pid"] for w in ray.get(coordinator.worker_details.remote())}
     assert not pids & set(victims)
+
+
+def test_a_queued_job_waits_for_a_slot_and_cancels_at_once(service, client):
+    service.deploy(max_running_jobs=1)  # live: user_config only
+    try:
+        long = {"dataset": "BTC-USD_FIVE_MINUTE", "population": 300, "generations": 60, "seed": 1}
+        first = client.submit(**long)
+        wait_for_generation(client, first.id, 0)
+        queued = client.submit(**{**long, "seed": 22})
+        time.sleep(1.0)
+        assert client.job(queued.id).status == "queued"
+        client.cancel(queued.id)
+        assert [e.type for e in client.events(queued.id)] == ["cancelled"]
+        assert client.job(queued.id).status == "cancelled"
+        assert client.job(first.id).status == "running"
+        late = client.submit(**{**SPEC, "seed": 23, "generations": 2})
+        service.deploy(max_running_jobs=4)  # more slots: the waiting job starts without the first ending
+        for event in client.events(late.id):
+            if event.type == "generation_started":
+                break
+        assert client.job(first.id).status == "running"
+        client.cancel(first.id)
+        assert client.wait(late.id).status == "finished"
+    finally:
+        service.deploy()
