@@ -111,3 +111,32 @@ def test_a_queued_job_waits_for_a_slot_and_cancels_at_once(service, client):
         assert client.wait(late.id).status == "finished"
     finally:
         service.deploy()
+
+
+def test_a_small_job_is_not_stuck_behind_a_long_one(client):
+    long = client.submit(dataset="BTC-USD_FIVE_MINUTE", population=300, generations=60, seed=3)
+    wait_for_generation(client, long.id, 0)
+    small = client.submit(dataset="synthetic", population=10, generations=2, seed=3)
+    assert client.wait(small.id).status == "finished"
+    assert client.job(long.id).status == "running"  # the small one shared the workers, it did not queue
+    client.cancel(long.id)
+
+
+def test_a_node_that_joins_gets_workers_and_one_that_leaves_loses_them(service, client):
+    before = client.cluster().workers
+    node = service.cluster.add_node(num_cpus=1)  # no label: one worker per CPU
+    try:
+        deadline = time.monotonic() + 90
+        while client.cluster().workers < before + 1:
+            assert time.monotonic() < deadline, client.cluster()
+            time.sleep(0.5)
+        job = client.submit(dataset="synthetic", population=30, generations=3, seed=9)
+        assert client.wait(job.id).status == "finished"
+    finally:
+        service.cluster.remove_node(node)
+    deadline = time.monotonic() + 90
+    while client.cluster().workers != before:
+        assert time.monotonic() < deadline, client.cluster()
+        time.sleep(0.5)
+    job = client.submit(dataset="synthetic", population=10, generations=2, seed=9)
+    assert client.wait(job.id).status == "finished"
