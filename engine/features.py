@@ -85,11 +85,6 @@ class FeatureStore:
         return self._lookup
 
     @property
-    def computed(self) -> int:
-        """Number of indicator series computed so far (price rows excluded)."""
-        return self._count - 5
-
-    @property
     def owns_rows(self) -> bool:
         """False while the rows are still the shared tables this store started from."""
         return self._owned

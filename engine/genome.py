@@ -208,6 +208,3 @@ def decode(row: np.ndarray) -> Genome:
         leverage=float(row[L.LEVERAGE]),
     )
 
-
-def encode_many(genomes: list[Genome]) -> np.ndarray:
-    return np.stack([encode(g) for g in genomes]) if genomes else np.zeros((0, L.GENOME_WIDTH))
