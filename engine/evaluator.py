@@ -94,7 +94,8 @@ class Evaluator:
 
     def _call(self, metrics: np.ndarray) -> np.ndarray:
         try:
-            scores = self._score(MetricsView(metrics), **self.params)
+            with np.errstate(all="ignore"):  # NaN and inf are dealt with below, not printed as warnings
+                scores = self._score(MetricsView(metrics), **self.params)
         except Exception as exc:
             raise EvaluatorError(f"{type(exc).__name__}: {exc}", filename=self.filename,
                                  line=_origin(exc, self.filename)) from None
