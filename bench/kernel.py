@@ -121,7 +121,7 @@ def main() -> None:
 
     space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu)
     rng = np.random.default_rng(0)
-    population = np.stack([space.random_genome(rng) for _ in range(args.genomes)])
+    population = space.random_population(args.genomes, rng)
     tester = LocalBacktester(candles, Costs())
     window = Window(0, n)
     tester.evaluate(population, window)  # compile + compute every indicator once

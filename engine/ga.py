@@ -21,7 +21,7 @@ class GeneticSearch:
         self.rng = np.random.Generator(np.random.PCG64(settings.seed))
         if state is None:
             self.generation = 0
-            self.population = np.stack([self.space.random_genome(self.rng) for _ in range(settings.population)])
+            self.population = self.space.random_population(settings.population, self.rng)
             self.best_row: np.ndarray | None = None
             self.best_fitness = -np.inf
             self.history: list[float] = []

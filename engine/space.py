@@ -107,6 +107,10 @@ class GenomeSpace:
             self._set_rule(row, L.EXIT_OFFSET, k, self.random_rule(rng))
         return row
 
+    def random_population(self, size: int, rng: np.random.Generator) -> np.ndarray:
+        """``size`` random genomes as a (size, GENOME_WIDTH) matrix."""
+        return np.stack([self.random_genome(rng) for _ in range(size)])
+
     @staticmethod
     def _set_rule(row: np.ndarray, offset: int, k: int, rule: np.ndarray) -> None:
         row[offset + k * L.RULE_WIDTH: offset + (k + 1) * L.RULE_WIDTH] = rule

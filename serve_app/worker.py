@@ -25,27 +25,29 @@ from engine.synthetic import synthetic_candles
 MAX_CACHED_DATASETS = 4
 
 
-def warm_kernels() -> float:
-    """Compile (or load from Numba's cache) every kernel a batch can hit; returns the seconds spent."""
+def sample_backtests() -> tuple[np.ndarray, float]:
+    """Backtest 64 random genomes on synthetic candles: compiles (or loads from Numba's cache) every kernel
+    a batch can hit, and the metrics are the sample a would-be evaluator is tried on.
+
+    Returns (metrics, seconds spent).
+    """
     started = time.perf_counter()
-    candles = synthetic_candles(600, seed=0)
-    space = GenomeSpace(RISK_PRESETS[RiskLevel.HIGH], MinerSettings().period_menu)
-    rng = np.random.default_rng(0)
-    genomes = np.stack([space.random_genome(rng) for _ in range(64)])
+    candles = synthetic_candles(3_000, seed=1)
+    space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu)
+    genomes = space.random_population(64, np.random.default_rng(1))
     tester = LocalBacktester(candles, Costs())
-    tester.evaluate(genomes, Window(0, len(candles)))
+    metrics = tester.evaluate(genomes, Window(0, len(candles)))
     tester.report(genomes[0], Window(0, len(candles)))
-    return time.perf_counter() - started
+    return metrics, time.perf_counter() - started
 
 
 @ray.remote(num_cpus=1)
 class BacktestWorker:
     def __init__(self, label: str | None = None):
         self.label = label
-        self.warm_s = warm_kernels()
+        self._sample_metrics, self.warm_s = sample_backtests()
         self._features: OrderedDict[str, FeatureStore] = OrderedDict()
         self._evaluators: dict[str, Evaluator] = {}  # by version id: loaded on first use, never replaced
-        self._trial_metrics: np.ndarray | None = None
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "label": self.label,
@@ -95,17 +97,11 @@ class BacktestWorker:
 
     def trial(self, name: str, source: str, params: dict) -> dict:
         """Load a would-be evaluator and score a sample of real backtests with it; report, never raise."""
-        if self._trial_metrics is None:
-            candles = synthetic_candles(3_000, seed=1)
-            space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu)
-            rng = np.random.default_rng(1)
-            genomes = np.stack([space.random_genome(rng) for _ in range(64)])
-            self._trial_metrics = LocalBacktester(candles, Costs()).evaluate(genomes, Window(0, len(candles)))
         started = time.perf_counter()
         try:
             candidate = Evaluator(name, source, params)
-            candidate.check(self._trial_metrics)
-            candidate.check(np.zeros((2, self._trial_metrics.shape[1])))  # genomes that never trade
+            candidate.check(self._sample_metrics)
+            candidate.check(np.zeros((2, self._sample_metrics.shape[1])))  # genomes that never trade
         except EvaluatorError as exc:
             return {"ok": False, "error": str(exc), "line": exc.line}
         return {"ok": True, "version": candidate.version, "seconds": time.perf_counter() - started}

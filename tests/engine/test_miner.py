@@ -130,7 +130,7 @@ def test_builtins_score_real_metrics(candles, name):
 
     space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], (5, 20, 50))
     rng = np.random.default_rng(0)
-    metrics = tester.evaluate(np.stack([space.random_genome(rng) for _ in range(40)]), split_windows(4000, 0.2)[0])
+    metrics = tester.evaluate(space.random_population(40, rng), split_windows(4000, 0.2)[0])
     get_evaluator(name).check(metrics)
 
 
