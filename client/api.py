@@ -129,10 +129,9 @@ class MinerClient:
             except InvalidStatus as exc:
                 raise _error_from_status(exc.response.status_code, exc.response.body) from None
             except ConnectionClosed as exc:
-                if exc.rcvd is not None and exc.rcvd.code in (4401, 4404):
-                    error = AuthError if exc.rcvd.code == 4401 else NotFoundError
-                    raise error(exc.rcvd.code - 4000, "unauthorized" if exc.rcvd.code == 4401 else "not_found",
-                                exc.rcvd.reason) from None
+                if exc.rcvd is not None and 4400 <= exc.rcvd.code < 4500:  # refused: 4000 + the HTTP status
+                    status = exc.rcvd.code - 4000
+                    raise _error(status, WS_REFUSALS.get(status, "refused"), exc.rcvd.reason) from None
             except (OSError, WebSocketException, TimeoutError):
                 pass
             failing_since = failing_since or time.monotonic()
@@ -149,6 +148,9 @@ class MinerClient:
         return self.job(job_id)
 
 
+WS_REFUSALS = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 429: "too_many"}
+
+
 def _error_from_status(status: int, body: bytes | str | None) -> ServiceError:
     try:
         payload = json.loads(body or b"{}")
@@ -156,6 +158,10 @@ def _error_from_status(status: int, body: bytes | str | None) -> ServiceError:
         details = payload.get("details")
     except (ValueError, AttributeError):
         code, message, details = "http_error", (body.decode() if isinstance(body, bytes) else str(body)), None
+    return _error(status, code, message, details)
+
+
+def _error(status: int, code: str, message: str, details: list | None = None) -> ServiceError:
     cls = AuthError if status in (401, 403) else NotFoundError if status == 404 else ServiceError
     return cls(status, code, message, details)
 

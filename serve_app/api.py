@@ -100,19 +100,23 @@ async def call(ref):
 auth = [Depends(require_token)]
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=200, health_check_period_s=10)
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=600, health_check_period_s=10)
 @serve.ingress(app)
 class MinerAPI:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
         app.state.token = settings.api_token
         app.state.admin_token = settings.admin_api_token
+        self.max_followers = RuntimeConfig().max_followers  # replaced by reconfigure() with the deployed value
+        self.followers = 0
         self.coordinator = MinerCoordinator.options(
             name=COORDINATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         ).remote(settings.model_dump())
 
     async def reconfigure(self, user_config: dict) -> None:
-        await self.coordinator.configure.remote(RuntimeConfig(**user_config).model_dump())
+        runtime = RuntimeConfig(**user_config)
+        self.max_followers = runtime.max_followers
+        await self.coordinator.configure.remote(runtime.model_dump())
 
     async def check_health(self) -> None:
         """Also wakes a restarted coordinator so it resumes unfinished jobs without waiting for a client."""
@@ -189,21 +193,36 @@ class MinerAPI:
             name, push.source, push.params, push.make_default)))
 
     @app.websocket("/v1/jobs/{job_id}/events")
-    async def events(self, websocket: WebSocket, job_id: str, since: int = 0, token: str | None = None) -> None:
+    async def events(self, websocket: WebSocket, job_id: str, since: str = "0", token: str | None = None) -> None:
         """Replay stored events with seq > since, then stream live ones; closes after the terminal event.
 
         Authenticate with the Authorization header, or ``?token=`` where a client cannot set headers.
+        Refusals close the socket with a 44xx code whose reason names the problem (see docs/api.md).
         """
         await websocket.accept()  # accept first: a close before accept reaches clients as a bare HTTP 403
         presented = _bearer(websocket.headers.get("authorization")) or token
         if not _token_matches(websocket.app.state.token, presented):
             await websocket.close(code=4401, reason="missing or wrong token")
             return
+        if not since.isdigit():
+            await websocket.close(code=4400, reason=f"since must be a whole number >= 0, got '{since[:40]}'")
+            return
         try:
             await call(self.coordinator.job.remote(job_id))
         except MinerError as exc:
-            await websocket.close(code=4404, reason=exc.message[:120])
+            await websocket.close(code=4404 if exc.status == 404 else 1011, reason=exc.message[:120])
             return
+        if self.followers >= self.max_followers:
+            await websocket.close(code=4429, reason=f"too many followers: the limit is {self.max_followers} "
+                                                    "(user_config max_followers); retry later")
+            return
+        self.followers += 1
+        try:
+            await self._stream(websocket, job_id, int(since))
+        finally:
+            self.followers -= 1
+
+    async def _stream(self, websocket: WebSocket, job_id: str, since: int) -> None:
         try:
             while True:
                 batch = await call(self.coordinator.events.remote(job_id, since))

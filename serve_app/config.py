@@ -40,6 +40,12 @@ class RuntimeConfig(_Config):
     default_evaluator_params: dict[str, float] = Field(default_factory=dict,
                                                        description="overrides of that evaluator's PARAMS")
     max_running_jobs: int = Field(4, ge=1, le=64, description="jobs mined at once; the rest wait queued")
+    max_unfinished_jobs: int = Field(100, ge=1, le=10_000,
+                                     description="queued plus running jobs; a submission beyond it gets 429")
+    max_population: int = Field(20_000, ge=4, le=100_000, description="largest population a job may ask for")
+    max_generations: int = Field(10_000, ge=1, le=100_000, description="most generations a job may ask for")
+    max_followers: int = Field(100, ge=1, le=500,
+                               description="open event WebSockets per ingress replica; more are closed with 4429")
 
 
 class ServiceSettings(_Config):

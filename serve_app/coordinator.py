@@ -21,7 +21,7 @@ from engine.miner import MiningSession
 from serve_app import mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry
-from serve_app.errors import Conflict, InvalidData, MinerError, NotFound
+from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, TooMany
 from serve_app.evaluators import EvaluatorRegistry, trial_failure
 from serve_app.pool import WorkerPool
 from serve_app.store import JobStore
@@ -127,10 +127,10 @@ class MinerCoordinator:
         With nothing new yet on a live job, waits up to ``wait_s`` for the next event (long poll).
         """
         await self._ensure_started()
-        changed = self._changed.setdefault(job_id, asyncio.Event())
         ended = self._job(job_id)["status"] in ("finished", "failed", "cancelled")
         events = self.store.events_after(job_id, since)
-        if not events and not ended:
+        if not events and not ended:  # no await since the read above: an emit cannot slip in between
+            changed = self._changed.setdefault(job_id, asyncio.Event())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), wait_s)
             ended = self._job(job_id)["status"] in ("finished", "failed", "cancelled")
@@ -152,6 +152,7 @@ class MinerCoordinator:
         """Validate, store (before answering), then queue a job."""
         await self._ensure_started()
         requested = wire.JobSpec(**spec)
+        self._check_limits(requested)
         version = self.evaluators.resolve(requested.evaluator)["version"]
         resolved = mapping.resolve_spec(requested, self.runtime, version)
         dataset = self.datasets.get(resolved.dataset)  # unknown or broken dataset: 4xx now, not a failed job later
@@ -163,6 +164,19 @@ class MinerCoordinator:
         job_id = self.store.create_job(resolved.model_dump(mode="json"), progress.model_dump())
         self._launch(job_id)
         return {"id": job_id, "status": "queued"}
+
+    def _check_limits(self, spec: wire.JobSpec) -> None:
+        """This service's configured limits (user_config), stricter than the wire schema's."""
+        limits = self.runtime
+        for field, asked, limit in (("population", spec.population, limits.max_population),
+                                    ("generations", spec.generations, limits.max_generations)):
+            if asked > limit:
+                raise InvalidData(f"{field} {asked} is over this service's limit of {limit} "
+                                  f"(user_config max_{field})")
+        unfinished = self.store.count_unfinished()
+        if unfinished >= limits.max_unfinished_jobs:
+            raise TooMany(f"{unfinished} jobs are queued or running, the limit is {limits.max_unfinished_jobs} "
+                          "(user_config max_unfinished_jobs); wait for some to finish or cancel some")
 
     def _launch(self, job_id: str) -> None:
         self._runners[job_id] = task = asyncio.create_task(self._run(job_id))
@@ -197,8 +211,9 @@ class MinerCoordinator:
 
     def _finish_cancelled(self, job_id: str) -> None:
         generation = self._job(job_id)["progress"].get("generation", 0)
-        self.store.set_status(job_id, "cancelled")
-        self._emit_engine(job_id, ev.Cancelled(generation=generation))
+        with self.store.transaction():
+            self.store.set_status(job_id, "cancelled")
+            self._emit_engine(job_id, ev.Cancelled(generation=generation))
 
     @contextlib.asynccontextmanager
     async def _slot(self):
@@ -228,6 +243,8 @@ class MinerCoordinator:
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             self.store.set_status(job_id, "failed", error=message)
             self._emit(job_id, "failed", {"error": message})
+        finally:
+            self._cancelled.discard(job_id)  # per-job memory ends with the job (events live in the store)
 
     async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> None:
         dataset = self.datasets.get(spec.dataset)
@@ -239,7 +256,13 @@ class MinerCoordinator:
                                 resume_state=self.store.load_checkpoint(job_id))
         progress = wire.Progress(**progress)
         costs = (spec.costs or wire.Costs()).model_dump()
-        if session.generation == 0:
+        # After a restart, the generation under way is mined again from its checkpoint: followers must not
+        # be told its start or its progress twice (the answers are deterministic, only the telling repeats).
+        told = self.store.last_event(job_id)
+        told_generation, told_evaluated = None, 0
+        if told is not None and told["type"] in ("generation_started", "batch_evaluated"):
+            told_generation, told_evaluated = told["data"]["generation"], told["data"].get("evaluated", 0)
+        if told is None:
             self._emit_engine(job_id, session.started())
         self.store.set_status(job_id, "running")
         self.store.set_progress(job_id, progress.model_dump(), evaluator_version=session.evaluator.version)
@@ -247,10 +270,15 @@ class MinerCoordinator:
             if job_id in self._cancelled:
                 raise _Cancelled
             generation = session.generation
-            self._emit_engine(job_id, ev.GenerationStarted(generation=generation))
+            already_told = told_evaluated if generation == told_generation else -1
+            if already_told < 0:
+                self._emit_engine(job_id, ev.GenerationStarted(generation=generation))
             population = session.population()
 
-            def on_progress(done: int, total: int, generation=generation, progress=progress) -> None:
+            def on_progress(done: int, total: int, generation=generation, progress=progress,
+                            already_told=already_told) -> None:
+                if done <= already_told:
+                    return
                 with self.store.transaction():
                     self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
                     self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
@@ -279,9 +307,11 @@ class MinerCoordinator:
             return mapping.job_result(job_id, spec.dataset, result, tester.report(best, session.train), holdout)
 
         result = await asyncio.to_thread(build)
-        self.store.save_result(job_id, result.model_dump(mode="json"))
-        self.store.set_status(job_id, "finished")
-        self._emit_engine(job_id, ev.Finished(best_fitness=result.fitness, generations_run=result.generations_run))
+        with self.store.transaction():  # result, status and terminal event land together or not at all
+            self.store.save_result(job_id, result.model_dump(mode="json"))
+            self.store.set_status(job_id, "finished")
+            self._emit_engine(job_id, ev.Finished(best_fitness=result.fitness,
+                                                  generations_run=result.generations_run))
 
     # ---- datasets and cluster ----------------------------------------------------------------------
     async def list_datasets(self) -> list[dict]:

@@ -36,6 +36,11 @@ class TooLarge(MinerError):
     code = "too_large"
 
 
+class TooMany(MinerError):
+    status = 429
+    code = "too_many"
+
+
 class Unavailable(MinerError):
     status = 503
     code = "unavailable"

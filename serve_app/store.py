@@ -160,6 +160,15 @@ class JobStore:
                                 "ORDER BY created_at").fetchall()
         return [self._job(row) for row in rows]
 
+    def count_unfinished(self) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()
+        return count
+
+    def last_event(self, job_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT seq FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
+                               (job_id,)).fetchone()
+        return None if row is None else self.events_after(job_id, row["seq"] - 1, limit=1)[0]
+
     # ---- events ------------------------------------------------------------------------------------
     def append_event(self, job_id: str, type_: str, data: dict) -> dict[str, Any]:
         """Append one event with the next sequence number; returns it as stored."""

@@ -37,5 +37,9 @@ def test_sequences_are_per_job_and_unfinished_jobs_are_found(tmp_path):
     store.append_event(a, "x", {})
     assert store.append_event(b, "x", {})["seq"] == 1
     store.set_status(b, "running")
-    assert {j["id"] for j in store.unfinished_jobs()} == {a, b}
+    assert {j["id"] for j in store.unfinished_jobs()} == {a, b} and store.count_unfinished() == 2
+    store.append_event(a, "y", {"generation": 3})
+    assert store.last_event(a)["seq"] == 2 and store.last_event(a)["data"] == {"generation": 3}
+    store.set_status(a, "finished")
+    assert store.count_unfinished() == 1 and store.last_event("nope") is None
     assert store.get_job("nope") is None and store.get_result(a) is None
