@@ -127,7 +127,10 @@ class MinerClient:
                     if ws.close_code == 1000:  # the service says the log is complete
                         return
             except InvalidStatus as exc:
-                raise _error_from_status(exc.response.status_code, exc.response.body) from None
+                # 404 or 5xx on the handshake: the service is starting or restarting (the app's own refusals
+                # are close codes, after the handshake), so retry like a dropped connection
+                if exc.response.status_code != 404 and exc.response.status_code < 500:
+                    raise _error_from_status(exc.response.status_code, exc.response.body) from None
             except ConnectionClosed as exc:
                 if exc.rcvd is not None and 4400 <= exc.rcvd.code < 4500:  # refused: 4000 + the HTTP status
                     status = exc.rcvd.code - 4000

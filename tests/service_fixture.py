@@ -35,6 +35,7 @@ class Service:
     cluster: object
     data_dir: Path
     state_dir: Path
+    air_node: object = None
 
     def client(self, **kwargs):
         from client import MinerClient
@@ -44,9 +45,10 @@ class Service:
     def admin(self):
         return self.client(admin_token=ADMIN_TOKEN)
 
-    def deploy(self, args_overrides: dict | None = None, **runtime_overrides) -> None:
+    def deploy(self, args_overrides: dict | None = None, workers: dict | None = None, **runtime_overrides) -> None:
         """Deploy deploy/config.yaml exactly as `serve deploy` does (the controller's apply_config), with
-        this machine's paths, port, tokens and worker counts; overrides change args or user_config."""
+        this machine's paths, port, tokens and worker counts; overrides change args, workers per label or
+        user_config."""
         from ray.serve.context import _get_global_client
         from ray.serve.schema import ServeDeploySchema
 
@@ -59,37 +61,57 @@ class Service:
             "upload_dir": str(self.state_dir / "uploads"), "token": self.token, "admin_token": ADMIN_TOKEN,
             "max_upload_mb": 5, **(args_overrides or {})})
         user_config = {**deployment["user_config"], **runtime_overrides}
-        user_config["pool"] = {**user_config["pool"], "workers_per_label": WORKERS_PER_LABEL}
+        user_config["pool"] = {**user_config["pool"], "workers_per_label": workers or WORKERS_PER_LABEL}
         deployment["user_config"] = user_config
         _get_global_client().deploy_apps(ServeDeploySchema(**config), _blocking=True)
 
 
+    def start(self) -> None:
+        """Start Ray (two nodes on loopback) and Serve, deploy the app and wait for every worker."""
+        import ray
+        from ray import serve
+        from ray.cluster_utils import Cluster
+
+        from serve_app.config import NAMESPACE
+
+        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"head": 2}})
+        self.add_air_node()
+        ray.init(address=self.cluster.address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
+        serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": self.port})
+        self.deploy()
+        self.wait_for_workers(sum(WORKERS_PER_LABEL.values()))
+
+    def add_air_node(self) -> None:
+        """The second laptop: two CPUs, labelled ``air`` (joining, or rejoining after it was lost)."""
+        self.air_node = self.cluster.add_node(num_cpus=2, resources={"air": 2})
+
+    def stop(self) -> None:
+        """Stop Ray entirely, as a power cut would: nothing is shut down politely."""
+        import ray
+
+        ray.shutdown()
+        self.cluster.shutdown()
+
+    def wait_for_workers(self, count: int, timeout_s: float = 120) -> None:
+        with self.client() as client:
+            deadline = time.monotonic() + timeout_s
+            while client.cluster().workers != count:
+                assert time.monotonic() < deadline, f"workers never came to {count}: {client.cluster()}"
+                time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory, btc_path):
-    import ray
-    from ray import serve
-    from ray.cluster_utils import Cluster
-
-    from serve_app.config import NAMESPACE
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"head": 2}})
-    cluster.add_node(num_cpus=2, resources={"air": 2})
-    ray.init(address=cluster.address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
-    port = free_port()
-    serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     data_dir = tmp_path_factory.mktemp("data")
     (data_dir / btc_path.name).symlink_to(btc_path)  # the shared file, never a copy
-    svc = Service(f"http://127.0.0.1:{port}", port, TOKEN, cluster, data_dir, tmp_path_factory.mktemp("state"))
-    svc.deploy()
-    with svc.client() as client:
-        deadline = time.monotonic() + 120
-        while client.cluster().workers < sum(WORKERS_PER_LABEL.values()):
-            assert time.monotonic() < deadline, f"workers never came up: {client.cluster()}"
-            time.sleep(0.5)
+    port = free_port()
+    svc = Service(f"http://127.0.0.1:{port}", port, TOKEN, None, data_dir, tmp_path_factory.mktemp("state"))
+    svc.start()
     yield svc
+    from ray import serve
+
     serve.shutdown()
-    ray.shutdown()
-    cluster.shutdown()
+    svc.stop()
 
 
 @pytest.fixture
