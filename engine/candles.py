@@ -192,11 +192,12 @@ def _candles_from_frame(frame: pd.DataFrame, source: str, row_offset: int) -> Ca
 
 def _parse_timestamps(raw: pd.Series, source: str, row_offset: int) -> np.ndarray:
     """ISO-8601 strings (naive ones are UTC) or epoch seconds / milliseconds -> int64 epoch seconds."""
+    blank = (raw.isna() | (raw.astype(str).str.strip() == "")).to_numpy()
+    if blank.any():
+        bad = int(np.flatnonzero(blank)[0])
+        raise CandleDataError("timestamp is missing", source=source, row=bad + row_offset, column="timestamp")
     numeric = pd.to_numeric(raw, errors="coerce")
     if pd.api.types.is_numeric_dtype(raw) or numeric.notna().all():
-        if numeric.isna().any():
-            bad = int(np.flatnonzero(numeric.isna().to_numpy())[0])
-            raise CandleDataError("timestamp is missing", source=source, row=bad + row_offset, column="timestamp")
         seconds = numeric.to_numpy(dtype=np.float64)
         if np.nanmax(np.abs(seconds)) > _EPOCH_MS_THRESHOLD:
             seconds = seconds / 1000.0

@@ -77,6 +77,7 @@ def test_fingerprint_changes_with_content(tmp_path):
         ([GOOD_ROWS[0], "2025-07-01 00:05:00,100,102,101,99,4"], HEADER, 3, "close", "outside the bar"),
         (["2025-07-01 00:00:00,0,101,100,100.5,3"], HEADER, 2, "low", "price must be positive"),
         (["yesterday,99,101,100,100.5,3"], HEADER, 2, "timestamp", "is not a timestamp"),
+        (["1751328000,99,101,100,100.5,3", " ,99,101,100,100.5,3"], HEADER, 3, "timestamp", "timestamp is missing"),
         ([], HEADER, None, None, "no candles"),
     ],
 )
