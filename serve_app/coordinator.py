@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 import ray
 
@@ -335,6 +336,13 @@ class MinerCoordinator:
 
     async def worker_details(self) -> list[dict]:
         return self.pool.workers()
+
+    async def memory(self) -> dict:
+        """This process's resident memory and what it keeps per job: events live in the store, not here."""
+        import psutil
+
+        return {"pid": os.getpid(), "rss": psutil.Process().memory_info().rss, "runners": len(self._runners),
+                "followed_jobs": len(self._changed), "cancel_requests": len(self._cancelled)}
 
     async def worker_memory(self) -> list[dict]:
         return await self.pool.memory()
