@@ -19,7 +19,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutErro
 from starlette.exceptions import HTTPException
 
 from client import models as wire
-from serve_app.config import COORDINATOR_NAME, NAMESPACE, RuntimeConfig, ServiceSettings
+from serve_app.config import COORDINATOR_NAME, NAMESPACE, ON_HEAD_NODE, RuntimeConfig, ServiceSettings
 from serve_app.coordinator import MinerCoordinator
 from serve_app.errors import MinerError, TooLarge, Unavailable
 
@@ -100,7 +100,8 @@ async def call(ref):
 auth = [Depends(require_token)]
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=600, health_check_period_s=10)
+@serve.deployment(ray_actor_options={"num_cpus": 0, "resources": ON_HEAD_NODE}, max_ongoing_requests=600,
+                  health_check_period_s=10)
 @serve.ingress(app)
 class MinerAPI:
     def __init__(self, settings: ServiceSettings):
@@ -111,7 +112,7 @@ class MinerAPI:
         self.followers = 0
         self.coordinator = MinerCoordinator.options(
             name=COORDINATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        ).remote(settings.model_dump())
+            resources=ON_HEAD_NODE).remote(settings.model_dump())
 
     async def reconfigure(self, user_config: dict) -> None:
         runtime = RuntimeConfig(**user_config)

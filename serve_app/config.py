@@ -15,6 +15,9 @@ from client.models import Costs
 
 COORDINATOR_NAME = "miner-coordinator"
 NAMESPACE = "miner"
+# Ray gives the head node this resource. The coordinator and the ingress ask for a sliver of it: the job store,
+# uploads and token files are on the head laptop's disk, and losing the other laptop must not take them down.
+ON_HEAD_NODE = {"node:__internal_head__": 0.001}
 
 
 class _Config(BaseModel):

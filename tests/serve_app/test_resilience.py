@@ -115,6 +115,23 @@ def test_losing_the_air_node_mid_job_changes_nothing_and_its_return_grows_the_po
     assert {n.label: n.workers for n in client.cluster().nodes if n.alive} == {"head": 1, "air": 2}
 
 
+def test_a_silent_laptop_s_batches_are_resent_after_the_deadline(service, client):
+    """Sleep, not death: the air workers stop answering but Ray still thinks they are alive."""
+    service.deploy(pool={"batch_target_s": 0.1, "batch_timeout_s": 2, "refresh_interval_s": 5})
+    frozen = [w["pid"] for w in ray.get(coordinator().worker_details.remote()) if w["label"] == "air"]
+    try:
+        job = client.submit(**SPEC)
+        wait_for_generation(client, job.id, 1)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        assert client.wait(job.id).status == "finished"  # the head worker took over what they held
+        assert_same_result(client.result(job.id), expected())
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        service.deploy()
+
+
 def test_the_same_job_gives_the_same_result_on_every_cluster_shape(service, client):
     shapes = {"1 node, 2 workers": {"head": 2, "air": 0}, "2 nodes, 4 workers": {"head": 2, "air": 2}}
     try:

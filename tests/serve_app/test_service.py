@@ -30,6 +30,15 @@ def test_workers_land_on_both_nodes_in_the_configured_numbers(client):
     assert cluster.workers == 3 and cluster.pending_workers == 0
 
 
+def test_the_coordinator_and_the_ingress_live_on_the_head_node(service):
+    from ray.util.state import list_actors
+
+    head = service.cluster.head_node.node_id
+    for name in ("MinerCoordinator", "ServeReplica:miner:MinerAPI"):
+        actors = list_actors(filters=[("class_name", "=", name), ("state", "=", "ALIVE")])
+        assert actors and {a.node_id for a in actors} == {head}, name
+
+
 def test_job_result_equals_the_in_process_engine(client, btc_path):
     spec = JobSpec(dataset="BTC-USD_FIVE_MINUTE", population=16, generations=3, risk="MEDIUM", seed=3,
                    costs={"fee_bps": 10, "slippage_bps": 2, "initial_cash": 5_000}, evaluator="balanced")
