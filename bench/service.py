@@ -76,6 +76,20 @@ def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tupl
     return statistics.median(to_start), statistics.median(to_batch)
 
 
+def status_latency_while_breeding(client: MinerClient, dataset: str, population: int) -> tuple[float, float, int]:
+    """(median, max seconds, samples) of GET /v1/jobs/{id}, polled every 50 ms through a 2-generation job whose
+    GA seeding and breeding take seconds: does the coordinator keep answering meanwhile?"""
+    job = client.submit(dataset=dataset, population=population, generations=2, seed=5)
+    latencies = []
+    while True:
+        t0 = time.perf_counter()
+        status = client.job(job.id).status
+        latencies.append(time.perf_counter() - t0)
+        if status == "finished":
+            return statistics.median(latencies), max(latencies), len(latencies)
+        time.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
@@ -128,6 +142,9 @@ def main() -> None:
                   f"{sum(m['indicator_private_bytes'] for m in memory):,}")]
 
         if not args.quick:
+            median_s, max_s, samples = status_latency_while_breeding(client, dataset, 20_000)
+            rows += [(f"job status while a 20,000 x 2 job seeds and breeds: median / max ({samples} polls)",
+                      f"{median_s * 1000:.0f} / {max_s * 1000:.0f} ms")]
             mining_s, total_s = service_run(client, dataset, 1000, 200)
             rows += [("large job 1000 x 200 on all candles: submit -> finished", f"{total_s:.1f} s"),
                      ("large job: evaluations/s while mining", f"{200_000 / mining_s:,.0f}")]

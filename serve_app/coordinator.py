@@ -253,8 +253,11 @@ class MinerCoordinator:
         await asyncio.to_thread(lambda: dataset.ref)  # indicator tables: computed and shared once per dataset
         evaluator = self.evaluators.compiled(spec.evaluator)  # the version pinned at submission
         scorer = (evaluator.version, self.evaluators.ref(evaluator.version))
-        session = MiningSession(len(candles), candles.fingerprint, mapping.settings_for(spec), evaluator,
-                                resume_state=self.store.load_checkpoint(job_id))
+        # GA work (seeding, breeding: seconds at the largest populations) runs in a thread, so the event loop
+        # keeps answering clients and feeding workers meanwhile
+        session = await asyncio.to_thread(lambda: MiningSession(
+            len(candles), candles.fingerprint, mapping.settings_for(spec), evaluator,
+            resume_state=self.store.load_checkpoint(job_id)))
         progress = wire.Progress(**progress)
         costs = (spec.costs or wire.Costs()).model_dump()
         # After a restart, the generation under way is mined again from its checkpoint: followers must not
@@ -286,11 +289,12 @@ class MinerCoordinator:
 
             metrics, fitness = await self.pool.evaluate(job_id, candles.fingerprint, dataset.ref, population,
                                                         session.train, costs, scorer, on_progress)
-            best = session.tell(population, metrics, fitness)
+            best, checkpoint = await asyncio.to_thread(
+                lambda p=population, m=metrics, f=fitness: (session.tell(p, m, f), session.checkpoint()))
             progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
                                                    "evaluations": progress.evaluations + len(population)})
             with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
-                self.store.save_checkpoint(job_id, session.generation, session.checkpoint())
+                self.store.save_checkpoint(job_id, session.generation, checkpoint)
                 self.store.set_progress(job_id, progress.model_dump(),
                                         mapping.best_so_far(best).model_dump(mode="json"))
                 self._emit_engine(job_id, best)
