@@ -260,14 +260,10 @@ class MinerCoordinator:
             resume_state=self.store.load_checkpoint(job_id)))
         progress = wire.Progress(**progress)
         costs = (spec.costs or wire.Costs()).model_dump()
-        # After a restart, the generation under way is mined again from its checkpoint: followers must not
-        # be told its start or its progress twice (the answers are deterministic, only the telling repeats).
         told = self.store.last_event(job_id)
-        told_generation, told_evaluated = None, 0
-        if told is not None and told["type"] in ("generation_started", "batch_evaluated"):
-            told_generation, told_evaluated = told["data"]["generation"], told["data"].get("evaluated", 0)
         if told is None:
             self._emit_engine(job_id, session.started())
+        told_generation, told_evaluated = self._told_of_generation_under_way(told)
         self.store.set_status(job_id, "running")
         self.store.set_progress(job_id, progress.model_dump(), evaluator_version=session.evaluator.version)
         while not session.done:
@@ -299,6 +295,15 @@ class MinerCoordinator:
                                         mapping.best_so_far(best).model_dump(mode="json"))
                 self._emit_engine(job_id, best)
         await self._finish(job_id, spec, dataset, session)
+
+    @staticmethod
+    def _told_of_generation_under_way(last_event: dict | None) -> tuple[int | None, int]:
+        """(generation, genomes evaluated) that followers were already told of a generation that was under way
+        when the coordinator stopped; (None, 0) if none was. After a restart that generation is mined again
+        from its checkpoint: the answers are deterministic, only the telling must not repeat."""
+        if last_event is None or last_event["type"] not in ("generation_started", "batch_evaluated"):
+            return None, 0
+        return last_event["data"]["generation"], last_event["data"].get("evaluated", 0)
 
     async def _finish(self, job_id: str, spec: wire.JobSpec, dataset, session: MiningSession) -> None:
         """Result with full reports, computed here (a few backtests) so it needs no worker."""

@@ -164,11 +164,6 @@ class JobStore:
         (count,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()
         return count
 
-    def last_event(self, job_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT seq FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
-                               (job_id,)).fetchone()
-        return None if row is None else self.events_after(job_id, row["seq"] - 1, limit=1)[0]
-
     # ---- events ------------------------------------------------------------------------------------
     def append_event(self, job_id: str, type_: str, data: dict) -> dict[str, Any]:
         """Append one event with the next sequence number; returns it as stored."""
@@ -183,8 +178,17 @@ class JobStore:
     def events_after(self, job_id: str, since: int, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT seq, type, time, data FROM events WHERE job_id = ? AND seq > ? "
                                 "ORDER BY seq LIMIT ?", (job_id, since, limit)).fetchall()
-        return [{"seq": r["seq"], "job_id": job_id, "type": r["type"], "time": r["time"],
-                 "data": json.loads(r["data"])} for r in rows]
+        return [self._event(job_id, row) for row in rows]
+
+    def last_event(self, job_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT seq, type, time, data FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
+                               (job_id,)).fetchone()
+        return None if row is None else self._event(job_id, row)
+
+    @staticmethod
+    def _event(job_id: str, row: sqlite3.Row) -> dict[str, Any]:
+        return {"seq": row["seq"], "job_id": job_id, "type": row["type"], "time": row["time"],
+                "data": json.loads(row["data"])}
 
     # ---- checkpoints and results --------------------------------------------------------------------
     def save_checkpoint(self, job_id: str, generation: int, state: dict) -> None:
