@@ -53,7 +53,12 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 async def _http(request: Request, exc: HTTPException) -> JSONResponse:
     code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
         exc.status_code, "http_error")
-    return _error(exc.status_code, code, str(exc.detail))
+    message = str(exc.detail)
+    if message == "Not Found":  # Starlette's words for a path no route matches
+        message = f"no such route: {request.method} {request.url.path} (the API is listed at /docs)"
+    elif message == "Method Not Allowed":
+        message = f"{request.method} is not allowed on {request.url.path} (the API is listed at /docs)"
+    return _error(exc.status_code, code, message)
 
 
 def _token_matches(expected: str, presented: str | None) -> bool:

@@ -82,6 +82,8 @@ CASES = [
     Bad("status of an unknown job", "GET", "/v1/jobs/zzz", 404, "unknown job 'zzz'"),
     Bad("result of an unknown job", "GET", "/v1/jobs/zzz/result", 404, "unknown job 'zzz'"),
     Bad("cancel an unknown job", "DELETE", "/v1/jobs/zzz", 404, "unknown job 'zzz'"),
+    Bad("unknown route", "GET", "/v1/strategies", 404, "no such route: GET /v1/strategies"),
+    Bad("wrong method", "PATCH", "/v1/jobs", 405, "PATCH is not allowed on /v1/jobs", json=job()),
     Bad("list limit zero", "GET", "/v1/jobs", 422, "limit", params={"limit": 0}),
     Bad("list limit as text", "GET", "/v1/jobs", 422, "limit", params={"limit": "all"}),
     # evaluator pushes (admin token): the schema refuses before any code runs
