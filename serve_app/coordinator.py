@@ -18,6 +18,8 @@ import ray
 from client import models as wire
 from engine import events as ev
 from engine.backtester import LocalBacktester, split_windows
+from engine.candles import Candles
+from engine.features import FeatureStore
 from engine.miner import MiningSession
 from serve_app import mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
@@ -249,8 +251,10 @@ class MinerCoordinator:
 
     async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> None:
         dataset = self.datasets.get(spec.dataset)
+        self.datasets.mined(dataset)
         candles = dataset.candles
-        await asyncio.to_thread(lambda: dataset.ref)  # indicator tables: computed and shared once per dataset
+        # the job holds its own references to the shared tables: the registry may forget them meanwhile
+        dataset_ref, features = await asyncio.to_thread(lambda: (dataset.ref, dataset.features))
         evaluator = self.evaluators.compiled(spec.evaluator)  # the version pinned at submission
         scorer = (evaluator.version, self.evaluators.ref(evaluator.version))
         # GA work (seeding, breeding: seconds at the largest populations) runs in a thread, so the event loop
@@ -283,7 +287,7 @@ class MinerCoordinator:
                     self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
                     self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
 
-            metrics, fitness = await self.pool.evaluate(job_id, candles.fingerprint, dataset.ref, population,
+            metrics, fitness = await self.pool.evaluate(job_id, candles.fingerprint, dataset_ref, population,
                                                         session.train, costs, scorer, on_progress)
             best, checkpoint = await asyncio.to_thread(
                 lambda p=population, m=metrics, f=fitness: (session.tell(p, m, f), session.checkpoint()))
@@ -294,7 +298,7 @@ class MinerCoordinator:
                 self.store.set_progress(job_id, progress.model_dump(),
                                         mapping.best_so_far(best).model_dump(mode="json"))
                 self._emit_engine(job_id, best)
-        await self._finish(job_id, spec, dataset, session)
+        await self._finish(job_id, spec, candles, features, session)
 
     @staticmethod
     def _told_of_generation_under_way(last_event: dict | None) -> tuple[int | None, int]:
@@ -305,10 +309,10 @@ class MinerCoordinator:
             return None, 0
         return last_event["data"]["generation"], last_event["data"].get("evaluated", 0)
 
-    async def _finish(self, job_id: str, spec: wire.JobSpec, dataset, session: MiningSession) -> None:
+    async def _finish(self, job_id: str, spec: wire.JobSpec, candles: Candles, features: FeatureStore,
+                      session: MiningSession) -> None:
         """Result with full reports, computed here (a few backtests) so it needs no worker."""
-        candles = dataset.candles
-        tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=dataset.features)
+        tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=features)
 
         def build() -> wire.JobResult:
             result = session.result(tester.evaluate)

@@ -9,6 +9,7 @@ every period of the GA's menu) are computed once, here; workers receive candles 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,7 @@ from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SUFFIXES = (".csv", ".parquet")
 SYNTHETIC = "synthetic"
+MAX_DATASETS_WITH_TABLES = 4  # indicator tables kept ready (36 MB for the BTC file), like each worker's cache
 
 
 @dataclass(eq=False)
@@ -45,6 +47,11 @@ class Dataset:
         same copy, and no worker recomputes an indicator the GA can draw."""
         return ray.put((self.candles, self.features.tables()))
 
+    def forget_tables(self) -> None:
+        """Drop this registry's hold on the tables (tens of MB); a job still mining the dataset keeps its own."""
+        self.__dict__.pop("features", None)
+        self.__dict__.pop("ref", None)
+
 
 def _info(name: str, candles: Candles, source: str) -> DatasetInfo:
     gaps = candles.gaps
@@ -62,6 +69,7 @@ class DatasetRegistry:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self._datasets: dict[str, Dataset] = {}
         self._errors: dict[str, str] = {}
+        self._mined: OrderedDict[str, Dataset] = OrderedDict()  # most recently mined last
 
     def _files(self) -> list[tuple[Path, str]]:
         found = []
@@ -96,6 +104,15 @@ class DatasetRegistry:
             known = ", ".join(sorted(self._datasets)) or "none"
             raise NotFound(f"unknown dataset '{name}'; available: {known}")
         return self._datasets[name]
+
+    def mined(self, dataset: Dataset) -> None:
+        """Note that a job mines ``dataset``; beyond MAX_DATASETS_WITH_TABLES, the least recently mined one's
+        tables are forgotten, so a service that has mined many datasets over weeks holds a bounded few."""
+        self._mined[dataset.info.name] = dataset
+        self._mined.move_to_end(dataset.info.name)
+        while len(self._mined) > MAX_DATASETS_WITH_TABLES:
+            _, oldest = self._mined.popitem(last=False)
+            oldest.forget_tables()
 
     def add_upload(self, name: str, content: bytes) -> DatasetInfo:
         """Validate and keep an uploaded CSV. An existing name is only accepted with identical content."""

@@ -2,7 +2,7 @@
 
 import pytest
 
-from serve_app.datasets import DatasetRegistry
+from serve_app.datasets import MAX_DATASETS_WITH_TABLES, DatasetRegistry
 from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge
 
 from .test_service import csv_bytes
@@ -47,3 +47,20 @@ def test_uploads_are_validated_kept_and_never_overwritten(registry, tmp_path):
         registry.add_upload("big", b"x" * 2_000_001)
     assert not (tmp_path / "uploads" / "oops.csv").exists()
     assert [p.name for p in (tmp_path / "uploads").iterdir()] == ["mine.csv"]
+
+
+def test_only_the_most_recently_mined_datasets_keep_their_indicator_tables(registry):
+    names = [f"pair{i}" for i in range(MAX_DATASETS_WITH_TABLES + 1)]
+    for seed, name in enumerate(names):
+        registry.add_upload(name, csv_bytes(n=600, seed=seed))
+    held_by_a_job = registry.get(names[0]).features
+    for name in names:
+        dataset = registry.get(name)
+        registry.mined(dataset)
+        assert dataset.features.tables()  # built on first use
+    assert "features" not in registry.get(names[0]).__dict__  # the oldest is forgotten by the registry...
+    assert held_by_a_job.tables()  # ...while a job holding it keeps working
+    assert all("features" in registry.get(name).__dict__ for name in names[1:])
+    registry.mined(registry.get(names[0]))  # mined again: rebuilt on use, and the next oldest goes
+    assert registry.get(names[0]).features is not held_by_a_job
+    assert "features" not in registry.get(names[1]).__dict__
