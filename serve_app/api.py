@@ -210,7 +210,7 @@ class MinerAPI:
         if not _token_matches(websocket.app.state.token, presented):
             await websocket.close(code=4401, reason="missing or wrong token")
             return
-        if not since.isdigit():
+        if not (since.isdigit() and int(since) < 2**63):
             await websocket.close(code=4400, reason=f"since must be a whole number >= 0, got '{since[:40]}'")
             return
         try:

@@ -145,9 +145,10 @@ def test_a_bad_request_gets_a_4xx_that_names_the_problem_and_changes_nothing(ser
     ("job_id", "since", "token", "status", "words"),
     [("real", "abc", None, 400, "since must be a whole number"),
      ("real", "-1", None, 400, "since must be a whole number"),
+     ("real", "9" * 30, None, 400, "since must be a whole number"),
      ("real", "0", "nope", 401, "wrong token"),
      ("no-such-job", "0", None, 404, "unknown job 'no-such-job'")],
-    ids=["since not a number", "negative since", "wrong token", "unknown job"])
+    ids=["since not a number", "negative since", "since beyond 64 bits", "wrong token", "unknown job"])
 def test_a_bad_event_stream_request_is_closed_with_a_code_that_names_the_problem(service, client, job_id, since,
                                                                                   token, status, words):
     if job_id == "real":
