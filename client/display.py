@@ -34,7 +34,8 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                 progress.update(generations, total=data["generations"])
                 progress.update(genomes, total=data["population"])
                 console.print(f"job {job_id}: {data['population']} genomes x {data['generations']} generations, "
-                              f"{data['train_bars']} training bars, evaluator {data['evaluator_version']}")
+                              f"{data['train_bars']} training bars, evaluator {data['evaluator_version']}",
+                              soft_wrap=True)
             elif event.type == "generation_started":
                 progress.update(genomes, completed=0)
                 generation_started = time.monotonic()
@@ -51,7 +52,7 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                 if not console.is_terminal:  # piped or logged: one plain line per generation instead of bars
                     rate = (progress.tasks[genomes].total or 0) / max(time.monotonic() - generation_started, 1e-9)
                     console.print(f"generation {data['generation'] + 1}/{progress.tasks[generations].total}  "
-                                  f"{evaluations:,.0f} evaluations  {rate:,.0f} evals/s  {line}")
+                                  f"{evaluations:,.0f} evaluations  {rate:,.0f} evals/s  {line}", soft_wrap=True)
             elif event.type in wire.TERMINAL_EVENTS:
                 if event.type == "failed":
                     console.print(f"[red]job {job_id} failed: {data.get('error')}")
@@ -74,7 +75,7 @@ def result_table(result: wire.JobResult) -> Table:
 
 def print_result(result: wire.JobResult, console: Console | None = None) -> None:
     console = console or Console()
-    console.print(f"[bold]best strategy:[/bold] {result.strategy}")
+    console.print(f"[bold]best strategy:[/bold] {result.strategy}", soft_wrap=True)  # one line: easy to grep
     console.print(result_table(result))
     console.print(f"fitness {result.fitness:+.4f}  evaluator {result.evaluator_version}  seed {result.seed}  "
-                  f"data {result.dataset} ({result.data_fingerprint})")
+                  f"data {result.dataset} ({result.data_fingerprint})", soft_wrap=True)

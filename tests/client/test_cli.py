@@ -30,6 +30,8 @@ def test_submit_follow_prints_rising_progress_and_ends_with_the_result(miner, ca
     evaluations = [int(e.replace(",", "")) for e in re.findall(r"(\d[\d,]*) evaluations", out)]
     assert evaluations == sorted(evaluations) and evaluations[-1] == 48
     assert "best strategy:" in out and "holdout" in out and "net_pnl" in out
+    progress = [line for line in out.splitlines() if line.startswith("generation ")]
+    assert all(re.search(r"trades \d+$", line) for line in progress)  # one whole line each, never wrapped
 
 
 def test_jobs_show_result_json_cluster_datasets(miner, capsys, client):
