@@ -68,6 +68,7 @@ class MinerCoordinator:
                 return
             self._slot_free = asyncio.Condition()
             await self.pool.start()
+            self._cancelled |= self.store.cancels_pending()  # acknowledged before a crash: carried out now
             for job in self.store.unfinished_jobs():
                 self._launch(job["id"])
             self._started = True
@@ -202,6 +203,7 @@ class MinerCoordinator:
         job = self._job(job_id)
         if job["status"] in ("finished", "failed", "cancelled"):
             raise Conflict(f"job '{job_id}' is already {job['status']}")
+        self.store.request_cancel(job_id)
         self._cancelled.add(job_id)
         self.pool.drop(job_id)  # a running job stops at its next batch boundary
         runner = self._runners.get(job_id)
@@ -233,9 +235,9 @@ class MinerCoordinator:
 
     async def _run(self, job_id: str) -> None:
         try:
+            if job_id in self._cancelled:  # cancelled before a restart: no need to wait for a slot
+                raise _Cancelled
             async with self._slot():
-                if job_id in self._cancelled:
-                    raise _Cancelled
                 job = self._job(job_id)
                 await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"])
         except (_Cancelled, asyncio.CancelledError):

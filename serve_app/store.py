@@ -54,6 +54,10 @@ CREATE TABLE IF NOT EXISTS evaluators (
     builtin INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cancel_requests (
+    job_id TEXT PRIMARY KEY REFERENCES jobs(id),
+    requested_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS results (
     job_id TEXT PRIMARY KEY REFERENCES jobs(id),
     result TEXT NOT NULL
@@ -159,6 +163,17 @@ class JobStore:
         rows = self._db.execute("SELECT * FROM jobs WHERE status IN ('queued', 'running') "
                                 "ORDER BY created_at").fetchall()
         return [self._job(row) for row in rows]
+
+    def request_cancel(self, job_id: str) -> None:
+        """Remember a cancel before it is acknowledged, so a crash cannot forget it."""
+        self._write("INSERT OR IGNORE INTO cancel_requests (job_id, requested_at) VALUES (?, ?)",
+                    (job_id, time.time()))
+
+    def cancels_pending(self) -> set[str]:
+        """Unfinished jobs whose cancel was acknowledged but not yet carried out."""
+        rows = self._db.execute("SELECT c.job_id FROM cancel_requests c JOIN jobs j ON j.id = c.job_id "
+                                "WHERE j.status IN ('queued', 'running')").fetchall()
+        return {row["job_id"] for row in rows}
 
     def count_unfinished(self) -> int:
         (count,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()

@@ -11,6 +11,7 @@ import pytest
 import ray
 
 from serve_app.config import COORDINATOR_NAME, NAMESPACE
+from serve_app.store import JobStore
 
 from .jobs import Follower, assert_same_result, assert_told_once_in_order, in_process, wait_for_generation
 
@@ -202,11 +203,13 @@ def test_a_node_that_joins_gets_workers_and_one_that_leaves_loses_them(service, 
 def test_a_full_restart_of_ray_keeps_every_job_and_result_and_resumes_the_unfinished(service, client, btc_path):
     spec, local = btc_job(btc_path, seed=8)
     job = client.submit(**spec)
+    doomed = client.submit(**{**spec, "seed": 9})
     wait_for_generation(client, job.id, 2)
     before = {j.id: j for j in client.jobs(limit=1000)}
     results = {i: client.result(i) for i, j in before.items() if j.status == "finished"}
     follower = Follower(service, job.id)  # keeps reconnecting while the service is down
     service.stop()  # every Ray process dies, the coordinator and workers with it
+    JobStore(service.state_dir / "miner.db").request_cancel(doomed.id)  # acknowledged, then the power went
     service.start()  # same data and state directories, same port
     wait_until_finished(client, job.id)
     assert_same_result(client.result(job.id), local)
@@ -218,6 +221,8 @@ def test_a_full_restart_of_ray_keeps_every_job_and_result_and_resumes_the_unfini
     for job_id, old in before.items():  # nothing ended differently from how it had ended
         if old.status in ("failed", "cancelled"):
             assert after[job_id].status == old.status
+    assert client.wait(doomed.id).status == "cancelled"  # the cancel was not forgotten
+    assert [e.type for e in client.events(doomed.id)].count("cancelled") == 1
     live = follower.result()
     assert_told_once_in_order(live)
     assert [e.model_dump() for e in live] == [e.model_dump() for e in client.events(job.id)]

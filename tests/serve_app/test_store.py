@@ -42,4 +42,7 @@ def test_sequences_are_per_job_and_unfinished_jobs_are_found(tmp_path):
     assert store.last_event(a)["seq"] == 2 and store.last_event(a)["data"] == {"generation": 3}
     store.set_status(a, "finished")
     assert store.count_unfinished() == 1 and store.last_event("nope") is None
+    store.request_cancel(a)
+    store.request_cancel(b)
+    assert store.cancels_pending() == {b}  # a has finished: nothing left to carry out
     assert store.get_job("nope") is None and store.get_result(a) is None
