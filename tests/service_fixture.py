@@ -7,6 +7,7 @@ Nodes: a head labelled ``head`` and a second node labelled ``air``, like the two
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
@@ -65,6 +66,16 @@ class Service:
         deployment["user_config"] = user_config
         _get_global_client().deploy_apps(ServeDeploySchema(**config), _blocking=True)
 
+
+    @contextlib.contextmanager
+    def deployed(self, args_overrides: dict | None = None, workers: dict | None = None, **runtime_overrides):
+        """Deploy with overrides for the length of a block, then the plain configuration again, all workers up."""
+        self.deploy(args_overrides, workers, **runtime_overrides)
+        try:
+            yield
+        finally:
+            self.deploy()
+            self.wait_for_workers(sum(WORKERS_PER_LABEL.values()))
 
     def start(self) -> None:
         """Start Ray (two nodes on loopback) and Serve, deploy the app and wait for every worker."""

@@ -1,7 +1,10 @@
-"""Helpers for service tests: the in-process answer a job must match, and a live follower of its events."""
+"""Helpers for service tests: the in-process answer a job must match, a live follower of its events, and a
+snapshot of what the store holds."""
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 import threading
 from functools import cache
 
@@ -76,3 +79,18 @@ def assert_told_once_in_order(events: list) -> None:
         if e.type == "batch_evaluated":
             assert e.data["evaluated"] > evaluated.get(e.data["generation"], 0), e
             evaluated[e.data["generation"]] = e.data["evaluated"]
+
+
+def store_snapshot(service) -> dict:
+    """What a bad request must not change: jobs, results, evaluators, settings, uploaded files."""
+    db = sqlite3.connect(f"file:{service.state_dir / 'miner.db'}?mode=ro", uri=True)
+    try:
+        snapshot = {table: db.execute(f"SELECT {key} FROM {table} ORDER BY {key}").fetchall()
+                    for table, key in (("jobs", "id"), ("results", "job_id"), ("evaluators", "version"),
+                                       ("settings", "key, value"))}
+    finally:
+        db.close()
+    uploads = service.state_dir / "uploads"
+    snapshot["uploads"] = sorted((p.name, hashlib.sha256(p.read_bytes()).hexdigest())
+                                 for p in uploads.glob("*")) if uploads.exists() else []
+    return snapshot

@@ -3,8 +3,6 @@ problem, and leaves the store exactly as it was. One table, over real HTTP and W
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
 from dataclasses import dataclass, field
 
 import httpx
@@ -12,6 +10,8 @@ import pytest
 
 from client import MinerClient, ServiceError
 from tests.service_fixture import ADMIN_TOKEN
+
+from .jobs import store_snapshot
 
 HEADER = "timestamp,open,high,low,close,volume"
 GOOD_ROW = "1751328000,100,101,99,100.5,3"
@@ -112,21 +112,6 @@ CASES = [
     upload("bad_timestamp", csv(HEADER, "yesterday,100,101,99,100.5,3"), 422, "'yesterday' is not a timestamp"),
     upload("missing_timestamp", csv(HEADER, GOOD_ROW, ",100.5,102,100,101,4"), 422, "timestamp is missing"),
 ]
-
-
-def store_snapshot(service) -> dict:
-    """What a bad request must not change: jobs, results, evaluators, settings, uploaded files."""
-    db = sqlite3.connect(f"file:{service.state_dir / 'miner.db'}?mode=ro", uri=True)
-    try:
-        snapshot = {table: db.execute(f"SELECT {key} FROM {table} ORDER BY {key}").fetchall()
-                    for table, key in (("jobs", "id"), ("results", "job_id"), ("evaluators", "version"),
-                                       ("settings", "key, value"))}
-    finally:
-        db.close()
-    uploads = service.state_dir / "uploads"
-    snapshot["uploads"] = sorted((p.name, hashlib.sha256(p.read_bytes()).hexdigest())
-                                 for p in uploads.glob("*")) if uploads.exists() else []
-    return snapshot
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

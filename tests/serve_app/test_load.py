@@ -10,8 +10,7 @@ import ray
 from client import ServiceError
 from serve_app.config import COORDINATOR_NAME, NAMESPACE
 
-from .jobs import Follower, assert_told_once_in_order
-from .test_bad_input import store_snapshot
+from .jobs import Follower, assert_told_once_in_order, store_snapshot
 
 JOBS, FOLLOWERS = 20, 50
 LONG = {"dataset": "BTC-USD_FIVE_MINUTE", "population": 300, "generations": 60}
@@ -25,8 +24,7 @@ def coordinator_memory() -> dict:
 def test_fifty_followers_of_twenty_queued_jobs_each_get_every_event_in_order(service, client):
     spec = {"dataset": "synthetic", "population": 60, "generations": 8}
     client.wait(client.submit(**spec, seed=99).id)  # warm the coordinator's caches before measuring it
-    service.deploy(max_running_jobs=2)
-    try:
+    with service.deployed(max_running_jobs=2):
         before = coordinator_memory()
         jobs = [client.submit(**spec, seed=seed).id for seed in range(JOBS)]
         followers = [Follower(service, jobs[i % JOBS]) for i in range(FOLLOWERS)]
@@ -41,8 +39,6 @@ def test_fifty_followers_of_twenty_queued_jobs_each_get_every_event_in_order(ser
             delivered += len(live)
         assert all(client.job(j).status == "finished" for j in jobs)
         after = coordinator_memory()
-    finally:
-        service.deploy()
     print(f"\n{FOLLOWERS} followers of {JOBS} jobs: {delivered} events delivered; coordinator RSS "
           f"{before['rss'] / 1e6:.0f} -> {after['rss'] / 1e6:.0f} MB")
     assert after["runners"] == 0 and after["followed_jobs"] == 0 and after["cancel_requests"] == 0
@@ -50,8 +46,7 @@ def test_fifty_followers_of_twenty_queued_jobs_each_get_every_event_in_order(ser
 
 
 def test_a_submission_beyond_max_unfinished_jobs_gets_429_and_changes_nothing(service, client):
-    service.deploy(max_unfinished_jobs=2, max_running_jobs=1)
-    try:
+    with service.deployed(max_unfinished_jobs=2, max_running_jobs=1):
         running = [client.submit(**LONG, seed=seed).id for seed in (1, 2)]
         before = store_snapshot(service)
         with pytest.raises(ServiceError) as refused:
@@ -63,13 +58,10 @@ def test_a_submission_beyond_max_unfinished_jobs_gets_429_and_changes_nothing(se
             client.cancel(job_id)
             assert client.wait(job_id).status == "cancelled"
         assert client.wait(client.submit(dataset="synthetic", population=6, generations=1).id).status == "finished"
-    finally:
-        service.deploy()
 
 
 def test_a_follower_beyond_max_followers_is_refused_with_4429(service, client):
-    service.deploy(max_followers=2)
-    try:
+    with service.deployed(max_followers=2):
         job = client.submit(**LONG, seed=4).id
         followers = [Follower(service, job) for _ in range(2)]
         deadline = time.monotonic() + 30
@@ -82,5 +74,3 @@ def test_a_follower_beyond_max_followers_is_refused_with_4429(service, client):
         client.cancel(job)
         for follower in followers:
             assert follower.result()[-1].type == "cancelled"
-    finally:
-        service.deploy()

@@ -61,15 +61,12 @@ def test_a_job_survives_a_redeploy_and_a_live_reconfigure(service, client):
     wait_for_generation(client, job.id, 1)
     service.deploy(args_overrides={"max_upload_mb": 6})  # new app args: Serve replaces the ingress replica
     assert ingress_replicas().isdisjoint(before)
-    service.deploy(default_costs={"fee_bps": 1, "slippage_bps": 0, "initial_cash": 100},  # user_config only
-                   pool={"batch_target_s": 0.02, "batch_timeout_s": 30, "refresh_interval_s": 2})
-    try:
+    with service.deployed(default_costs={"fee_bps": 1, "slippage_bps": 0, "initial_cash": 100},  # user_config
+                          pool={"batch_target_s": 0.02, "batch_timeout_s": 30, "refresh_interval_s": 2}):
         assert client.wait(job.id).status == "finished"  # the event stream reconnected to the new replica
         assert coordinator()._actor_id == before_coordinator
         assert_same_result(client.result(job.id), expected())
         assert_told_once_in_order(follower.result())
-    finally:
-        service.deploy()
 
 
 def test_a_killed_coordinator_restarts_and_resumes_from_the_checkpoint(service, client):
@@ -119,40 +116,34 @@ def test_losing_the_air_node_mid_job_changes_nothing_and_its_return_grows_the_po
 
 def test_a_silent_laptop_s_batches_are_resent_after_the_deadline(service, client):
     """Sleep, not death: the air workers stop answering but Ray still thinks they are alive."""
-    service.deploy(pool={"batch_target_s": 0.1, "batch_timeout_s": 2, "refresh_interval_s": 5})
-    frozen = [w["pid"] for w in ray.get(coordinator().worker_details.remote()) if w["label"] == "air"]
-    try:
-        job = client.submit(**SPEC)
-        wait_for_generation(client, job.id, 1)
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
-        assert client.wait(job.id).status == "finished"  # the head worker took over what they held
-        assert_same_result(client.result(job.id), expected())
-    finally:
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-        service.deploy()
+    with service.deployed(pool={"batch_target_s": 0.1, "batch_timeout_s": 2, "refresh_interval_s": 5}):
+        frozen = [w["pid"] for w in ray.get(coordinator().worker_details.remote()) if w["label"] == "air"]
+        try:
+            job = client.submit(**SPEC)
+            wait_for_generation(client, job.id, 1)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            assert client.wait(job.id).status == "finished"  # the head worker took over what they held
+            assert_same_result(client.result(job.id), expected())
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
 
 
 def test_the_same_job_gives_the_same_result_on_every_cluster_shape(service, client):
     shapes = {"1 node, 2 workers": {"head": 2, "air": 0}, "2 nodes, 4 workers": {"head": 2, "air": 2}}
-    try:
-        for name, workers in shapes.items():
-            service.deploy(workers=workers)
+    for name, workers in shapes.items():
+        with service.deployed(workers=workers):
             service.wait_for_workers(sum(workers.values()))
             on_nodes = {n.label: n.workers for n in client.cluster().nodes if n.alive and n.workers}
             assert on_nodes == {label: count for label, count in workers.items() if count}, name
             job = client.submit(**SPEC)
             assert client.wait(job.id).status == "finished", name
             assert_same_result(client.result(job.id), expected())  # and in-process mode
-    finally:
-        service.deploy()
-        service.wait_for_workers(3)
 
 
 def test_a_queued_job_waits_for_a_slot_and_cancels_at_once(service, client):
-    service.deploy(max_running_jobs=1)  # live: user_config only
-    try:
+    with service.deployed(max_running_jobs=1):  # live: user_config only
         long = {"dataset": "BTC-USD_FIVE_MINUTE", "population": 300, "generations": 60, "seed": 1}
         first = client.submit(**long)
         wait_for_generation(client, first.id, 0)
@@ -171,8 +162,6 @@ def test_a_queued_job_waits_for_a_slot_and_cancels_at_once(service, client):
         assert client.job(first.id).status == "running"
         client.cancel(first.id)
         assert client.wait(late.id).status == "finished"
-    finally:
-        service.deploy()
 
 
 def test_a_small_job_is_not_stuck_behind_a_long_one(client):
