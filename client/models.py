@@ -18,7 +18,7 @@ class _Wire(BaseModel):
 class Costs(_Wire):
     fee_bps: float = Field(60.0, ge=0, le=1000, description="fee per side, basis points (60 = 0.60 %)")
     slippage_bps: float = Field(5.0, ge=0, le=1000, description="adverse slippage per fill, basis points")
-    initial_cash: float = Field(10_000.0, gt=0, description="starting cash, USD")
+    initial_cash: float = Field(10_000.0, ge=1, le=1e12, description="starting cash, USD (1 to 10^12)")
 
 
 class JobSpec(_Wire):

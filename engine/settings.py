@@ -20,7 +20,8 @@ class _Settings(BaseModel):
 class Costs(_Settings):
     fee_bps: float = Field(60.0, ge=0, le=1000, description="fee per side in basis points (60 = 0.60 %)")
     slippage_bps: float = Field(5.0, ge=0, le=1000, description="adverse slippage per fill in basis points")
-    initial_cash: float = Field(10_000.0, gt=0, description="starting cash in quote currency (USD)")
+    initial_cash: float = Field(10_000.0, ge=1, le=1e12,
+                                description="starting cash, USD; bounded so every metric stays finite")
 
     @property
     def fee(self) -> float:
