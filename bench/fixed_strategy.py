@@ -2,7 +2,7 @@
 
 LONG when close > SMA(20) and RSI(14) < 70; exit when close < SMA(50); 2 % stop, 4 % target. Same
 fill, cost and metric semantics as ``engine.kernel`` (docs/backtest.md), long only, no trailing stop,
-with the rules inlined instead of interpreted, and the same nine metrics out (the benchmark checks
+with the rules inlined instead of interpreted, and the same eleven metrics out (the benchmark checks
 they agree), so the comparison is like for like.
 """
 
@@ -14,7 +14,7 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, cash0, periods_per_year):
-    """The nine metrics of ``engine.layout.METRICS``, over all bars."""
+    """The eleven metrics of ``engine.layout.METRICS``, over all bars."""
     n = close.shape[0]
     cash = cash0
     in_pos = False
@@ -28,6 +28,7 @@ def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, c
     max_dd = 0.0
     prev = cash0
     sum_r = sum_r2 = 0.0
+    trade_mean = trade_m2 = 0.0  # Welford over per-trade returns
     for i in range(n):
         exit_price = -1.0
         if pending == 1:
@@ -55,8 +56,12 @@ def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, c
         if in_pos and exit_price >= 0.0:
             price = exit_price * (1.0 - slip)
             pnl = units * (price - fill) - entry_fee - units * price * fee
+            trade_return = pnl / cash
             cash += pnl
             trades += 1
+            delta = trade_return - trade_mean
+            trade_mean += delta / trades
+            trade_m2 += delta * (trade_return - trade_mean)
             exposure += i - entry_bar + 1
             if pnl > 0.0:
                 wins += 1
@@ -90,5 +95,7 @@ def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, c
     capped = 100.0 if gross_profit > 0.0 else 0.0
     profit_factor = min(gross_profit / gross_loss, 100.0) if gross_loss > 0.0 else capped
     win_rate = wins / trades if trades > 0 else 0.0
+    trade_std = np.sqrt(trade_m2 / (trades - 1)) if trades > 1 else 0.0
+    t_stat = trade_mean / trade_std * np.sqrt(trades) if trade_std > 1e-9 * abs(trade_mean) else 0.0
     return np.array([cash - cash0, 100.0 * (cash - cash0) / cash0, trades, win_rate, max_dd, sharpe, sortino,
-                     profit_factor, exposure / n])
+                     profit_factor, exposure / n, trade_mean, t_stat])

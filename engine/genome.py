@@ -1,7 +1,8 @@
 """Trading-strategy genomes: typed, validated models that encode to a fixed-width float64 row.
 
 A genome goes long (or short) when all of its entry rules hold at a bar's close, and leaves when all
-of its exit rules hold, or when the stop-loss, trailing stop or take-profit is hit. JSON form:
+of its exit rules hold, or when the stop-loss, trailing stop or take-profit is hit; each of those three
+is optional (0 turns it off). JSON form:
 
     {"direction": "long",
      "entry": [{"left": {"field": "close"}, "op": ">", "right": {"indicator": "sma", "period": 20}}],
@@ -96,16 +97,22 @@ class Genome(_Frozen):
     direction: Literal["long", "short"] = "long"
     entry: Annotated[list[Rule], Field(min_length=1, max_length=L.MAX_ENTRY_RULES)]
     exit: Annotated[list[Rule], Field(max_length=L.MAX_EXIT_RULES)] = []
-    stop_loss: float = Field(description="fraction of the fill price, e.g. 0.02 = 2 %")
+    stop_loss: float = Field(description="fraction of the fill price, e.g. 0.02 = 2 %; 0 or null = no stop")
     take_profit: float = Field(0.0, description="fraction of the fill price; 0 = no take-profit")
     trailing_stop: float = Field(0.0, description="fraction below the best price since entry; 0 = off")
     size: float = Field(1.0, description="fraction of cash committed per trade (before leverage)")
     leverage: float = Field(1.0, description="notional multiple of the committed cash, 1 to 10")
 
+    @field_validator("stop_loss", mode="before")
+    @classmethod
+    def _null_stop(cls, v):
+        """``null`` reads as 0: "no stop" is a deliberate choice, so it is spelled out, never a default."""
+        return 0.0 if v is None else v
+
     @field_validator("stop_loss")
     @classmethod
     def _stop(cls, v: float) -> float:
-        return _fraction_check("stop_loss", v, 0, 0.5, zero_disables=False,
+        return _fraction_check("stop_loss", v, 0, 0.5, zero_disables=True,
                                meaning="the loss, as a fraction of the entry price, that closes the trade")
 
     @field_validator("take_profit")
@@ -139,7 +146,7 @@ class Genome(_Frozen):
         parts = [f"{self.direction.upper()} when " + " AND ".join(map(str, self.entry))]
         if self.exit:
             parts.append("exit when " + " AND ".join(map(str, self.exit)))
-        risk = [f"stop {self.stop_loss:.2%}"]
+        risk = [f"stop {self.stop_loss:.2%}" if self.stop_loss else "no stop"]
         if self.take_profit:
             risk.append(f"target {self.take_profit:.2%}")
         if self.trailing_stop:

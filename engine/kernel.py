@@ -10,8 +10,9 @@ Array contract:
 
 Semantics (docs/backtest.md has the full contract): rules are evaluated at bar close; orders fill at
 the next bar's open; stop-loss, trailing stop and take-profit are checked intrabar from the entry bar
-on, the stop first when both are touched, at the bar's open when it opens beyond a level. One
-position at a time; an open position is closed at the window's last close.
+on, the stop first when both are touched, at the bar's open when it opens beyond a level; a level
+switched off (0) sits at infinity, where no price reaches it. One position at a time; an open
+position is closed at the window's last close.
 
 Degenerate cases are reported, not raised: a genome referring to a feature row that was never
 computed gets an all-NaN metrics row, which Python turns into an error message.
@@ -29,6 +30,7 @@ from engine.layout import (
     CROSSES_ABOVE,
     DIRECTION,
     ENTRY_OFFSET,
+    EQUAL_RETURNS_TOLERANCE,
     EXIT_END,
     EXIT_SIGNAL,
     EXIT_STOP,
@@ -40,6 +42,7 @@ from engine.layout import (
     LEVERAGE,
     LOW,
     LT,
+    M_AVG_TRADE_RETURN,
     M_EXPOSURE,
     M_MAX_DRAWDOWN,
     M_NET_PNL,
@@ -47,6 +50,7 @@ from engine.layout import (
     M_RETURN_PCT,
     M_SHARPE,
     M_SORTINO,
+    M_TRADE_T_STAT,
     M_TRADES,
     M_WIN_RATE,
     MAX_ENTRY_RULES,
@@ -172,7 +176,10 @@ def _signals_nb(features, left, right, ops, consts, first, count, start, end, si
 
 @njit(cache=True, nogil=True, inline="always")
 def _effective_stop(stop_level, extreme, trail, d):
-    """(stop, is_trailing): the tighter of the fixed stop and the trailing level below/above ``extreme``."""
+    """(stop, is_trailing): the tighter of the fixed stop and the trailing level below/above ``extreme``.
+
+    With no fixed stop ``stop_level`` is -d * inf, so any trailing level is the tighter one.
+    """
     if trail > 0.0:
         trailing = extreme * (1.0 - d * trail)
         if d * (trailing - stop_level) > 0.0:
@@ -191,7 +198,9 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
 
     Rule signals are computed first, rule by rule, in vectorised passes. Then, while flat, equity is
     constant and each bar's return is exactly 0, so the loop skips straight to the next entry signal;
-    in a position every bar is simulated.
+    in a position every bar is simulated. Per-trade returns (pnl / cash the trade was sized from) are
+    summarised with Welford's running mean and sum of squared deviations: stable when the returns are
+    nearly equal, where sum and sum of squares would cancel to noise.
     """
     left = np.zeros(_MAX_RULES, np.int64)
     right = np.zeros(_MAX_RULES, np.int64)
@@ -227,6 +236,7 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
     max_dd = 0.0
     prev_equity = cash0
     sum_r = sum_r2 = sum_down2 = 0.0
+    trade_mean = trade_m2 = 0.0
 
     flat_from = start  # flat, deciding from this bar's close on
     while flat_from < last:
@@ -248,8 +258,8 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
         fill = opens[i] * (1.0 + d * slip)
         units = size * cash / (fill * (1.0 + fee))
         entry_fee = units * fill * fee
-        stop_level = fill * (1.0 - d * stop_loss)
-        target_level = fill * (1.0 + d * take_profit) if take_profit > 0.0 else d * np.inf  # inf: never
+        stop_level = fill * (1.0 - d * stop_loss) if stop_loss > 0.0 else -d * np.inf  # inf: never
+        target_level = fill * (1.0 + d * take_profit) if take_profit > 0.0 else d * np.inf
         extreme = fill
         stop, trailing_active = _effective_stop(stop_level, extreme, trail, d)
         entry_bar = i
@@ -284,6 +294,7 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
             if exiting:
                 price = exit_price * (1.0 - d * slip)
                 pnl = d * units * (price - fill) - entry_fee - units * price * fee
+                trade_return = pnl / cash  # cash is unchanged since the entry was sized from it
                 cash += pnl
                 if pnl > 0.0:
                     wins += 1
@@ -300,6 +311,9 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
                     row[5] = pnl
                     row[6] = reason
                 n_trades += 1
+                delta = trade_return - trade_mean
+                trade_mean += delta / n_trades
+                trade_m2 += delta * (trade_return - trade_mean)  # >= 0: no clamp needed
                 exposure += i - entry_bar + 1
                 value = cash
             else:
@@ -345,6 +359,12 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
     else:
         out[M_PROFIT_FACTOR] = PROFIT_FACTOR_CAP if gross_profit > 0.0 else 0.0
     out[M_EXPOSURE] = exposure / n_bars
+    out[M_AVG_TRADE_RETURN] = trade_mean
+    trade_std = np.sqrt(trade_m2 / (n_trades - 1)) if n_trades > 1 else 0.0
+    if trade_std > EQUAL_RETURNS_TOLERANCE * abs(trade_mean):
+        out[M_TRADE_T_STAT] = trade_mean / trade_std * np.sqrt(n_trades)
+    else:
+        out[M_TRADE_T_STAT] = 0.0
     return n_trades
 
 

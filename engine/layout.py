@@ -8,7 +8,7 @@ constants. A genome row is a float64 vector of ``GENOME_WIDTH`` values:
 
 and every rule slot is ``RULE_WIDTH`` values: [left_kind, left_period, op, right_kind, right_period,
 right_constant]. Unused rule slots are zero. Fractions (stop, target, trail, size) are plain
-fractions (0.02 = 2 %); 0 disables take-profit and trailing stop.
+fractions (0.02 = 2 %); 0 disables the stop-loss, take-profit and trailing stop.
 """
 
 from __future__ import annotations
@@ -62,11 +62,17 @@ METRICS = (
     "sortino",
     "profit_factor",
     "exposure",
+    "avg_trade_return",
+    "trade_t_stat",
 )
 (M_NET_PNL, M_RETURN_PCT, M_TRADES, M_WIN_RATE, M_MAX_DRAWDOWN, M_SHARPE, M_SORTINO, M_PROFIT_FACTOR,
- M_EXPOSURE) = range(len(METRICS))
+ M_EXPOSURE, M_AVG_TRADE_RETURN, M_TRADE_T_STAT) = range(len(METRICS))
 N_METRICS = len(METRICS)
 PROFIT_FACTOR_CAP = 100.0
+# trade_t_stat is 0 when the per-trade returns' standard deviation is at most this fraction of their mean:
+# they are then equal up to rounding (every exit at the stop or target level returns the same fraction of
+# cash), and dividing by rounding noise would report a meaningless, enormous t-statistic.
+EQUAL_RETURNS_TOLERANCE = 1e-9
 
 # Columns of the trade list returned by the detail kernel, and exit reasons.
 TRADE_COLUMNS = ("entry_bar", "exit_bar", "entry_price", "exit_price", "units", "pnl", "exit_reason")

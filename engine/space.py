@@ -98,7 +98,7 @@ class GenomeSpace:
         row[L.DIRECTION] = L.SHORT if p.allow_short and rng.random() < 0.5 else L.LONG
         row[L.SIZE] = self._draw(p.size, rng)
         row[L.LEVERAGE] = self._draw(p.leverage, rng)
-        row[L.STOP_LOSS] = self._draw(p.stop_loss, rng)
+        row[L.STOP_LOSS] = self._draw(p.stop_loss, rng) if rng.random() < 0.8 else 0.0
         row[L.TAKE_PROFIT] = self._draw(p.take_profit, rng) if rng.random() < 0.7 else 0.0
         row[L.TRAILING_STOP] = self._draw(p.trailing_stop, rng) if rng.random() < 0.3 else 0.0
         for k in range(n_entry):
@@ -144,13 +144,17 @@ class GenomeSpace:
         return self._with_rules(row, pick(L.ENTRY_OFFSET, L.N_ENTRY, 1), pick(L.EXIT_OFFSET, L.N_EXIT, 0))
 
     def mutate(self, row: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
-        """Each gene changes with probability ``rate``; risk genes stay inside the preset's bounds."""
+        """Each gene changes with probability ``rate``; risk genes stay inside the preset's bounds.
+
+        The optional exits (stop, target, trail) switch off, or back on at a fresh level, as well as move.
+        """
         p = self.preset
         row = row.copy()
-        for column, bounds in ((L.STOP_LOSS, p.stop_loss), (L.SIZE, p.size), (L.LEVERAGE, p.leverage)):
+        for column, bounds in ((L.SIZE, p.size), (L.LEVERAGE, p.leverage)):
             if rng.random() < rate:
                 row[column] = self._jitter(row[column], bounds, rng)
-        for column, bounds in ((L.TAKE_PROFIT, p.take_profit), (L.TRAILING_STOP, p.trailing_stop)):
+        for column, bounds in ((L.STOP_LOSS, p.stop_loss), (L.TAKE_PROFIT, p.take_profit),
+                               (L.TRAILING_STOP, p.trailing_stop)):
             if rng.random() < rate:
                 if row[column] == 0.0 or rng.random() < 0.2:
                     row[column] = self._draw(bounds, rng) if row[column] == 0.0 else 0.0

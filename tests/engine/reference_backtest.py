@@ -7,6 +7,7 @@ Deliberately naive: one bar at a time, long and short spelled out separately, no
 from __future__ import annotations
 
 import math
+import statistics
 
 from engine.genome import ConstantOperand, Genome, IndicatorOperand, PriceOperand
 
@@ -53,7 +54,7 @@ def reference_backtest(genome: Genome, columns: dict, start: int, end: int, fee:
     o, h, lo, c = columns["open"], columns["high"], columns["low"], columns["close"]
     long = genome.direction == "long"
     cash = cash0
-    position = None  # dict(units, fill, fee, stop, target, best, entry_bar)
+    position = None  # dict(units, fill, fee, stop, target, best, entry_bar, cash); stop None = no stop
     pending = None  # "enter" or "exit"
     ruined = False
     trades, equity = [], []
@@ -70,7 +71,8 @@ def reference_backtest(genome: Genome, columns: dict, start: int, end: int, fee:
         pnl -= position["fee"] + position["units"] * executed * fee
         cash += pnl
         trades.append({"entry_bar": position["entry_bar"], "exit_bar": bar, "entry_price": position["fill"],
-                       "exit_price": executed, "units": position["units"], "pnl": pnl, "reason": reason})
+                       "exit_price": executed, "units": position["units"], "pnl": pnl, "reason": reason,
+                       "return": pnl / position["cash"]})
         position = None
         if cash <= 0:
             cash, ruined = 0.0, True
@@ -80,8 +82,14 @@ def reference_backtest(genome: Genome, columns: dict, start: int, end: int, fee:
         if pending == "enter":
             fill = o[i] * (1 + slip) if long else o[i] * (1 - slip)
             units = genome.size * genome.leverage * cash / (fill * (1 + fee))
+            if genome.stop_loss == 0:
+                stop = None
+            elif long:
+                stop = fill * (1 - genome.stop_loss)
+            else:
+                stop = fill * (1 + genome.stop_loss)
             position = {"units": units, "fill": fill, "fee": units * fill * fee, "entry_bar": i, "best": fill,
-                        "stop": fill * (1 - genome.stop_loss) if long else fill * (1 + genome.stop_loss),
+                        "stop": stop, "cash": cash,
                         "target": fill * (1 + genome.take_profit) if long else fill * (1 - genome.take_profit)}
         elif pending == "exit":
             exposure += 1
@@ -95,17 +103,17 @@ def reference_backtest(genome: Genome, columns: dict, start: int, end: int, fee:
             if genome.trailing_stop > 0:
                 if long:
                     trail = position["best"] * (1 - genome.trailing_stop)
-                    if trail > stop:
+                    if stop is None or trail > stop:
                         stop, reason = trail, "trailing_stop"
                 else:
                     trail = position["best"] * (1 + genome.trailing_stop)
-                    if trail < stop:
+                    if stop is None or trail < stop:
                         stop, reason = trail, "trailing_stop"
             target = position["target"] if genome.take_profit > 0 else None
             if long:
-                if o[i] <= stop:
+                if stop is not None and o[i] <= stop:
                     close_position(o[i], i, reason)
-                elif lo[i] <= stop:
+                elif stop is not None and lo[i] <= stop:
                     close_position(stop, i, reason)
                 elif target is not None and o[i] >= target:
                     close_position(o[i], i, "take_profit")
@@ -114,9 +122,9 @@ def reference_backtest(genome: Genome, columns: dict, start: int, end: int, fee:
                 else:
                     position["best"] = max(position["best"], h[i])
             else:
-                if o[i] >= stop:
+                if stop is not None and o[i] >= stop:
                     close_position(o[i], i, reason)
-                elif h[i] >= stop:
+                elif stop is not None and h[i] >= stop:
                     close_position(stop, i, reason)
                 elif target is not None and o[i] <= target:
                     close_position(o[i], i, "take_profit")
@@ -156,6 +164,13 @@ def reference_backtest(genome: Genome, columns: dict, start: int, end: int, fee:
     losses = [-t["pnl"] for t in trades if t["pnl"] <= 0]
     gross_profit, gross_loss = sum(wins), sum(losses)
     profit_factor = min(gross_profit / gross_loss, 100.0) if gross_loss > 0 else 100.0 if gross_profit > 0 else 0.0
+    trade_returns = [t["return"] for t in trades]
+    avg_trade_return = statistics.fmean(trade_returns) if trade_returns else 0.0
+    trade_std = statistics.stdev(trade_returns) if len(trade_returns) > 1 else 0.0
+    if trade_std > 1e-9 * abs(avg_trade_return):
+        trade_t_stat = avg_trade_return / (trade_std / math.sqrt(len(trade_returns)))
+    else:
+        trade_t_stat = 0.0
     metrics = {
         "net_pnl": cash - cash0,
         "return_pct": 100 * (cash - cash0) / cash0,
@@ -166,5 +181,7 @@ def reference_backtest(genome: Genome, columns: dict, start: int, end: int, fee:
         "sortino": mean / downside * math.sqrt(periods_per_year) if downside > 0 else 0.0,
         "profit_factor": profit_factor,
         "exposure": exposure / n,
+        "avg_trade_return": avg_trade_return,
+        "trade_t_stat": trade_t_stat,
     }
     return metrics, trades, equity

@@ -23,7 +23,7 @@ def test_random_and_bred_genomes_are_valid_and_inside_the_preset(risk):
         population = search.ask()
         for row in population:
             genome = decode(row)  # validates every bound
-            assert preset.stop_loss.low <= genome.stop_loss <= preset.stop_loss.high
+            assert genome.stop_loss == 0.0 or preset.stop_loss.low <= genome.stop_loss <= preset.stop_loss.high
             assert preset.leverage.low <= genome.leverage <= preset.leverage.high
             assert preset.size.low <= genome.size <= preset.size.high
             assert all(r.right.period in settings.period_menu for r in genome.entry

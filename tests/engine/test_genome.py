@@ -3,12 +3,13 @@ import json
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from engine import layout as L
 from engine.genome import Genome, decode, encode
 
-from .test_kernel import genomes
+from .test_kernel import NO_STOP, genomes
 
 SPEC = {
     "direction": "long",
@@ -20,7 +21,7 @@ SPEC = {
 
 
 @settings(max_examples=200, deadline=None)
-@given(genomes())
+@given(st.one_of(genomes(), genomes(stop_losses=NO_STOP)))
 def test_encode_decode_round_trip(genome):
     row = encode(genome)
     assert row.shape == (L.GENOME_WIDTH,) and row.dtype == np.float64
@@ -36,11 +37,19 @@ def test_json_is_readable():
                                  "sma(50); stop 2.00%, target 4.00%, size 100%")
 
 
+@pytest.mark.parametrize("stop_loss", [0, 0.0, None])
+def test_no_stop_loss_is_a_strategy(stop_loss):
+    genome = Genome.model_validate({**SPEC, "stop_loss": stop_loss})
+    assert genome.stop_loss == 0.0 and encode(genome)[L.STOP_LOSS] == 0.0
+    assert genome.describe().endswith("; no stop, target 4.00%, size 100%")
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         ({"stop_loss": 2.0}, "did you mean 0.02?"),
-        ({"stop_loss": 0.0}, "stop_loss is the loss"),
+        ({"stop_loss": -0.02}, "stop_loss is the loss"),
+        ({"stop_loss": 0.9}, "(0 turns it off)"),
         ({"take_profit": -0.1}, "0 turns it off"),
         ({"size": 1.5}, "fraction of available cash"),
         ({"leverage": 20}, "between 1 (no leverage) and 10"),

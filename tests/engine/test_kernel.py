@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -91,11 +93,45 @@ def test_short_mirrors_long():
     assert trade["pnl"] == pytest.approx(10_000 / 99 * (99 - 99 * 0.96))
 
 
-def test_trailing_stop_follows_the_best_price_of_earlier_bars():
+@pytest.mark.parametrize("stop_loss", [0.02, 0.0])
+def test_trailing_stop_follows_the_best_price_of_earlier_bars(stop_loss):
     candles = bars((100, 100, 100, 100), (100, 101, 100, 101), (101, 110, 101, 109),
                    (109, 109, 104, 105), (105, 105, 105, 105))
-    (trade,) = run(candles, genome(take_profit=0.0, trailing_stop=0.05)).trades
+    (trade,) = run(candles, genome(stop_loss=stop_loss, take_profit=0.0, trailing_stop=0.05)).trades
     assert trade["exit_reason"] == "trailing_stop" and trade["exit_price"] == pytest.approx(110 * 0.95)
+
+
+@pytest.mark.parametrize(("direction", "entry", "crash"), [
+    ("long", CROSS_UP, (101, 101, 60, 70)),
+    ("short", {"left": {"field": "close"}, "op": "crosses_below", "right": {"constant": 99.5}}, (99, 150, 98, 140)),
+])
+def test_without_a_stop_loss_an_adverse_move_does_not_close_the_trade(direction, entry, crash):
+    start = (100, 101, 100, 101) if direction == "long" else (100, 100, 99, 99)
+    candles = bars((100, 100, 100, 100), start, crash, (crash[3], crash[3], crash[3], crash[3]))
+    (trade,) = run(candles, genome(direction=direction, entry=[entry], stop_loss=0.0, take_profit=0.0)).trades
+    assert (trade["exit_reason"], trade["exit_price"]) == ("end_of_data", crash[3])
+
+
+def test_per_trade_return_statistics():
+    above = {"left": {"field": "close"}, "op": ">", "right": {"constant": 100.5}}
+    candles = bars((100, 100, 100, 100), (100, 101, 100, 101), (101, 106, 100.8, 104),
+                   (104, 104.5, 103.9, 104.2), (104.2, 104.5, 104, 104.3))
+    report = run(candles, genome(entry=[above], take_profit=0.04), fee_bps=60)
+    first, second = (t["pnl"] for t in report.trades)
+    returns = [first / 10_000, second / (10_000 + first)]  # each over the cash before its entry
+    mean = statistics.fmean(returns)
+    assert report.metrics["avg_trade_return"] == pytest.approx(mean, rel=1e-12)
+    assert report.metrics["trade_t_stat"] == pytest.approx(mean / statistics.stdev(returns) * 2 ** 0.5, rel=1e-9)
+
+
+def test_trades_with_equal_returns_have_no_t_statistic():
+    """Two exits at the target level return the same fraction of cash; rounding noise is no deviation."""
+    above = {"left": {"field": "close"}, "op": ">", "right": {"constant": 100.5}}
+    candles = bars((100, 100, 100, 100), (100, 101, 100, 101), (101, 106, 100.8, 104),
+                   (104, 109, 100, 100), (100, 100, 100, 100))
+    report = run(candles, genome(entry=[above], stop_loss=0.0, take_profit=0.04), fee_bps=60, slippage_bps=5)
+    assert [t["exit_reason"] for t in report.trades] == ["take_profit", "take_profit"]
+    assert report.metrics["avg_trade_return"] > 0 and report.metrics["trade_t_stat"] == 0.0
 
 
 def test_exit_rule_fills_at_next_open():
@@ -146,13 +182,17 @@ def rules(draw):
     return {"left": left, "op": op, "right": right}
 
 
+STOP_LOSSES = st.floats(0.001, 0.1)
+NO_STOP = st.one_of(st.just(0.0), st.none())  # null in a genome's JSON reads as 0: no stop
+
+
 @st.composite
-def genomes(draw):
+def genomes(draw, stop_losses=STOP_LOSSES):
     return Genome.model_validate({
         "direction": draw(st.sampled_from(["long", "short"])),
         "entry": draw(st.lists(rules(), min_size=1, max_size=4)),
         "exit": draw(st.lists(rules(), max_size=2)),
-        "stop_loss": draw(st.floats(0.001, 0.1)),
+        "stop_loss": draw(stop_losses),
         "take_profit": draw(st.one_of(st.just(0.0), st.floats(0.001, 0.2))),
         "trailing_stop": draw(st.one_of(st.just(0.0), st.floats(0.001, 0.1))),
         "size": draw(st.one_of(st.just(1.0), st.floats(0.05, 1.0))),
@@ -176,12 +216,30 @@ def columns_for(store: FeatureStore, genome_: Genome) -> dict:
     return cols
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(genome_=genomes(), which=st.sampled_from(["btc", "synthetic"]), offset=st.floats(0, 1),
-       length=st.integers(60, 2_500), warm=st.integers(0, 300), fee_bps=st.sampled_from([0.0, 10.0, 60.0]),
-       slippage_bps=st.sampled_from([0.0, 5.0]))
+# where and how a property-based case runs: dataset, slice, warm-up bars before the window, costs
+CASES = {"which": st.sampled_from(["btc", "synthetic"]), "offset": st.floats(0, 1), "length": st.integers(60, 2_500),
+         "warm": st.integers(0, 300), "fee_bps": st.sampled_from([0.0, 10.0, 60.0]),
+         "slippage_bps": st.sampled_from([0.0, 5.0])}
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PROPERTY
+@given(genome_=genomes(), **CASES)
 def test_kernel_matches_reference(datasets, genome_, which, offset, length, warm, fee_bps, slippage_bps):
-    full = datasets[which]
+    assert_kernel_matches_reference(datasets[which], genome_, offset, length, warm, fee_bps, slippage_bps)
+
+
+@PROPERTY
+@given(genome_=genomes(stop_losses=NO_STOP), **CASES)
+def test_kernel_matches_reference_without_a_stop_loss(datasets, genome_, which, offset, length, warm, fee_bps,
+                                                     slippage_bps):
+    """No stop, alone or with a trailing stop and/or a target (``genomes`` draws both on and off)."""
+    assert genome_.stop_loss == 0.0
+    assert_kernel_matches_reference(datasets[which], genome_, offset, length, warm, fee_bps, slippage_bps)
+
+
+def assert_kernel_matches_reference(full, genome_, offset, length, warm, fee_bps, slippage_bps):
+    """Same trade count, every metric to 1e-9, same trades and equity; batch and detail kernels agree."""
     first = int(offset * (len(full) - length - warm))
     candles = full.slice(first, first + warm + length)
     store = FeatureStore(candles)
