@@ -10,11 +10,12 @@ from rich.table import Table
 
 from client import models as wire
 from client.api import MinerClient
+from schema.research import research_lines
 
 METRIC_FORMATS = {
     "net_pnl": "{:+,.2f}", "return_pct": "{:+.2f} %", "trades": "{:.0f}", "win_rate": "{:.1%}",
     "max_drawdown": "{:.1%}", "sharpe": "{:+.2f}", "sortino": "{:+.2f}", "profit_factor": "{:.2f}",
-    "exposure": "{:.1%}",
+    "exposure": "{:.1%}", "avg_trade_return": "{:+.3%}", "trade_t_stat": "{:+.2f}",
 }
 
 
@@ -28,6 +29,7 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
     with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as progress:
         generations = progress.add_task("generations", total=None, info="")
         genomes = progress.add_task("genomes", total=None, info="")
+        validation = progress.add_task("validation", total=None, info="", visible=False)
         for event in client.events(job_id, since=since):
             data = event.data
             if event.type == "job_started":
@@ -53,6 +55,16 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                     rate = (progress.tasks[genomes].total or 0) / max(time.monotonic() - generation_started, 1e-9)
                     console.print(f"generation {data['generation'] + 1}/{progress.tasks[generations].total}  "
                                   f"{evaluations:,.0f} evaluations  {rate:,.0f} evals/s  {line}", soft_wrap=True)
+            elif event.type == "validation_started":
+                progress.update(validation, total=data["searches"], visible=True)
+                console.print(f"validating: the random baseline and the same search on {data['permutations']} "
+                              "shuffled copies of the training data", soft_wrap=True)
+            elif event.type == "validation_search_finished":
+                what = "random baseline" if data["kind"] == "random" else f"shuffled copy {data['index']}"
+                info = f"{what}: best fitness {data['best_fitness']:+.3f}"
+                progress.update(validation, completed=data["done"], total=data["total"], info=info)
+                if not console.is_terminal:
+                    console.print(f"validation {data['done']}/{data['total']}  {info}", soft_wrap=True)
             elif event.type in wire.TERMINAL_EVENTS:
                 if event.type == "failed":
                     console.print(f"[red]job {job_id} failed: {data.get('error')}")
@@ -74,8 +86,15 @@ def result_table(result: wire.JobResult) -> Table:
 
 
 def print_result(result: wire.JobResult, console: Console | None = None) -> None:
+    """The verdict first (is it an edge or luck?), then the strategy, its metrics, folds and baselines."""
     console = console or Console()
+    lines = research_lines(result.validation, result.folds, result.profitable_folds, result.baselines,
+                           result.fitness)
+    style = {"edge": "bold green", "no_edge": "bold red"}.get(result.validation.verdict, "bold yellow")
+    console.print(lines[0], style=style, soft_wrap=True, markup=False)
     console.print(f"[bold]best strategy:[/bold] {result.strategy}", soft_wrap=True)  # one line: easy to grep
     console.print(result_table(result))
+    for line in lines[1:]:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     console.print(f"fitness {result.fitness:+.4f}  evaluator {result.evaluator_version}  seed {result.seed}  "
                   f"data {result.dataset} ({result.data_fingerprint})", soft_wrap=True)

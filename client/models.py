@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schema.research import Baselines, FoldResult, Validation, ValidationSettings
+
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -21,8 +23,11 @@ class Costs(_Wire):
     initial_cash: float = Field(10_000.0, ge=1, le=1e12, description="starting cash, USD (1 to 10^12)")
 
 
-class JobSpec(_Wire):
-    """What to mine. Omitted costs and evaluator take the service's configured defaults."""
+class JobSpec(_Wire, ValidationSettings):
+    """What to mine. Omitted costs and evaluator take the service's configured defaults.
+
+    folds, min_trades and permutations (how the result is tested) come from ``schema.research``.
+    """
 
     dataset: str = Field(min_length=1, max_length=200, description="dataset name, see GET /v1/datasets")
     population: int = Field(50, ge=4, le=100_000)
@@ -69,6 +74,8 @@ class Progress(_Wire):
     evaluated: int = Field(0, description="genomes evaluated in the generation under way")
     population: int
     evaluations: int = Field(0, description="genomes evaluated since the job started")
+    validation_done: int = Field(0, description="validation searches finished (random baseline, shuffled copies)")
+    validation_searches: int = Field(0, description="validation searches in all: 1 + permutations")
 
 
 class JobInfo(_Wire):
@@ -136,6 +143,10 @@ class JobResult(_Wire):
     data_fingerprint: str
     generations_run: int
     history: list[float]
+    folds: list[FoldResult]
+    profitable_folds: int
+    baselines: Baselines
+    validation: Validation
 
 
 class DatasetInfo(_Wire):

@@ -59,6 +59,13 @@ class Report:
     timestamps: np.ndarray
 
 
+def trade_returns(trades: list[dict], initial_cash: float) -> np.ndarray:
+    """Per-trade returns as the kernel's trade statistics define them: each trade's pnl over the equity just
+    before it (initial cash plus the pnl of earlier trades in the same backtest)."""
+    pnl = np.array([trade["pnl"] for trade in trades], dtype=np.float64)
+    return pnl / (initial_cash + np.concatenate([[0.0], np.cumsum(pnl)[:-1]]))
+
+
 def metrics_dict(row: np.ndarray) -> dict[str, float]:
     return {name: float(value) for name, value in zip(L.METRICS, row, strict=True)}
 

@@ -12,13 +12,13 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from engine import events as ev
-from engine.backtester import ThreadedBacktester
 from engine.candles import CandleDataError, load_candles
 from engine.evaluator import get_evaluator
 from engine.layout import METRICS
 from engine.miner import MiningResult, mine
 from engine.settings import Costs, MinerSettings
 from engine.synthetic import synthetic_candles
+from schema.research import research_lines
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fee-bps", type=float, default=Costs().fee_bps, help="fee per side, basis points")
     parser.add_argument("--slippage-bps", type=float, default=Costs().slippage_bps)
     parser.add_argument("--evaluator", default="balanced")
+    defaults = MinerSettings()
+    parser.add_argument("--folds", type=int, default=defaults.folds, help="training slices a strategy must work on")
+    parser.add_argument("--min-trades", type=int, default=defaults.min_trades,
+                        help="training trades below which a strategy ranks last")
+    parser.add_argument("--permutations", type=int, default=defaults.permutations,
+                        help="shuffled copies the search is repeated on for the verdict (0: no verdict)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="backtest threads (default: all cores)")
     parser.add_argument("--out", default="best_strategy.json", help="where to write the result JSON")
     return parser
@@ -46,20 +52,23 @@ def _generation_line(event: ev.GenerationBest, generations: int, seconds: float)
 
 
 def _summary(result: MiningResult) -> str:
-    lines = [f"best strategy: {result.best_genome.describe()}", f"fitness {result.fitness:+.4f}  "
+    research = research_lines(result.validation, result.folds, result.profitable_folds, result.baselines,
+                              result.fitness)
+    lines = [research[0], f"best strategy: {result.best_genome.describe()}", f"fitness {result.fitness:+.4f}  "
              f"evaluator {result.evaluator_version}  seed {result.seed}  data {result.data_fingerprint}",
-             f"{'metric':<14}{'train':>14}{'holdout':>14}"]
+             f"{'metric':<18}{'train':>14}{'holdout':>14}"]
     for name in METRICS:
         holdout = f"{result.holdout_metrics[name]:>14.4f}" if result.holdout_metrics else f"{'-':>14}"
-        lines.append(f"{name:<14}{result.train_metrics[name]:>14.4f}{holdout}")
-    return "\n".join(lines)
+        lines.append(f"{name:<18}{result.train_metrics[name]:>14.4f}{holdout}")
+    return "\n".join(lines + research[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = MinerSettings(population=args.population, generations=args.generations, risk=args.risk,
-                                 seed=args.seed, holdout_fraction=args.holdout,
+                                 seed=args.seed, holdout_fraction=args.holdout, folds=args.folds,
+                                 min_trades=args.min_trades, permutations=args.permutations,
                                  costs=Costs(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps))
         evaluator = get_evaluator(args.evaluator)
         if args.data:
@@ -83,10 +92,15 @@ def main(argv: list[str] | None = None) -> int:
             clock["t"] = time.perf_counter()
         elif isinstance(event, ev.GenerationBest):
             print(_generation_line(event, settings.generations, time.perf_counter() - clock["t"]), flush=True)
+        elif isinstance(event, ev.ValidationStarted):
+            print(f"validating: the random baseline and the same search on {event.permutations} shuffled copies "
+                  "of the training data", flush=True)
+        elif isinstance(event, ev.ValidationSearchFinished):
+            what = "random baseline" if event.kind == "random" else f"shuffled copy {event.index}"
+            print(f"validation {event.done}/{event.total}  {what}: best fitness {event.best_fitness:+.3f}", flush=True)
 
     try:
-        backtester = ThreadedBacktester(candles, settings.costs, args.threads)
-        result = mine(candles, settings, evaluator, backtester=backtester, on_event=on_event)
+        result = mine(candles, settings, evaluator, threads=args.threads, on_event=on_event)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

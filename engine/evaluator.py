@@ -2,11 +2,12 @@
 
 An evaluator module defines
 
-    PARAMS = {"min_trades": 30}          # optional: parameter names and defaults
-    def score(m, **params):              # m.sharpe, m.trades, ... are arrays, one value per genome
-        return m.sharpe - ...            # one float per genome, higher is better
+    PARAMS = {"drawdown_limit": 0.25}    # optional: parameter names and defaults
+    def score(m, **params):              # m.trade_t_stat, m.trades, ... are arrays, one value per genome
+        return m.trade_t_stat - ...      # one float per genome, higher is better
 
-``m`` exposes every column of ``engine.layout.METRICS`` by name (and the raw matrix as ``m.matrix``).
+``m`` exposes every column of ``engine.layout.METRICS`` by name (and the raw matrix as ``m.matrix``), for one
+training fold at a time: ``engine.scoring`` aggregates the folds and applies the job's min_trades rule.
 The module may use numpy and numba. Its version id is ``name@`` + a content hash of its source and
 parameters: a result names the exact scoring that produced it. Built-ins live in ``engine/evaluators/``
 and load through the same code as modules pushed to the service.

@@ -24,6 +24,8 @@ class JobStarted(_Event):
     holdout_bars: int
     data_fingerprint: str
     evaluator_version: str
+    folds: int = 1
+    permutations: int = 0
 
 
 class GenerationStarted(_Event):
@@ -47,6 +49,25 @@ class GenerationBest(_Event):
     metrics: dict[str, float]
 
 
+class ValidationStarted(_Event):
+    """The GA is done; the random baseline and the searches on shuffled copies start."""
+
+    type: Literal["validation_started"] = "validation_started"
+    searches: int
+    permutations: int
+
+
+class ValidationSearchFinished(_Event):
+    """One validation search ran to its end: the random baseline (index 0) or shuffled copy ``index``."""
+
+    type: Literal["validation_search_finished"] = "validation_search_finished"
+    kind: Literal["random", "shuffled"]
+    index: int
+    best_fitness: float
+    done: int
+    total: int
+
+
 class Finished(_Event):
     type: Literal["finished"] = "finished"
     best_fitness: float
@@ -59,6 +80,7 @@ class Cancelled(_Event):
 
 
 MiningEvent = Annotated[
-    JobStarted | GenerationStarted | BatchEvaluated | GenerationBest | Finished | Cancelled,
+    JobStarted | GenerationStarted | BatchEvaluated | GenerationBest | ValidationStarted | ValidationSearchFinished
+    | Finished | Cancelled,
     Field(discriminator="type"),
 ]

@@ -15,10 +15,13 @@ from engine.space import GenomeSpace
 
 
 class GeneticSearch:
-    def __init__(self, settings: MinerSettings, *, state: dict | None = None):
+    """``stream`` > 0 draws from an independent random stream of the same seed (used by baselines)."""
+
+    def __init__(self, settings: MinerSettings, *, state: dict | None = None, stream: int = 0):
         self.settings = settings
         self.space = GenomeSpace(settings.preset, settings.period_menu)
-        self.rng = np.random.Generator(np.random.PCG64(settings.seed))
+        seed = settings.seed if stream == 0 else np.random.SeedSequence([settings.seed, stream])
+        self.rng = np.random.Generator(np.random.PCG64(seed))
         if state is None:
             self.generation = 0
             self.population = self.space.random_population(settings.population, self.rng)

@@ -1,8 +1,10 @@
-"""The mining loop: drive the GA, evaluate batches through a ``BatchBacktester``, report progress.
+"""The mining loop: drive the GA, evaluate batches through a ``BatchBacktester``, validate, report progress.
 
-Runs whole jobs in-process with ``LocalBacktester``; the service passes its worker pool instead.
-The result depends only on data, settings (seed included) and evaluator: batches are gathered by
-genome index, so how the population is split, or where batches run, changes nothing.
+A job is the GA search on the real training folds, then its validation: the random baseline and the same search
+on shuffled copies of the training data (``engine.validation``). Runs whole jobs in-process with
+``LocalBacktester`` or ``ThreadedBacktester``; the service drives the same ``MiningSession`` with its worker
+pool. The result depends only on data, settings (seed included) and evaluator: batches are gathered by genome
+index, so how the population is split, or where batches run, changes nothing.
 """
 
 from __future__ import annotations
@@ -14,13 +16,25 @@ import numpy as np
 from pydantic import BaseModel
 
 from engine import events as ev
-from engine.backtester import BatchBacktester, LocalBacktester, Window, metrics_dict, split_windows
+from engine import layout as L
+from engine.backtester import (
+    BatchBacktester,
+    LocalBacktester,
+    ThreadedBacktester,
+    Window,
+    metrics_dict,
+    split_windows,
+    trade_returns,
+)
+from engine.baselines import budget, buy_and_hold_pct
 from engine.candles import Candles
 from engine.evaluator import Evaluator, get_evaluator
 from engine.ga import GeneticSearch
 from engine.genome import Genome, decode
-from engine.layout import N_METRICS
+from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness
 from engine.settings import MinerSettings
+from engine.validation import TrialLog, ValidationTask, task_candles, task_search, validation_tasks, verdict
+from schema.research import Baselines, FoldResult, Validation
 
 
 class MiningResult(BaseModel):
@@ -28,6 +42,10 @@ class MiningResult(BaseModel):
     fitness: float | None
     train_metrics: dict[str, float] | None
     holdout_metrics: dict[str, float] | None
+    folds: list[FoldResult]
+    profitable_folds: int
+    baselines: Baselines
+    validation: Validation
     evaluator_version: str
     seed: int
     data_fingerprint: str
@@ -39,20 +57,12 @@ class MiningResult(BaseModel):
     settings: MinerSettings
 
 
-class MiningSession:
-    """The GA side of one job, a generation at a time; the caller decides where batches run.
+class SearchRun:
+    """One search (GA or random) over one dataset's training folds, a generation at a time."""
 
-    ``mine`` drives it in-process; the service's coordinator drives it with its worker pool. Both
-    get identical results because everything random lives in the session's seeded search.
-    """
-
-    def __init__(self, n_bars: int, data_fingerprint: str, settings: MinerSettings,
-                 evaluator: Evaluator | None = None, resume_state: dict | None = None):
-        self.settings = settings
-        self.evaluator = evaluator or get_evaluator()
-        self.data_fingerprint = data_fingerprint
-        self.train, self.holdout = split_windows(n_bars, settings.holdout_fraction)
-        self.search = GeneticSearch(settings, state=resume_state)
+    def __init__(self, search: GeneticSearch, folds: list[Window], evaluator: Evaluator, min_trades: int):
+        self.search, self.folds, self.evaluator, self.min_trades = search, folds, evaluator, min_trades
+        self.fold_bars = np.array([w.bars for w in folds], dtype=np.float64)
 
     @property
     def done(self) -> bool:
@@ -62,103 +72,229 @@ class MiningSession:
     def generation(self) -> int:
         return self.search.generation
 
+    def population(self) -> np.ndarray:
+        """The current generation's genomes, to be evaluated on every fold."""
+        return self.search.ask()
+
+    def fitness(self, fold_metrics: np.ndarray) -> np.ndarray:
+        return job_fitness(self.evaluator, fold_metrics, self.min_trades)
+
+    def tell(self, fold_metrics: np.ndarray, fitness: np.ndarray | None = None) -> np.ndarray:
+        """Score a fully evaluated generation ((n, folds, metrics), row i for genome row i); breed the next.
+
+        ``fitness`` may come precomputed (the service scores in its workers, with the same rule).
+        """
+        fitness = self.fitness(fold_metrics) if fitness is None else np.where(np.isfinite(fitness), fitness,
+                                                                                -np.inf)
+        self.search.tell(fitness)
+        return fitness
+
+
+class MiningSession(SearchRun):
+    """The GA side of one job, its bookkeeping for the verdict, and its result; the caller decides where
+    batches run. ``mine`` drives it in-process; the service's coordinator drives it with its worker pool."""
+
+    def __init__(self, n_bars: int, data_fingerprint: str, settings: MinerSettings,
+                 evaluator: Evaluator | None = None, resume_state: dict | None = None):
+        self.settings = settings
+        self.data_fingerprint = data_fingerprint
+        self.train, self.holdout = split_windows(n_bars, settings.holdout_fraction)
+        state = resume_state or {}
+        super().__init__(GeneticSearch(settings, state=state.get("search")), fold_windows(self.train, settings.folds),
+                         evaluator or get_evaluator(), settings.min_trades)
+        self.trials = TrialLog(settings.min_trades, state.get("trials"))
+        self.validated: dict[str, dict] = dict(state.get("validated", {}))  # task key -> best fitness and row
+
     def started(self) -> ev.JobStarted:
         s = self.settings
         return ev.JobStarted(population=s.population, generations=s.generations, train_bars=self.train.bars,
                              holdout_bars=self.holdout.bars if self.holdout else 0,
-                             data_fingerprint=self.data_fingerprint, evaluator_version=self.evaluator.version)
+                             data_fingerprint=self.data_fingerprint, evaluator_version=self.evaluator.version,
+                             folds=s.folds, permutations=s.permutations)
 
-    def population(self) -> np.ndarray:
-        """The current generation's genomes, to be evaluated on ``self.train``."""
-        return self.search.ask()
-
-    def tell(self, population: np.ndarray, metrics: np.ndarray, fitness: np.ndarray | None = None
-             ) -> ev.GenerationBest:
-        """Score a fully evaluated generation (metrics row i for genome row i) and breed the next.
-
-        ``fitness`` may come precomputed (the service scores in its workers, with this session's evaluator).
-        """
+    def tell_generation(self, population: np.ndarray, fold_metrics: np.ndarray,
+                        fitness: np.ndarray | None = None) -> ev.GenerationBest:
+        """``tell`` for the real search, which also logs the distinct strategies tried; returns the event."""
         generation = self.search.generation
-        fitness = self.evaluator.fitness(metrics) if fitness is None else np.where(
-            np.isfinite(fitness), fitness, -np.inf)
-        self.search.tell(fitness)
+        self.trials.add(population, fold_metrics)
+        fitness = self.tell(fold_metrics, fitness)
         top = int(np.argmax(fitness))
+        summary = combine_folds(fold_metrics[top:top + 1], self.fold_bars)[0]
         return ev.GenerationBest(generation=generation, fitness=float(fitness[top]),
                                  best_fitness_so_far=self.search.best_fitness, genome=decode(population[top]),
-                                 metrics=metrics_dict(metrics[top]))
+                                 metrics=metrics_dict(summary))
+
+    # ---- validation ----------------------------------------------------------------------------------------
+    def pending_tasks(self) -> list[ValidationTask]:
+        """Validation searches not yet run to the end (all of them before the GA finishes)."""
+        return [t for t in validation_tasks(self.settings) if t.key not in self.validated]
+
+    def task_run(self, task: ValidationTask) -> SearchRun:
+        """A fresh run of one validation search (a resumed job reruns unfinished ones from the start)."""
+        return SearchRun(task_search(task, self.settings), self.folds, self.evaluator, self.min_trades)
+
+    def task_data(self, task: ValidationTask, candles: Candles) -> Candles:
+        return task_candles(task, candles, self.train, self.settings.seed)
+
+    def record(self, task: ValidationTask, run: SearchRun) -> ev.ValidationSearchFinished:
+        best = run.search.best_row
+        self.validated[task.key] = {"fitness": run.search.best_fitness,
+                                    "row": None if best is None else best.tolist()}
+        total = len(validation_tasks(self.settings))
+        return ev.ValidationSearchFinished(kind=task.kind, index=task.index, best_fitness=run.search.best_fitness,
+                                           done=len(self.validated), total=total)
 
     def checkpoint(self) -> dict:
-        return self.search.state()
+        return {"search": self.search.state(), "trials": self.trials.state(), "validated": dict(self.validated)}
 
-    def result(self, evaluate: Callable[[np.ndarray, Window], np.ndarray], cancelled: bool = False) -> MiningResult:
-        """The best genome so far with its train and holdout metrics (``evaluate`` runs two backtests)."""
-        best = self.search.best_row
+    # ---- result --------------------------------------------------------------------------------------------
+    def result(self, tester: LocalBacktester, cancelled: bool = False) -> MiningResult:
+        """The best genome so far with its metrics, folds, baselines and verdict (a few backtests)."""
+        s, best = self.settings, self.search.best_row
+        candles = tester.candles
         train_metrics = holdout_metrics = None
+        folds: list[FoldResult] = []
+        returns = np.empty(0)
+        trades = 0
         if best is not None:
-            train_metrics = metrics_dict(evaluate(best[None, :], self.train)[0])
+            train_metrics = metrics_dict(tester.evaluate(best[None, :], self.train)[0])
             if self.holdout is not None:
-                holdout_metrics = metrics_dict(evaluate(best[None, :], self.holdout)[0])
-        s = self.settings
+                holdout_metrics = metrics_dict(tester.evaluate(best[None, :], self.holdout)[0])
+            folds, returns = self._folds(tester, best)
+            trades = sum(int(f.metrics["trades"]) for f in folds)
+        random = self.validated.get("random")
+        baselines = Baselines(
+            buy_and_hold_train_pct=buy_and_hold_pct(candles, self.train, s.costs),
+            buy_and_hold_holdout_pct=buy_and_hold_pct(candles, self.holdout, s.costs) if self.holdout else None,
+            budget=budget(s), random_best_fitness=random["fitness"] if random else None,
+            random_best_strategy=decode(np.array(random["row"])).describe() if random and random["row"] else None)
+        copies = [self.validated[t.key]["fitness"] for t in validation_tasks(s)
+                  if t.kind == "shuffled" and t.key in self.validated]
+        complete = not cancelled and not self.pending_tasks()
+        validation = verdict(
+            permutations=s.permutations, best_fitness=None if best is None else self.search.best_fitness,
+            copies_best=copies if complete else None, strategies_tried=self.trials.count,
+            meets_min_trades=trades >= s.min_trades, min_trades=s.min_trades, trade_returns=returns,
+            sharpe_variance=self.trials.sharpe_variance)
         return MiningResult(
             best_genome=None if best is None else decode(best),
             fitness=None if best is None else self.search.best_fitness,
-            train_metrics=train_metrics, holdout_metrics=holdout_metrics,
-            evaluator_version=self.evaluator.version, seed=s.seed, data_fingerprint=self.data_fingerprint,
-            train_bars=self.train.bars, holdout_bars=self.holdout.bars if self.holdout else 0,
-            generations_run=self.search.generation, history=list(self.search.history), cancelled=cancelled,
-            settings=s,
+            train_metrics=train_metrics, holdout_metrics=holdout_metrics, folds=folds,
+            profitable_folds=sum(1 for f in folds if f.metrics["net_pnl"] > 0), baselines=baselines,
+            validation=validation, evaluator_version=self.evaluator.version, seed=s.seed,
+            data_fingerprint=self.data_fingerprint, train_bars=self.train.bars,
+            holdout_bars=self.holdout.bars if self.holdout else 0, generations_run=self.search.generation,
+            history=list(self.search.history), cancelled=cancelled, settings=s,
         )
 
+    def _folds(self, tester: LocalBacktester, best: np.ndarray) -> tuple[list[FoldResult], np.ndarray]:
+        """Each fold's report of the best genome, and its per-trade returns over all folds."""
+        ts, cash = tester.candles.timestamp, self.settings.costs.initial_cash
+        folds, returns = [], []
+        for window in self.folds:
+            report = tester.report(best, window)
+            row = np.array([[report.metrics[name] for name in L.METRICS]])
+            score = float(fold_scores(self.evaluator, row[:, None, :])[0, 0])
+            folds.append(FoldResult(start_time=int(ts[window.start]), end_time=int(ts[window.end - 1]),
+                                    bars=window.bars, score=score, metrics=report.metrics))
+            returns.append(trade_returns(report.trades, cash))
+        return folds, np.concatenate(returns) if returns else np.empty(0)
 
+
+# ---- in-process driver ------------------------------------------------------------------------------------------
 def mine(
     candles: Candles,
     settings: MinerSettings,
     evaluator: Evaluator | None = None,
-    backtester: BatchBacktester | None = None,
+    threads: int = 1,
     on_event: Callable[[ev._Event], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume_state: dict | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,
 ) -> MiningResult:
-    """Mine ``settings.generations`` generations in this process and return the best genome found.
+    """Mine and validate in this process (``threads`` backtest threads) and return the best genome found.
 
-    ``should_stop`` is polled between batches (cancellation); ``on_checkpoint`` receives the GA
-    state after every generation and ``resume_state`` continues from such a state.
+    ``should_stop`` is polled between batches (cancellation); ``on_checkpoint`` receives the job's state after
+    every generation and every validation search, and ``resume_state`` continues from such a state.
     """
     session = MiningSession(len(candles), candles.fingerprint, settings, evaluator, resume_state)
-    backtester = backtester or LocalBacktester(candles, settings.costs)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
-    emit(session.started())
-    while not session.done:
-        generation = session.generation
-        emit(ev.GenerationStarted(generation=generation))
-        population = session.population()
-        metrics = evaluate_population(backtester, population, session.train, settings.batch_size, stop,
-                                      partial(_emit_batch, emit, generation))
-        if metrics is None:
-            emit(ev.Cancelled(generation=generation))
-            return session.result(backtester.evaluate, cancelled=True)
-        emit(session.tell(population, metrics))
-        if on_checkpoint is not None:
-            on_checkpoint(session.checkpoint())
-    final = session.result(backtester.evaluate)
+    checkpoint = on_checkpoint or (lambda state: None)
+    tester = _backtester(candles, settings, threads)
+    try:
+        emit(session.started())
+        while not session.done:
+            generation = session.generation
+            emit(ev.GenerationStarted(generation=generation))
+            population = session.population()
+            metrics = evaluate_folds(tester, population, session.folds, settings.batch_size, stop,
+                                     partial(_emit_batch, emit, generation))
+            if metrics is None:
+                emit(ev.Cancelled(generation=generation))
+                return session.result(_local(tester), cancelled=True)
+            emit(session.tell_generation(population, metrics))
+            checkpoint(session.checkpoint())
+        tasks = session.pending_tasks()
+        if tasks:
+            emit(ev.ValidationStarted(searches=len(validation_tasks(settings)), permutations=settings.permutations))
+        for task in tasks:
+            data = session.task_data(task, candles)
+            task_tester = tester if data is candles else _backtester(data, settings, threads)
+            try:
+                run = session.task_run(task)
+                if not run_search(run, task_tester, settings.batch_size, stop):
+                    emit(ev.Cancelled(generation=session.generation))
+                    return session.result(_local(tester), cancelled=True)
+            finally:
+                if task_tester is not tester:
+                    _close(task_tester)
+            emit(session.record(task, run))
+            checkpoint(session.checkpoint())
+        final = session.result(_local(tester))
+    finally:
+        _close(tester)
     emit(ev.Finished(best_fitness=session.search.best_fitness, generations_run=session.generation))
     return final
+
+
+def _backtester(candles: Candles, settings: MinerSettings, threads: int) -> BatchBacktester:
+    return ThreadedBacktester(candles, settings.costs, threads) if threads > 1 else LocalBacktester(candles,
+                                                                                                    settings.costs)
+
+
+def _local(tester: BatchBacktester) -> LocalBacktester:
+    return tester.local if isinstance(tester, ThreadedBacktester) else tester
+
+
+def _close(tester: BatchBacktester) -> None:
+    if isinstance(tester, ThreadedBacktester):
+        tester.close()
+
+
+def run_search(run: SearchRun, tester: BatchBacktester, batch_size: int, should_stop: Callable[[], bool]) -> bool:
+    """Run a validation search to its end; False if ``should_stop`` said so between batches."""
+    while not run.done:
+        metrics = evaluate_folds(tester, run.population(), run.folds, batch_size, should_stop, lambda *_: None)
+        if metrics is None:
+            return False
+        run.tell(metrics)
+    return True
 
 
 def _emit_batch(emit: Callable, generation: int, done: int, total: int) -> None:
     emit(ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
 
 
-def evaluate_population(backtester: BatchBacktester, population: np.ndarray, window: Window, batch_size: int,
-                        should_stop: Callable[[], bool], on_batch: Callable[[int, int], None]) -> np.ndarray | None:
-    """Metrics for every row, batch by batch; None if ``should_stop`` said so between batches."""
-    metrics = np.empty((population.shape[0], N_METRICS))
+def evaluate_folds(backtester: BatchBacktester, population: np.ndarray, folds: list[Window], batch_size: int,
+                   should_stop: Callable[[], bool], on_batch: Callable[[int, int], None]) -> np.ndarray | None:
+    """Metrics (n, folds, metrics) for every row, batch by batch; None if ``should_stop`` said so between batches."""
+    metrics = np.empty((population.shape[0], len(folds), L.N_METRICS))
     for start in range(0, population.shape[0], batch_size):
         if should_stop():
             return None
         stop = min(start + batch_size, population.shape[0])
-        metrics[start:stop] = backtester.evaluate(population[start:stop], window)
+        for f, window in enumerate(folds):
+            metrics[start:stop, f] = backtester.evaluate(population[start:stop], window)
         on_batch(stop, population.shape[0])
     return metrics

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine import layout as L
+from schema.research import ValidationSettings
 
 
 class _Settings(BaseModel):
@@ -69,8 +70,11 @@ RISK_PRESETS: dict[RiskLevel, RiskPreset] = {
 DEFAULT_PERIOD_MENU = (5, 7, 10, 14, 20, 30, 50, 100, 200)
 
 
-class MinerSettings(_Settings):
-    """Everything that, with the data, the seed and the evaluator, determines a mining result."""
+class MinerSettings(_Settings, ValidationSettings):
+    """Everything that, with the data, the seed and the evaluator, determines a mining result.
+
+    The folds, min_trades and permutations fields come from ``schema.research.ValidationSettings``.
+    """
 
     population: int = Field(50, ge=4, le=100_000)
     generations: int = Field(20, ge=1, le=100_000)

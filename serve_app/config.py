@@ -43,6 +43,9 @@ class RuntimeConfig(_Config):
     default_evaluator_params: dict[str, float] = Field(default_factory=dict,
                                                        description="overrides of that evaluator's PARAMS")
     max_running_jobs: int = Field(4, ge=1, le=64, description="jobs mined at once; the rest wait queued")
+    validation_concurrency: int = Field(
+        4, ge=1, le=64, description="validation searches of one job run at once; each holds a shuffled copy's "
+                                    "indicator tables in the object store (~30 MB for the BTC file)")
     max_unfinished_jobs: int = Field(100, ge=1, le=10_000,
                                      description="queued plus running jobs; a submission beyond it gets 429")
     max_population: int = Field(20_000, ge=4, le=100_000, description="largest population a job may ask for")

@@ -21,9 +21,11 @@ from engine.backtester import LocalBacktester, split_windows
 from engine.candles import Candles
 from engine.features import FeatureStore
 from engine.miner import MiningSession
+from engine.scoring import fold_windows
+from engine.validation import ValidationTask, validation_tasks
 from serve_app import mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
-from serve_app.datasets import DatasetRegistry
+from serve_app.datasets import DatasetRegistry, menu_features, put_tables
 from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, TooMany
 from serve_app.evaluators import EvaluatorRegistry, trial_failure
 from serve_app.pool import WorkerPool
@@ -161,7 +163,7 @@ class MinerCoordinator:
         resolved = mapping.resolve_spec(requested, self.runtime, version)
         dataset = self.datasets.get(resolved.dataset)  # unknown or broken dataset: 4xx now, not a failed job later
         try:
-            split_windows(dataset.info.candles, resolved.holdout_fraction)
+            fold_windows(split_windows(dataset.info.candles, resolved.holdout_fraction)[0], resolved.folds)
         except ValueError as exc:
             raise InvalidData(f"dataset '{resolved.dataset}': {exc}") from None
         progress = wire.Progress(generations=resolved.generations, population=resolved.population)
@@ -290,9 +292,9 @@ class MinerCoordinator:
                     self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
 
             metrics, fitness = await self.pool.evaluate(job_id, candles.fingerprint, dataset_ref, population,
-                                                        session.train, costs, scorer, on_progress)
-            best, checkpoint = await asyncio.to_thread(
-                lambda p=population, m=metrics, f=fitness: (session.tell(p, m, f), session.checkpoint()))
+                                                        session.folds, costs, scorer, spec.min_trades, on_progress)
+            best, checkpoint = await asyncio.to_thread(lambda p=population, m=metrics, f=fitness: (
+                session.tell_generation(p, m, f), session.checkpoint()))
             progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
                                                    "evaluations": progress.evaluations + len(population)})
             with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
@@ -300,7 +302,60 @@ class MinerCoordinator:
                 self.store.set_progress(job_id, progress.model_dump(),
                                         mapping.best_so_far(best).model_dump(mode="json"))
                 self._emit_engine(job_id, best)
+        await self._validate(job_id, candles, (candles.fingerprint, dataset_ref), session, costs, scorer,
+                             told, progress)
         await self._finish(job_id, spec, candles, features, session)
+
+    async def _validate(self, job_id: str, candles: Candles, real_data: tuple[str, ray.ObjectRef],
+                        session: MiningSession, costs: dict, scorer: tuple, told: dict | None,
+                        progress: wire.Progress) -> None:
+        """Run the validation searches still pending (a few at once), spread over the pool like any batch.
+
+        Each finished search is stored with its event in one transaction; after a restart the unfinished ones
+        are searched again from the start (deterministic: same answer) and nothing already told is repeated.
+        """
+        tasks = session.pending_tasks()
+        if not tasks:
+            return
+        total = len(validation_tasks(session.settings))
+        if told is None or told["type"] not in ("validation_started", "validation_search_finished"):
+            self._emit_engine(job_id, ev.ValidationStarted(searches=total, permutations=session.settings.permutations))
+        progress = progress.model_copy(update={"validation_done": total - len(tasks), "validation_searches": total})
+        self.store.set_progress(job_id, progress.model_dump())
+        limit = asyncio.Semaphore(self.runtime.validation_concurrency)
+
+        async def search(task: ValidationTask) -> None:
+            async with limit:
+                if job_id in self._cancelled:
+                    raise _Cancelled
+                data_id, data_ref = real_data
+                data = session.task_data(task, candles)
+                if data is not candles:
+                    data_ref = await asyncio.to_thread(lambda: put_tables(data, menu_features(data)))
+                    data_id = data.fingerprint
+                run = session.task_run(task)
+                while not run.done:
+                    if job_id in self._cancelled:
+                        raise _Cancelled
+                    metrics, fitness = await self.pool.evaluate(job_id, data_id, data_ref, run.population(),
+                                                                run.folds, costs, scorer, run.min_trades)
+                    await asyncio.to_thread(run.tell, metrics, fitness)
+                nonlocal progress
+                finished = session.record(task, run)
+                progress = progress.model_copy(update={"validation_done": finished.done,
+                                                       "evaluations": progress.evaluations + session.settings.population
+                                                       * session.settings.generations})
+                with self.store.transaction():
+                    self.store.save_checkpoint(job_id, session.generation, session.checkpoint())
+                    self.store.set_progress(job_id, progress.model_dump())
+                    self._emit_engine(job_id, finished)
+
+        runners = [asyncio.create_task(search(task)) for task in tasks]
+        try:
+            await asyncio.gather(*runners)
+        finally:
+            for runner in runners:
+                runner.cancel()
 
     @staticmethod
     def _told_of_generation_under_way(last_event: dict | None) -> tuple[int | None, int]:
@@ -317,7 +372,7 @@ class MinerCoordinator:
         tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=features)
 
         def build() -> wire.JobResult:
-            result = session.result(tester.evaluate)
+            result = session.result(tester)
             best = session.search.best_row
             holdout = tester.report(best, session.holdout) if session.holdout else None
             return mapping.job_result(job_id, spec.dataset, result, tester.report(best, session.train), holdout)

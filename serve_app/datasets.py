@@ -37,20 +37,29 @@ class Dataset:
     @cached_property
     def features(self) -> FeatureStore:
         """The coordinator's indicator tables for this dataset, every series the GA can draw included."""
-        store = FeatureStore(self.candles)
-        store.ensure_menu(DEFAULT_PERIOD_MENU)
-        return store
+        return menu_features(self.candles)
 
     @cached_property
     def ref(self) -> ray.ObjectRef:
-        """(candles, indicator tables) in the object store, put once: every worker on a node maps the
-        same copy, and no worker recomputes an indicator the GA can draw."""
-        return ray.put((self.candles, self.features.tables()))
+        return put_tables(self.candles, self.features)
 
     def forget_tables(self) -> None:
         """Drop this registry's hold on the tables (tens of MB); a job still mining the dataset keeps its own."""
         self.__dict__.pop("features", None)
         self.__dict__.pop("ref", None)
+
+
+def menu_features(candles: Candles) -> FeatureStore:
+    """Indicator tables with every series the GA can draw."""
+    store = FeatureStore(candles)
+    store.ensure_menu(DEFAULT_PERIOD_MENU)
+    return store
+
+
+def put_tables(candles: Candles, features: FeatureStore) -> ray.ObjectRef:
+    """(candles, indicator tables) in the object store, put once: every worker on a node maps the same copy, and
+    no worker recomputes an indicator the GA can draw."""
+    return ray.put((candles, features.tables()))
 
 
 def _info(name: str, candles: Candles, source: str) -> DatasetInfo:

@@ -23,7 +23,8 @@ def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig, evaluator_version: 
 def settings_for(spec: wire.JobSpec) -> MinerSettings:
     costs = spec.costs or wire.Costs()
     return MinerSettings(population=spec.population, generations=spec.generations, risk=spec.risk, seed=spec.seed,
-                         holdout_fraction=spec.holdout_fraction,
+                         holdout_fraction=spec.holdout_fraction, folds=spec.folds, min_trades=spec.min_trades,
+                         permutations=spec.permutations,
                          costs=Costs(fee_bps=costs.fee_bps, slippage_bps=costs.slippage_bps,
                                      initial_cash=costs.initial_cash))
 
@@ -60,4 +61,5 @@ def job_result(job_id: str, dataset: str, result: MiningResult, train: Report,
                           holdout=None if holdout is None else backtest(holdout),
                           evaluator_version=result.evaluator_version, seed=result.seed,
                           data_fingerprint=result.data_fingerprint, generations_run=result.generations_run,
-                          history=result.history)
+                          history=result.history, folds=result.folds, profitable_folds=result.profitable_folds,
+                          baselines=result.baselines, validation=result.validation)

@@ -52,6 +52,7 @@ class _Chunk:
     job: str
     lo: int
     hi: int
+    bars: int  # bars each genome is backtested on (all folds)
     args: tuple
     future: asyncio.Future
     sent_at: list[float] = field(default_factory=list)
@@ -175,27 +176,26 @@ class WorkerPool:
         return max(1, min(by_time, by_spread))
 
     async def evaluate(self, job: str, dataset_id: str, dataset_ref: ray.ObjectRef, genomes: np.ndarray,
-                       window: Window, costs: dict, evaluator: tuple[str, ray.ObjectRef],
+                       windows: list[Window], costs: dict, evaluator: tuple[str, ray.ObjectRef], min_trades: int,
                        on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(metrics, fitness) for every genome row, computed by the pool; row i is genome row i.
+        """(metrics (n, folds, metrics), fitness) for every genome row on every fold window, computed by the pool;
+        row i is genome row i. A job may have several calls under way at once (its validation searches).
 
         ``evaluator`` is (version id, ObjectRef of its source): workers score with exactly that version.
         """
         n = genomes.shape[0]
-        out = np.empty((n, N_METRICS))
+        bars = sum(w.bars for w in windows)
+        out = np.empty((n, len(windows), N_METRICS))
         fitness = np.empty(n)
-        size = self.chunk_size(n, window.bars)
+        size = self.chunk_size(n, bars)
         loop = asyncio.get_running_loop()
         version, source_ref = evaluator
-        chunks = [_Chunk(job, lo, min(lo + size, n),
-                         (dataset_id, [dataset_ref], genomes[lo:lo + size], window.start, window.end, costs,
-                          (version, [source_ref])),
+        spans = [(w.start, w.end) for w in windows]
+        chunks = [_Chunk(job, lo, min(lo + size, n), bars,
+                         (dataset_id, [dataset_ref], genomes[lo:lo + size], spans, costs, (version, [source_ref]),
+                          min_trades),
                          loop.create_future()) for lo in range(0, n, size)]
-        if job not in self._queues:
-            self._queues[job] = deque()
-            self._turns.append(job)
-        self._queues[job].extend(chunks)
-        self._wakeup.set()
+        self._enqueue(job, chunks)
         done = 0
         try:
             for finished in asyncio.as_completed([c.future for c in chunks]):
@@ -208,6 +208,16 @@ class WorkerPool:
         finally:
             self._forget(job, chunks)
         return out, fitness
+
+    def _enqueue(self, job: str, chunks: list[_Chunk], *, front: bool = False) -> None:
+        if job not in self._queues:
+            self._queues[job] = deque()
+            self._turns.append(job)
+        if front:
+            self._queues[job].extendleft(reversed(chunks))
+        else:
+            self._queues[job].extend(chunks)
+        self._wakeup.set()
 
     def _forget(self, job: str, chunks: list[_Chunk]) -> None:
         for chunk in chunks:
@@ -261,7 +271,7 @@ class WorkerPool:
             if not chunk.future.done():
                 chunk.future.set_exception(exc)
         else:
-            genome_bars = (chunk.hi - chunk.lo) * (chunk.args[4] - chunk.args[3])
+            genome_bars = (chunk.hi - chunk.lo) * chunk.bars
             self._seconds_per_genome_bar = 0.8 * self._seconds_per_genome_bar + 0.2 * seconds / genome_bars
             if not chunk.future.done():
                 chunk.future.set_result((chunk, (metrics, scores)))
@@ -274,12 +284,9 @@ class WorkerPool:
             self._wakeup.set()
 
     def _requeue(self, chunk: _Chunk) -> None:
-        if chunk.future.done():
-            return
-        queue = self._queues.get(chunk.job)
-        if queue is not None:
-            queue.appendleft(chunk)
-            self._wakeup.set()
+        """Put a lost or late chunk first in its job's queue (recreated if the job's other calls emptied it)."""
+        if not chunk.future.done():
+            self._enqueue(chunk.job, [chunk], front=True)
 
     async def _deadline_loop(self) -> None:
         """Resend chunks that have been out too long (a sleeping laptop is declared dead only later)."""

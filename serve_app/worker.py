@@ -18,6 +18,7 @@ import ray
 from engine.backtester import LocalBacktester, Window
 from engine.evaluator import Evaluator, EvaluatorError
 from engine.features import FeatureStore
+from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
@@ -81,19 +82,21 @@ class BacktestWorker:
             self._evaluators[version] = Evaluator(name, source, params)
         return self._evaluators[version]
 
-    def evaluate(self, dataset_id: str, boxed_ref: list, genomes: np.ndarray, start: int, end: int,
-                 costs: dict, evaluator: tuple[str, list]) -> tuple[np.ndarray, np.ndarray, float]:
-        """(metrics, fitness, kernel seconds) for one batch, scored with the given evaluator version.
+    def evaluate(self, dataset_id: str, boxed_ref: list, genomes: np.ndarray, windows: list[tuple[int, int]],
+                 costs: dict, evaluator: tuple[str, list], min_trades: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(metrics (n, folds, metrics), fitness, kernel seconds) for one batch on every fold window, scored with
+        the given evaluator version and the engine's fold and min_trades rules.
 
         Refs come boxed in lists so Ray does not fetch them on every call: the worker fetches a dataset
         or an evaluator only the first time it sees its id.
         """
         store = self._store(dataset_id, boxed_ref)
         store.prepare(genomes)  # new indicators are computed here, outside the timed kernel call
+        tester = LocalBacktester(store.candles, Costs(**costs), features=store)
         started = time.perf_counter()
-        metrics = LocalBacktester(store.candles, Costs(**costs), features=store).evaluate(genomes, Window(start, end))
+        metrics = np.stack([tester.evaluate(genomes, Window(start, end)) for start, end in windows], axis=1)
         seconds = time.perf_counter() - started
-        return metrics, self._evaluator(*evaluator).fitness(metrics), seconds
+        return metrics, job_fitness(self._evaluator(*evaluator), metrics, min_trades), seconds
 
     def trial(self, name: str, source: str, params: dict) -> dict:
         """Load a would-be evaluator and score a sample of real backtests with it; report, never raise."""

@@ -1,4 +1,5 @@
-"""Dependencies point one way: engine has no Ray or web code; client imports neither engine nor heavy libs."""
+"""Dependencies point one way: engine has no Ray or web code; client imports neither engine nor heavy libs; the
+shared schema imports nothing of ours."""
 
 import ast
 from pathlib import Path
@@ -9,6 +10,9 @@ REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "engine": {"ray", "fastapi", "starlette", "uvicorn", "serve_app", "client", "websockets"},
     "client": {"ray", "numba", "numpy", "pandas", "pyarrow", "engine", "serve_app"},
+    # shared definitions: pydantic and the standard library only, so the thin client stays thin
+    "schema": {"ray", "numba", "numpy", "pandas", "pyarrow", "engine", "serve_app", "client", "httpx",
+               "websockets", "fastapi", "starlette", "rich"},
 }
 
 

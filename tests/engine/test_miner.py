@@ -7,7 +7,9 @@ from engine import events as ev
 from engine.backtester import LocalBacktester, split_windows
 from engine.evaluator import Evaluator, EvaluatorError, get_evaluator
 from engine.genome import encode
+from engine.layout import N_METRICS
 from engine.miner import mine
+from engine.scoring import fold_windows, job_fitness
 from engine.settings import MinerSettings
 from engine.synthetic import synthetic_candles
 
@@ -41,7 +43,11 @@ def test_result_reports_train_and_holdout_and_provenance(candles):
     row = encode(result.best_genome)[None, :]
     assert result.train_metrics["net_pnl"] == tester.evaluate(row, train)[0, 0]
     assert result.holdout_metrics["net_pnl"] == tester.evaluate(row, holdout)[0, 0]
-    assert result.fitness == pytest.approx(get_evaluator().fitness(tester.evaluate(row, train))[0])
+    folds = fold_windows(train, settings.folds)
+    per_fold = np.stack([tester.evaluate(row, w) for w in folds], axis=1)
+    assert result.fitness == job_fitness(get_evaluator(), per_fold, settings.min_trades)[0]
+    assert [f.metrics["net_pnl"] for f in result.folds] == list(per_fold[0, :, 0])
+    assert result.profitable_folds == int((per_fold[0, :, 0] > 0).sum())
 
 
 def test_no_holdout(candles):
@@ -51,12 +57,14 @@ def test_no_holdout(candles):
 
 def test_events_in_order_with_batch_counts(candles):
     seen = []
-    mine(candles, MinerSettings(population=10, generations=2, batch_size=4), on_event=seen.append)
+    mine(candles, MinerSettings(population=10, generations=2, batch_size=4, permutations=2), on_event=seen.append)
     kinds = [e.type for e in seen]
     assert kinds == ["job_started",
                      "generation_started", "batch_evaluated", "batch_evaluated", "batch_evaluated", "generation_best",
                      "generation_started", "batch_evaluated", "batch_evaluated", "batch_evaluated", "generation_best",
-                     "finished"]
+                     "validation_started", *["validation_search_finished"] * 3, "finished"]
+    assert [(e.kind, e.index, e.done, e.total) for e in seen if isinstance(e, ev.ValidationSearchFinished)] == [
+        ("random", 0, 1, 3), ("shuffled", 1, 2, 3), ("shuffled", 2, 3, 3)]
     assert [e.evaluated for e in seen if isinstance(e, ev.BatchEvaluated)][:3] == [4, 8, 10]
     best = [e for e in seen if isinstance(e, ev.GenerationBest)]
     assert best[1].best_fitness_so_far >= best[0].best_fitness_so_far
@@ -94,7 +102,8 @@ def test_too_few_candles_is_a_clear_error():
 
 def test_custom_evaluator_changes_the_ranking(candles):
     most_trades = Evaluator("most_trades", "def score(m):\n    return m.trades\n")
-    result = mine(candles, MinerSettings(population=16, generations=2, seed=2), evaluator=most_trades)
+    result = mine(candles, MinerSettings(population=16, generations=2, seed=2, folds=1, min_trades=0),
+                  evaluator=most_trades)
     assert result.evaluator_version.startswith("most_trades@")
     assert result.fitness == result.train_metrics["trades"]
 
@@ -112,14 +121,14 @@ def test_custom_evaluator_changes_the_ranking(candles):
 )
 def test_broken_evaluators_say_where_and_why(source, words):
     with pytest.raises(EvaluatorError, match=re.escape(words)):
-        Evaluator("e", source).fitness(np.zeros((3, 9)))
+        Evaluator("e", source).fitness(np.zeros((3, N_METRICS)))
 
 
 def test_nan_scores_rank_last_but_fail_the_strict_check():
     nan = Evaluator("nan", "import numpy as np\ndef score(m):\n    return m.sharpe / m.trades\n")
-    assert np.isneginf(nan.fitness(np.zeros((2, 9)))).all()
+    assert np.isneginf(nan.fitness(np.zeros((2, N_METRICS)))).all()
     with pytest.raises(EvaluatorError, match="every fitness must be a finite number"):
-        nan.check(np.zeros((2, 9)))
+        nan.check(np.zeros((2, N_METRICS)))
 
 
 @pytest.mark.parametrize("name", ["balanced", "sharpe", "calmar", "pnl_drawdown"])
@@ -135,19 +144,13 @@ def test_builtins_score_real_metrics(candles, name):
 
 
 def test_evaluator_versions_and_parameters():
-    assert get_evaluator().version != get_evaluator(min_trades=5).version
+    assert get_evaluator().version != get_evaluator(drawdown_limit=0.3).version
     assert get_evaluator().version == get_evaluator().version
     assert get_evaluator().version.startswith("balanced@")
-    with pytest.raises(EvaluatorError, match=r"unknown parameter.*min_trades, too_few"):
+    with pytest.raises(EvaluatorError, match=r"unknown parameter.*drawdown_limit, drawdown_penalty"):
         get_evaluator(mintrades=5)
     with pytest.raises(EvaluatorError, match="built-in evaluators: balanced, calmar, pnl_drawdown, sharpe"):
         get_evaluator("sharp")
 def test_threaded_backtester_gives_the_single_threaded_answer(candles):
-    from engine.backtester import ThreadedBacktester
-
     settings = MinerSettings(population=30, generations=3, seed=4)
-    threaded = ThreadedBacktester(candles, settings.costs, threads=3)
-    try:
-        assert mine(candles, settings, backtester=threaded).model_dump() == mine(candles, settings).model_dump()
-    finally:
-        threaded.close()
+    assert mine(candles, settings, threads=3).model_dump() == mine(candles, settings).model_dump()

@@ -25,9 +25,11 @@ def in_process(dataset: str, path: str | None = None, **settings) -> MiningResul
 
 
 def assert_same_result(result: JobResult, local: MiningResult) -> None:
-    """Same best genome, fitness, history and metrics, to the last bit."""
+    """Same best genome, fitness, history, metrics, folds, baselines and verdict, to the last bit."""
     assert result.genome == local.best_genome.model_dump(mode="json")
     assert result.fitness == local.fitness and result.history == local.history
+    assert result.validation == local.validation and result.baselines == local.baselines
+    assert result.folds == local.folds and result.profitable_folds == local.profitable_folds
     assert result.train.metrics == local.train_metrics
     assert (result.holdout.metrics if result.holdout else None) == local.holdout_metrics
     assert result.evaluator_version == local.evaluator_version

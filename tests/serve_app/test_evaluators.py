@@ -54,12 +54,13 @@ def test_push_a_new_default_while_a_job_runs(service, client, admin):
     assert pushed.default and pushed.version == Evaluator("most_trades", MOST_TRADES).version
     assert push_s < 10
 
-    new = client.submit(dataset="synthetic", population=12, generations=3, seed=6)
+    one_fold = {"folds": 1, "min_trades": 0, "permutations": 2}  # so the fitness is the training trade count
+    new = client.submit(dataset="synthetic", population=12, generations=3, seed=6, **one_fold)
     assert client.wait(new.id).status == "finished"
     result = client.result(new.id)
     assert result.evaluator_version == pushed.version
     assert result.fitness == result.train.metrics["trades"]  # the ranking the new scoring predicts
-    local = mine(synthetic_candles(), MinerSettings(population=12, generations=3, seed=6),
+    local = mine(synthetic_candles(), MinerSettings(population=12, generations=3, seed=6, **one_fold),
                  evaluator=Evaluator("most_trades", MOST_TRADES))
     assert result.genome == local.best_genome.model_dump(mode="json") and result.fitness == local.fitness
 
@@ -100,11 +101,11 @@ def test_only_the_admin_token_may_push(service, client):
 
 def test_the_config_path_changes_the_default_without_restarting_anything(service, client, admin):
     pids, replicas = worker_pids(), ingress_replicas()
-    service.deploy(default_evaluator="calmar", default_evaluator_params={"min_trades": 5})  # new user_config
-    calmar = get_evaluator("calmar", min_trades=5).version
+    service.deploy(default_evaluator="calmar", default_evaluator_params={"drawdown_floor": 0.05})  # new user_config
+    calmar = get_evaluator("calmar", drawdown_floor=0.05).version
     assert default_version(client) == calmar
     job = client.submit(dataset="synthetic", population=10, generations=2, seed=4)
     assert client.wait(job.id).status == "finished" and client.result(job.id).evaluator_version == calmar
     assert worker_pids() == pids and ingress_replicas() == replicas
     evaluators = {e.version: e for e in client.evaluators()}
-    assert evaluators[calmar].params == {"min_trades": 5.0, "drawdown_floor": 0.02}
+    assert evaluators[calmar].params == {"drawdown_floor": 0.05}

@@ -22,7 +22,7 @@ def coordinator_memory() -> dict:
 
 @pytest.mark.slow
 def test_fifty_followers_of_twenty_queued_jobs_each_get_every_event_in_order(service, client):
-    spec = {"dataset": "synthetic", "population": 60, "generations": 8}
+    spec = {"dataset": "synthetic", "population": 60, "generations": 8, "permutations": 0}
     client.wait(client.submit(**spec, seed=99).id)  # warm the coordinator's caches before measuring it
     with service.deployed(max_running_jobs=2):
         before = coordinator_memory()

@@ -15,17 +15,18 @@ from serve_app.store import JobStore
 
 from .jobs import Follower, assert_same_result, assert_told_once_in_order, in_process, wait_for_generation
 
+# a few shuffled copies: every fault test also covers the validation searches, kept short for the suite
 SPEC = {"dataset": "synthetic", "population": 60, "generations": 12, "seed": 21, "risk": "HIGH",
-        "evaluator": "balanced"}
+        "evaluator": "balanced", "permutations": 3}
 
 
 def expected():
-    return in_process("synthetic", population=60, generations=12, seed=21, risk="HIGH")
+    return in_process("synthetic", population=60, generations=12, seed=21, risk="HIGH", permutations=3)
 
 
 def btc_job(btc_path, **spec):
     """A BTC job long enough (seconds) that a fault lands mid-job; its spec and its in-process result."""
-    spec = {"population": 200, "generations": 30, "seed": 4, "risk": "MEDIUM", **spec}
+    spec = {"population": 200, "generations": 30, "seed": 4, "risk": "MEDIUM", "permutations": 2, **spec}
     return {"dataset": "BTC-USD_FIVE_MINUTE", **spec}, in_process("BTC-USD_FIVE_MINUTE", str(btc_path), **spec)
 
 
@@ -82,6 +83,23 @@ def test_a_killed_coordinator_restarts_and_resumes_from_the_checkpoint(service, 
     assert [e.model_dump() for e in live] == [e.model_dump() for e in replay]
     assert replay[seen - 1].type == "generation_best"  # nothing told before the crash is gone
     assert client.cluster().workers == 3  # the restarted coordinator rebuilt its pool
+
+
+def test_a_coordinator_killed_mid_validation_resumes_it_and_the_verdict_is_unchanged(service, client):
+    job = client.submit(**SPEC)
+    follower = Follower(service, job.id)
+    for event in client.events(job.id):
+        if event.type == "validation_search_finished":  # at least one search done, the others under way
+            break
+    ray.kill(coordinator(), no_restart=False)
+    wait_until_finished(client, job.id)
+    assert_same_result(client.result(job.id), expected())  # verdict, p-value, copies' fitness included
+    live = follower.result()
+    assert_told_once_in_order(live)
+    assert [e.type for e in live].count("validation_started") == 1
+    searches = [(e.data["kind"], e.data["index"]) for e in live if e.type == "validation_search_finished"]
+    assert sorted(searches) == [("random", 0), ("shuffled", 1), ("shuffled", 2), ("shuffled", 3)]  # each once
+    assert [e.model_dump() for e in live] == [e.model_dump() for e in client.events(job.id)]
 
 
 def test_workers_killed_mid_job_are_replaced_and_the_result_is_unchanged(service, client):

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from engine.backtester import LocalBacktester, split_windows, trade_returns
+from engine.genome import encode
+from engine.planted import (
+    DEFAULT_STRENGTH,
+    PLANTED_RULE,
+    planted_edge_candles,
+    planted_edge_mask,
+    planted_rule_t_stat,
+    random_walk_candles,
+)
+from engine.settings import Costs
+
+NO_COSTS = Costs(fee_bps=0, slippage_bps=0)
+
+
+def test_same_seed_same_candles():
+    for make in (random_walk_candles, planted_edge_candles):
+        a, b = make(5_000, seed=3), make(5_000, seed=3)
+        assert a.fingerprint == b.fingerprint
+        assert make(5_000, seed=4).fingerprint != a.fingerprint
+    # the planted series is the random walk plus the edge: without the edge they are the same candles
+    no_edge = planted_edge_candles(5_000, seed=3, strength=0.0)
+    assert no_edge.fingerprint == random_walk_candles(5_000, seed=3).fingerprint
+
+
+@pytest.mark.parametrize("make", [random_walk_candles, planted_edge_candles])
+def test_ohlc_consistent(make):
+    c = make(20_000, seed=1)
+    assert len(c) == 20_000 and c.bar_seconds == 300 and c.gaps.count == 0
+    np.testing.assert_array_equal(c.open[1:], c.close[:-1])
+    assert np.all(c.high >= np.maximum(c.open, c.close)) and np.all(c.low <= np.minimum(c.open, c.close))
+    assert np.all(c.high > c.low) and np.all(c.volume > 0)
+
+
+def test_edge_is_where_the_docstring_says_and_leaves_volatility_alone():
+    planted, walk = planted_edge_candles(seed=2), random_walk_candles(seed=2)
+    returns, walk_returns = np.diff(np.log(planted.close)), np.diff(np.log(walk.close))
+    in_edge = planted_edge_mask(planted)[1:]
+    assert 0.05 < in_edge.mean() < 0.25
+    extra = returns - walk_returns  # the planted drift, bar by bar
+    np.testing.assert_allclose(extra[in_edge], DEFAULT_STRENGTH, rtol=1e-6)
+    assert np.all(extra[~in_edge] < 0) and abs(extra.sum()) < 1e-3  # balanced: no net trend is added
+    assert abs(returns.std() / walk_returns.std() - 1) < 0.02
+
+
+def _train_returns(candles, costs):
+    train, _ = split_windows(len(candles), 0.2)
+    return trade_returns(LocalBacktester(candles, costs).report(encode(PLANTED_RULE), train).trades,
+                         costs.initial_cash)
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_planted_rule_finds_the_edge(seed):
+    candles = planted_edge_candles(seed=seed)
+    assert 3.0 <= planted_rule_t_stat(candles) <= 5.0
+    returns = _train_returns(candles, Costs())
+    t = returns.mean() / (returns.std(ddof=1) / np.sqrt(returns.size))  # the kernel's trade_t_stat, by hand
+    assert returns.size >= 40 and t == pytest.approx(planted_rule_t_stat(candles), rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [3, 9])
+def test_no_edge_on_a_random_walk(seed):
+    candles = random_walk_candles(seed=seed)
+    assert abs(planted_rule_t_stat(candles, NO_COSTS)) < 2.0  # before costs: nothing to find
+    assert planted_rule_t_stat(candles) < 0.0  # after costs: every round trip loses about 1.3 %
+
+
+def test_planted_rule_profits_on_the_holdout():
+    candles = planted_edge_candles(seed=1)
+    _, holdout = split_windows(len(candles), 0.2)
+    trades = LocalBacktester(candles, Costs()).report(encode(PLANTED_RULE), holdout).trades
+    assert len(trades) >= 20 and sum(t["pnl"] for t in trades) > 0
+
+
+def test_trade_returns_are_pnl_over_the_equity_before_each_trade():
+    np.testing.assert_allclose(trade_returns([{"pnl": 100.0}, {"pnl": -202.0}], 10_000.0), [0.01, -0.02])
