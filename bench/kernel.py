@@ -31,7 +31,7 @@ from engine.miner import mine  # noqa: E402
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel  # noqa: E402
 from engine.space import GenomeSpace  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "BTC-USD_FIVE_MINUTE.csv"
+DEFAULT_DATA = REPO / "data" / "BTC-USD_FIVE_MINUTE.csv.gz"
 FIXED = Genome.model_validate({
     "entry": [{"left": {"field": "close"}, "op": ">", "right": {"indicator": "sma", "period": 20}},
               {"left": {"indicator": "rsi", "period": 14}, "op": "<", "right": {"constant": 70}}],

@@ -32,7 +32,7 @@ from engine.settings import DEFAULT_PERIOD_MENU, MinerSettings  # noqa: E402
 from serve_app.app import build_app_with  # noqa: E402
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, RuntimeConfig, ServiceSettings  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "BTC-USD_FIVE_MINUTE.csv"
+DEFAULT_DATA = REPO / "data" / "BTC-USD_FIVE_MINUTE.csv.gz"
 
 
 def generation_span(times: list[tuple[str, float]]) -> float:

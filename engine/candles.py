@@ -144,23 +144,24 @@ def candles_from_arrays(timestamp, open_, high, low, close, volume, *, source: s
 
 
 def load_candles(path: str | Path) -> Candles:
-    """Load a CSV or Parquet file; columns are matched by name, case-insensitively, in any order."""
+    """Load a CSV (optionally gzipped) or Parquet file; columns are matched by name, case-insensitively, in any
+    order."""
     path = Path(path)
     source = str(path)
     if not path.exists():
         raise CandleDataError("file not found", source=source)
-    suffix = path.suffix.lower()
+    suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".csv.gz") else path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         frame, row_offset = pd.read_parquet(path), 1
         frame = frame.astype({c: str for c in frame.columns if frame[c].dtype == object})
-    elif suffix in (".csv", ".txt", ""):
+    elif suffix in (".csv", ".csv.gz", ".txt", ""):  # pandas reads gzip by the file name
         try:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
         except pd.errors.EmptyDataError:
             raise CandleDataError("the file is empty", source=source) from None
         row_offset = 2
     else:
-        raise CandleDataError(f"unsupported file type '{suffix}': use .csv or .parquet", source=source)
+        raise CandleDataError(f"unsupported file type '{suffix}': use .csv, .csv.gz or .parquet", source=source)
     return _candles_from_frame(frame, source, row_offset)
 
 

@@ -24,7 +24,7 @@ from engine.synthetic import synthetic_candles
 from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-SUFFIXES = (".csv", ".parquet")
+SUFFIXES = (".csv", ".csv.gz", ".parquet")
 SYNTHETIC = "synthetic"
 MAX_DATASETS_WITH_TABLES = 4  # indicator tables kept ready (36 MB for the BTC file), like each worker's cache
 
@@ -85,17 +85,23 @@ class DatasetRegistry:
         for folder, source in ((self.data_dir, "data_dir"), (self.upload_dir, "upload")):
             if folder is not None and folder.is_dir():
                 found += [(p, source) for p in sorted(folder.iterdir())
-                          if p.suffix.lower() in SUFFIXES and not p.name.startswith(".")]
+                          if p.name.lower().endswith(SUFFIXES) and not p.name.startswith(".")]
         return found
+
+    @staticmethod
+    def _name(path: Path) -> str:
+        """The file name without its suffix: ``BTC-USD_FIVE_MINUTE.csv.gz`` -> ``BTC-USD_FIVE_MINUTE``."""
+        return next(path.name[:-len(s)] for s in SUFFIXES if path.name.lower().endswith(s))
 
     def refresh(self) -> None:
         """Load files not seen yet; a file that fails validation is reported, not served."""
         for path, source in self._files():
-            if path.stem not in self._datasets and path.stem not in self._errors:
+            name = self._name(path)
+            if name not in self._datasets and name not in self._errors:
                 try:
-                    self._datasets[path.stem] = Dataset(_info(path.stem, c := load_candles(path), source), c)
+                    self._datasets[name] = Dataset(_info(name, c := load_candles(path), source), c)
                 except CandleDataError as exc:
-                    self._errors[path.stem] = str(exc)
+                    self._errors[name] = str(exc)
         if SYNTHETIC not in self._datasets:
             candles = synthetic_candles()
             self._datasets[SYNTHETIC] = Dataset(_info(SYNTHETIC, candles, "synthetic"), candles)

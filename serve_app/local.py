@@ -1,6 +1,6 @@
 """One command, one machine: start a local Ray head and the miner service, mine a demo job, show it.
 
-    python -m serve_app.local --data-dir ../shared/data --dataset BTC-USD_FIVE_MINUTE
+    python -m serve_app.local --data-dir data --dataset BTC-USD_FIVE_MINUTE
 
 This is the embedded default: the same app `serve deploy deploy/config.yaml` runs on a cluster, with
 workers for every CPU here. The API token is written to ~/.miner/token (printed below); with
@@ -34,7 +34,7 @@ def ensure_token(path: Path) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serve_app.local", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", help="folder of candle CSV/Parquet files (default: synthetic data only)")
+    parser.add_argument("--data-dir", help="folder of .csv, .csv.gz or .parquet candle files (default: synthetic only)")
     parser.add_argument("--dataset", default=None, help="dataset to mine (default: first file, else synthetic)")
     parser.add_argument("--population", type=int, default=40)
     parser.add_argument("--generations", type=int, default=8)

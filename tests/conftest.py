@@ -1,4 +1,4 @@
-"""Shared fixtures. The real BTC-USD dataset is read from ../shared/data, never copied into the repo."""
+"""Shared fixtures. The real BTC-USD dataset is the one the repo ships, data/BTC-USD_FIVE_MINUTE.csv.gz."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 pytest_plugins = ["tests.service_fixture"]
 
 REPO = Path(__file__).resolve().parents[1]
-BTC_CSV = Path(os.environ.get("MINER_BTC_CSV", REPO.parent / "shared" / "data" / "BTC-USD_FIVE_MINUTE.csv"))
+BTC_CSV = Path(os.environ.get("MINER_BTC_CSV", REPO / "data" / "BTC-USD_FIVE_MINUTE.csv.gz"))
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,15 @@ def write(tmp_path, rows, header=HEADER, name="c.csv"):
     return path
 
 
+def test_the_shipped_gzip_file_is_the_real_dataset(btc_candles):
+    from tests.conftest import BTC_CSV
+
+    assert BTC_CSV.name == "BTC-USD_FIVE_MINUTE.csv.gz" and BTC_CSV.parent.name == "data"
+    # the 59,206 Coinbase candles from 2025-07-01 to 2026-01-22 (content hash of the original CSV)
+    assert btc_candles.fingerprint == "sha256:71a24465f707012e2e9c531467f56f7b"
+    assert btc_candles.timestamp[-1] < pd.Timestamp("2026-01-23", tz="UTC").value // 10**9
+
+
 def test_real_dataset_loads_with_its_two_gaps(btc_candles):
     assert len(btc_candles) == 59_206
     assert btc_candles.bar_seconds == 300
