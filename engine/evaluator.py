@@ -3,8 +3,8 @@
 An evaluator module defines
 
     PARAMS = {"drawdown_limit": 0.25}    # optional: parameter names and defaults
-    def score(m, **params):              # m.trade_t_stat, m.trades, ... are arrays, one value per genome
-        return m.trade_t_stat - ...      # one float per genome, higher is better
+    def score(m, **params):              # m.trade_z, m.trades, ... are arrays, one value per genome
+        return m.trade_z - ...           # one float per genome, higher is better
 
 ``m`` exposes every column of ``engine.layout.METRICS`` by name (and the raw matrix as ``m.matrix``), for one
 training fold at a time: ``engine.scoring`` aggregates the folds and applies the job's min_trades rule.

@@ -51,6 +51,7 @@ from engine.layout import (
     M_SHARPE,
     M_SORTINO,
     M_TRADE_T_STAT,
+    M_TRADE_Z,
     M_TRADES,
     M_WIN_RATE,
     MAX_ENTRY_RULES,
@@ -365,6 +366,8 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
         out[M_TRADE_T_STAT] = trade_mean / trade_std * np.sqrt(n_trades)
     else:
         out[M_TRADE_T_STAT] = 0.0
+    squares = trade_m2 + n_trades * trade_mean * trade_mean  # sum of squared returns
+    out[M_TRADE_Z] = n_trades * trade_mean / np.sqrt(squares) if squares > 0.0 else 0.0
     return n_trades
 
 

@@ -92,6 +92,8 @@ def combine_folds(fold_metrics: np.ndarray, fold_bars: np.ndarray) -> np.ndarray
         out[:, L.M_WIN_RATE] = np.where(trades > 0, (m[:, :, L.M_WIN_RATE] * m[:, :, L.M_TRADES]).sum(axis=1)
                                         / trades, 0.0)
         out[:, L.M_TRADE_T_STAT] = np.where(std > 0, mean / std * np.sqrt(trades), 0.0)
+        squares = np.maximum(trades - 1, 0) * std**2 + trades * mean**2
+        out[:, L.M_TRADE_Z] = np.where(squares > 0, trades * mean / np.sqrt(squares), 0.0)
     out[:, L.M_MAX_DRAWDOWN] = m[:, :, L.M_MAX_DRAWDOWN].max(axis=1)
     out[:, L.M_EXPOSURE] = (m[:, :, L.M_EXPOSURE] * fold_bars).sum(axis=1) / fold_bars.sum()
     out[:, L.M_AVG_TRADE_RETURN] = mean

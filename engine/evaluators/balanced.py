@@ -1,11 +1,13 @@
-"""Balanced: the t-statistic of per-trade returns, minus a penalty for deep drawdowns.
+"""Balanced: the score statistic of per-trade returns, minus a penalty for deep drawdowns.
 
-fitness = trade_t_stat - drawdown_penalty * max(0, max_drawdown - drawdown_limit)
+fitness = trade_z - drawdown_penalty * max(0, max_drawdown - drawdown_limit)
 
-The t-statistic (mean trade return / its standard error) grows with a steady edge and with the number of trades,
-and stays near zero for a strategy whose few trades happened to win, which a raw annualised Sharpe does not.
-One with a 45 % drawdown under the default limit of 25 % loses 2 points. The engine applies min_trades and the
-folds around every evaluator (docs/research.md).
+``trade_z`` = sum of trade returns / sqrt(sum of their squares): the t-statistic of "the mean trade return is 0"
+with the spread measured around 0 (Rao's score test). It grows with a steady edge and with the number of
+trades, stays near 0 for a strategy whose few trades happened to win, and can never exceed sqrt(trades), so a
+run of near-identical wins (no stop, a take-profit, the large loss not yet come) cannot pass for a strong edge.
+A raw annualised Sharpe has none of these properties. A 45 % drawdown under the default limit of 25 % costs 2
+points. The engine applies min_trades and the folds around every evaluator (docs/research.md).
 """
 
 import numpy as np
@@ -14,4 +16,4 @@ PARAMS = {"drawdown_limit": 0.25, "drawdown_penalty": 10.0}
 
 
 def score(m, drawdown_limit, drawdown_penalty):
-    return m.trade_t_stat - drawdown_penalty * np.maximum(0.0, m.max_drawdown - drawdown_limit)
+    return m.trade_z - drawdown_penalty * np.maximum(0.0, m.max_drawdown - drawdown_limit)

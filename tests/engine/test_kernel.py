@@ -122,6 +122,7 @@ def test_per_trade_return_statistics():
     mean = statistics.fmean(returns)
     assert report.metrics["avg_trade_return"] == pytest.approx(mean, rel=1e-12)
     assert report.metrics["trade_t_stat"] == pytest.approx(mean / statistics.stdev(returns) * 2 ** 0.5, rel=1e-9)
+    assert report.metrics["trade_z"] == pytest.approx(sum(returns) / sum(r * r for r in returns) ** 0.5, rel=1e-9)
 
 
 def test_trades_with_equal_returns_have_no_t_statistic():
@@ -132,6 +133,7 @@ def test_trades_with_equal_returns_have_no_t_statistic():
     report = run(candles, genome(entry=[above], stop_loss=0.0, take_profit=0.04), fee_bps=60, slippage_bps=5)
     assert [t["exit_reason"] for t in report.trades] == ["take_profit", "take_profit"]
     assert report.metrics["avg_trade_return"] > 0 and report.metrics["trade_t_stat"] == 0.0
+    assert report.metrics["trade_z"] == pytest.approx(2 ** 0.5, rel=1e-12)  # the most two trades can show
 
 
 def test_exit_rule_fills_at_next_open():

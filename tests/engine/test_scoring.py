@@ -89,6 +89,8 @@ def test_combined_fold_summary(fold_reports):
     assert np.allclose(combined[:, L.M_NET_PNL], metrics[:, :, L.M_NET_PNL].sum(axis=1))
     assert np.allclose(combined[:, L.M_MAX_DRAWDOWN], metrics[:, :, L.M_MAX_DRAWDOWN].max(axis=1))
     for k, r in enumerate(returns):
+        if r.size:
+            assert combined[k, L.M_TRADE_Z] == pytest.approx(r.sum() / np.sqrt((r**2).sum()), rel=1e-7)
         if r.size > 1 and r.std() > 0:
             assert combined[k, L.M_TRADE_T_STAT] == pytest.approx(r.mean() / r.std(ddof=1) * np.sqrt(r.size),
                                                                   rel=1e-7)
