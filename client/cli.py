@@ -22,6 +22,7 @@ from client.api import MinerClient
 from client.display import follow, print_result
 from client.errors import MinerClientError, ServiceError
 from client.settings import ConfigError, resolve
+from schema.research import ValidationSettings
 
 OK, USAGE, SERVICE, JOB_FAILED = 0, 2, 3, 4
 
@@ -45,7 +46,8 @@ def cmd_submit(client: MinerClient, args, console: Console) -> int:
     try:
         spec = wire.JobSpec(dataset=args.dataset, population=args.population, generations=args.generations,
                             risk=args.risk, seed=args.seed, holdout_fraction=args.holdout, costs=costs,
-                            evaluator=args.evaluator)
+                            evaluator=args.evaluator, folds=args.folds, min_trades=args.min_trades,
+                            permutations=args.permutations)
     except ValidationError as exc:
         raise UsageError("; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
                                    for e in exc.errors())) from None
@@ -228,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--fee-bps", type=float, help="fee per side in basis points (default: the service's)")
     submit.add_argument("--slippage-bps", type=float, help="slippage per fill in basis points")
     submit.add_argument("--evaluator", help="fitness function (default: the service's)")
+    validation = ValidationSettings()
+    submit.add_argument("--folds", type=int, default=validation.folds,
+                        help=f"training slices a strategy must work on (default {validation.folds})")
+    submit.add_argument("--min-trades", type=int, default=validation.min_trades,
+                        help=f"training trades below which a strategy ranks last (default {validation.min_trades})")
+    submit.add_argument("--permutations", type=int, default=validation.permutations,
+                        help="shuffled copies the search is repeated on for the verdict; 0 = no verdict "
+                             f"(default {validation.permutations})")
     submit.add_argument("--follow", action="store_true", help="show live progress, then the result")
     add("follow", cmd_follow, "show a job's live progress, then its result").add_argument("job")
     add("jobs", cmd_jobs, "list recent jobs").add_argument("--limit", type=int, default=20)

@@ -105,13 +105,16 @@ def test_openapi_is_served(service):
     assert {"/v1/jobs", "/v1/jobs/{job_id}/result", "/v1/datasets", "/v1/cluster"} <= set(spec["paths"])
 
 
-def test_a_dataset_too_short_for_the_holdout_is_refused_at_submission(client, tmp_path):
+def test_a_dataset_too_short_for_the_holdout_or_the_folds_is_refused_at_submission(client, tmp_path):
     path = tmp_path / "tiny.csv"
     path.write_bytes(csv_bytes(n=300))
     client.upload_dataset(path)
     with pytest.raises(ServiceError) as error:
         client.submit(dataset="tiny", population=6, generations=1, holdout_fraction=0.2)
     assert error.value.status == 422 and "too few for a 20% holdout" in error.value.message
+    with pytest.raises(ServiceError) as error:
+        client.submit(dataset="tiny", population=6, generations=1, holdout_fraction=0.0, folds=4)
+    assert error.value.status == 422 and "300 training bars are too few for 4 folds" in error.value.message
 
 
 # ---- datasets ----------------------------------------------------------------------------------------
