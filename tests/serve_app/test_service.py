@@ -70,7 +70,9 @@ def test_event_stream_replays_from_since_and_ends_with_the_terminal_event(client
 def test_job_progress_and_listing(client):
     job = client.submit(dataset="synthetic", population=10, generations=2, seed=8)
     info = wait_status(client, job.id)
-    assert info.progress.generation == 2 and info.progress.evaluations == 20
+    searches = 2 + 19  # the GA, the random baseline and the 19 shuffled copies, each 10 x 2 genomes
+    assert info.progress.generation == 2 and info.progress.evaluations == 20 * searches
+    assert info.progress.validation_done == info.progress.validation_searches == searches - 1
     assert info.best is not None and info.best.strategy and info.evaluator_version.startswith("balanced@")
     assert job.id in [j.id for j in client.jobs()]
 
