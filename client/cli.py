@@ -222,8 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = add("submit", cmd_submit, "queue a mining job")
     submit.add_argument("--dataset", required=True)
-    submit.add_argument("--population", type=int, default=50)
-    submit.add_argument("--generations", type=int, default=20)
+    fields = wire.JobSpec.model_fields
+    submit.add_argument("--population", type=int, default=fields["population"].default)
+    submit.add_argument("--generations", type=int, default=fields["generations"].default)
     submit.add_argument("--risk", default="MEDIUM", help="LOW, MEDIUM or HIGH")
     submit.add_argument("--seed", type=int, default=0)
     submit.add_argument("--holdout", type=float, default=0.2, help="share of the latest bars held out")

@@ -30,8 +30,8 @@ class JobSpec(_Wire, ValidationSettings):
     """
 
     dataset: str = Field(min_length=1, max_length=200, description="dataset name, see GET /v1/datasets")
-    population: int = Field(50, ge=4, le=100_000)
-    generations: int = Field(20, ge=1, le=100_000)
+    population: int = Field(100, ge=4, le=100_000)
+    generations: int = Field(30, ge=1, le=100_000)
     risk: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
     seed: int = Field(0, ge=0, le=2**63 - 1)
     holdout_fraction: float = Field(0.2, ge=0.0, le=0.5)

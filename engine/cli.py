@@ -24,15 +24,15 @@ from schema.research import research_lines
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="miner-local", description=__doc__)
     parser.add_argument("--data", help="OHLCV CSV or Parquet file (default: built-in synthetic candles)")
-    parser.add_argument("--population", type=int, default=50)
-    parser.add_argument("--generations", type=int, default=20)
+    defaults = MinerSettings()
+    parser.add_argument("--population", type=int, default=defaults.population)
+    parser.add_argument("--generations", type=int, default=defaults.generations)
     parser.add_argument("--risk", default="MEDIUM", help="LOW, MEDIUM or HIGH")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--holdout", type=float, default=0.2, help="fraction of the latest bars held out")
     parser.add_argument("--fee-bps", type=float, default=Costs().fee_bps, help="fee per side, basis points")
     parser.add_argument("--slippage-bps", type=float, default=Costs().slippage_bps)
     parser.add_argument("--evaluator", default="balanced")
-    defaults = MinerSettings()
     parser.add_argument("--folds", type=int, default=defaults.folds, help="training slices a strategy must work on")
     parser.add_argument("--min-trades", type=int, default=defaults.min_trades,
                         help="training trades below which a strategy ranks last")
