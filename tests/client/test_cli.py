@@ -23,12 +23,18 @@ def miner(service, monkeypatch, tmp_path):
 
 def test_submit_follow_prints_rising_progress_and_ends_with_the_result(miner, capsys):
     assert miner("submit", "--dataset", "synthetic", "--population", "12", "--generations", "4", "--risk", "low",
-                 "--seed", "7", "--follow") == OK
+                 "--seed", "7", "--permutations", "3", "--follow") == OK
     out = capsys.readouterr().out
+    validation = re.findall(r"^validation (\d)/4 +(random baseline|shuffled copy \d): best fitness", out, flags=re.M)
+    assert sorted(done for done, _ in validation) == ["1", "2", "3", "4"]
+    # the verdict first, in words, then the strategy, the folds and the baselines
+    verdict = re.search(r"^VERDICT: no evidence of an edge: p = [\d.]+ over 3 shuffled copies .*strategies tried$",
+                        out, flags=re.M)
+    assert verdict and verdict.start() < out.index("best strategy:") < out.index("folds: ") < out.index("buy and hold")
     generations = [int(g) for g in re.findall(r"^generation (\d+)/4", out, flags=re.M)]
     assert generations == [1, 2, 3, 4]
     evaluations = [int(e.replace(",", "")) for e in re.findall(r"(\d[\d,]*) evaluations", out)]
-    assert evaluations == sorted(evaluations) and evaluations[-1] == 48
+    assert evaluations == sorted(evaluations) and evaluations[-1] == 48  # the GA's; validation's come after
     assert "best strategy:" in out and "holdout" in out and "net_pnl" in out
     progress = [line for line in out.splitlines() if line.startswith("generation ")]
     assert all(re.search(r"trades \d+$", line) for line in progress)  # one whole line each, never wrapped

@@ -1,0 +1,127 @@
+"""The verdict on data where the right answer is known, and the statistics behind it."""
+
+import numpy as np
+import pytest
+
+from engine import layout as L
+from engine.backtester import LocalBacktester, split_windows
+from engine.genome import encode
+from engine.miner import MiningSession, mine
+from engine.planted import PLANTED_RULE, planted_edge_candles, random_walk_candles
+from engine.settings import Costs, MinerSettings
+from engine.validation import (
+    TrialLog,
+    deflated_sharpe,
+    expected_max_sharpe,
+    genome_keys,
+    permutation_p_value,
+    task_candles,
+    validation_tasks,
+    verdict,
+)
+
+# a small, fast search over a narrow period menu on 20,000 bars; the fast planted case has a strong edge (the
+# moderate one, and the search at default settings, are bench/research.py's)
+FAST = {"population": 40, "generations": 8, "period_menu": (7, 10, 14, 20), "risk": "MEDIUM"}
+
+
+def test_the_p_value_counts_copies_at_least_as_good():
+    assert permutation_p_value(5.0, [1.0] * 19) == 0.05
+    assert permutation_p_value(5.0, [1.0] * 18 + [5.0]) == 0.10
+    assert permutation_p_value(0.0, [1.0] * 19) == 1.0
+
+
+def test_expected_max_sharpe_matches_the_best_of_simulated_lucky_trials():
+    rng = np.random.default_rng(0)
+    for trials, variance in ((100, 1.0), (1_000, 0.04)):
+        maxima = rng.normal(0.0, np.sqrt(variance), size=(2_000, trials)).max(axis=1)
+        assert expected_max_sharpe(trials, variance) == pytest.approx(maxima.mean(), rel=0.03)
+    assert expected_max_sharpe(1, 1.0) == 0.0
+
+
+def test_deflated_sharpe_separates_skill_from_the_luck_of_many_trials():
+    rng = np.random.default_rng(1)
+    lucky = rng.normal(0.002, 0.02, 200)  # per-trade Sharpe 0.1 over 200 trades
+    skilled = rng.normal(0.01, 0.02, 200)  # per-trade Sharpe 0.5
+    variance = 1.0 / 200  # the spread of Sharpe estimates of 200 trades with no skill
+    assert deflated_sharpe(lucky, 5_000, variance)[2] < 0.5
+    assert deflated_sharpe(skilled, 5_000, variance)[2] > 0.99
+    assert deflated_sharpe(lucky[:2], 5_000, variance) is None
+
+
+def test_distinct_strategies_are_counted_once_and_survive_a_checkpoint():
+    rows = np.zeros((4, L.GENOME_WIDTH))
+    rows[1, 0] = 1.0
+    rows[3, 0] = -0.0  # the same gene as 0.0
+    metrics = np.zeros((4, 2, L.N_METRICS))
+    log = TrialLog(min_trades=0)
+    log.add(rows, metrics)
+    assert log.count == 2 and len(set(genome_keys(rows).tolist())) == 2
+    restored = TrialLog(0, log.state())
+    restored.add(rows[:2], metrics[:2])
+    assert restored.count == 2
+
+
+def test_verdict_rules():
+    common = dict(strategies_tried=100, min_trades=30, trade_returns=np.zeros(0), sharpe_variance=0.0)
+    assert verdict(permutations=19, best_fitness=3.0, copies_best=[1.0] * 19, meets_min_trades=True,
+                   **common).verdict == "edge"
+    assert verdict(permutations=19, best_fitness=3.0, copies_best=[1.0] * 18 + [3.5], meets_min_trades=True,
+                   **common).verdict == "no_edge"
+    short = verdict(permutations=19, best_fitness=3.0, copies_best=[1.0] * 19, meets_min_trades=False, **common)
+    assert short.verdict == "no_edge" and "fewer than 30 training trades" in short.evidence
+    off = verdict(permutations=0, best_fitness=3.0, copies_best=[], meets_min_trades=True, **common)
+    assert off.verdict == "not_validated" and off.p_value is None and "permutations 0" in off.evidence
+    cut = verdict(permutations=19, best_fitness=3.0, copies_best=None, meets_min_trades=True, **common)
+    assert cut.verdict == "not_validated" and "ended before" in cut.evidence
+
+
+def test_shuffling_destroys_the_planted_edge():
+    """The hand-written rule's per-trade t falls from about 4 to the random-walk level on every shuffled copy."""
+    candles = planted_edge_candles(seed=1)
+    settings = MinerSettings(seed=1, permutations=5)
+    train = split_windows(len(candles), settings.holdout_fraction)[0]
+
+    def rule_t(c):
+        return LocalBacktester(c, Costs()).report(encode(PLANTED_RULE), train).metrics["trade_t_stat"]
+
+    copies = [rule_t(task_candles(t, candles, train, settings.seed)) for t in validation_tasks(settings)[1:]]
+    walk = rule_t(random_walk_candles(seed=1))
+    assert rule_t(candles) > 3.0
+    assert all(t < 0.0 for t in copies)  # after costs, nothing left to earn
+    assert abs(np.mean(copies) - walk) < 3.0
+
+
+def test_a_planted_edge_gets_the_edge_verdict():
+    result = mine(planted_edge_candles(20_000, seed=2, strength=0.0015), MinerSettings(seed=1, **FAST))
+    v = result.validation
+    assert v.verdict == "edge" and v.p_value == 0.05 and v.permutations == 19
+    assert v.best_fitness > max(v.copies_best_fitness) and v.meets_min_trades
+    assert result.fitness > result.baselines.random_best_fitness
+    assert result.holdout_metrics["return_pct"] > 0 and result.best_genome.direction == "long"
+
+
+def test_a_random_walk_gets_no_edge():
+    result = mine(random_walk_candles(20_000, seed=2), MinerSettings(seed=3, **FAST))
+    assert result.validation.verdict == "no_edge" and result.validation.p_value > 0.05
+    assert result.validation.evidence.startswith("no evidence of an edge")
+
+
+def test_a_cancelled_job_is_not_validated():
+    stops = iter([False] * 3 + [True] * 1_000)
+    result = mine(random_walk_candles(5_000, seed=1), MinerSettings(population=8, generations=2, batch_size=4),
+                  should_stop=lambda: next(stops))
+    assert result.cancelled and result.validation.verdict == "not_validated"
+
+
+def test_a_job_resumed_mid_validation_gives_the_same_verdict():
+    candles = random_walk_candles(8_000, seed=4)
+    settings = MinerSettings(population=10, generations=2, seed=4, permutations=3)
+    straight = mine(candles, settings)
+    states = []
+    mine(candles, settings, on_checkpoint=states.append, should_stop=lambda: len(states) >= 4)
+    mid = states[-1]
+    assert 0 < len(mid["validated"]) < len(validation_tasks(settings))  # stopped between validation searches
+    resumed = mine(candles, settings, resume_state=mid)
+    assert resumed.model_dump() == straight.model_dump()
+    assert MiningSession(len(candles), candles.fingerprint, settings, resume_state=mid).pending_tasks()
