@@ -159,7 +159,7 @@ def _params(pairs: list[str]) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep or not key.strip():
-            raise UsageError(f"--param {pair!r}: expected NAME=NUMBER, e.g. --param min_trades=20")
+            raise UsageError(f"--param {pair!r}: expected NAME=NUMBER, e.g. --param drawdown_limit=0.3")
     return params
 
 
