@@ -329,11 +329,11 @@ class MinerCoordinator:
                 if job_id in self._cancelled:
                     raise _Cancelled
                 data_id, data_ref = real_data
-                data = session.task_data(task, candles)
+                data = await asyncio.to_thread(session.task_data, task, candles)  # a shuffle: tens of ms
                 if data is not candles:
                     data_ref = await asyncio.to_thread(lambda: put_tables(data, menu_features(data)))
                     data_id = data.fingerprint
-                run = session.task_run(task)
+                run = await asyncio.to_thread(session.task_run, task)
                 while not run.done:
                     if job_id in self._cancelled:
                         raise _Cancelled
