@@ -33,6 +33,7 @@ from engine.shuffle import shuffled_copy
 from schema.research import SIGNIFICANCE, Validation
 
 SHUFFLE_STREAM = 0x5EED
+SHARPE_LIMIT = 1.0
 EULER_GAMMA = 0.5772156649015329
 
 
@@ -75,8 +76,8 @@ def genome_keys(population: np.ndarray) -> np.ndarray:
 
 class TrialLog:
     """Every distinct strategy a search evaluated, and the variance of the per-trade Sharpe ratios of those that
-    could have been reported (at least ``min_trades`` and two trades): a handful of trades gives a Sharpe estimate
-    so noisy that it would swamp the spread of the real candidates.
+    could have been reported (at least ``min_trades`` and two trades; winsorised at +-``SHARPE_LIMIT``): a handful
+    of trades gives a Sharpe estimate so noisy that it would swamp the spread of the real candidates.
 
     Its state is small and JSON-able (part of the checkpoint), so a resumed job counts exactly as an
     uninterrupted one.
@@ -100,7 +101,9 @@ class TrialLog:
         self.keys = np.union1d(self.keys, unique[fresh])
         trades, mean, std = pooled_trade_stats(fold_metrics[rows])
         defined = (trades >= max(self.min_trades, 2)) & (std > 0)
-        sharpe = mean[defined] / std[defined]
+        # winsorised at +-1: with min_trades trades a per-trade Sharpe beyond 1 is an artefact of near-identical
+        # returns (every exit at the target), and a few of those would set the bar for every real strategy
+        sharpe = np.clip(mean[defined] / std[defined], -SHARPE_LIMIT, SHARPE_LIMIT)
         self.sharpe_count += int(sharpe.size)
         self.sharpe_sum += float(sharpe.sum())
         self.sharpe_squares += float((sharpe**2).sum())

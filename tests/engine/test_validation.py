@@ -125,3 +125,16 @@ def test_a_job_resumed_mid_validation_gives_the_same_verdict():
     resumed = mine(candles, settings, resume_state=mid)
     assert resumed.model_dump() == straight.model_dump()
     assert MiningSession(len(candles), candles.fingerprint, settings, resume_state=mid).pending_tasks()
+
+
+def test_near_identical_trade_returns_do_not_set_the_bar_for_the_deflated_sharpe():
+    """A no-stop strategy whose exits all hit the target has a per-trade Sharpe in the hundreds; it is clipped."""
+    metrics = np.zeros((3, 1, L.N_METRICS))
+    metrics[:, 0, L.M_TRADES] = 40
+    metrics[:, 0, L.M_AVG_TRADE_RETURN] = [0.01, -0.01, 0.02]
+    metrics[:, 0, L.M_TRADE_T_STAT] = [0.3, -0.3, 2_000.0]  # the last: std = mean * sqrt(40) / 2000
+    rows = np.arange(3 * L.GENOME_WIDTH, dtype=float).reshape(3, L.GENOME_WIDTH)
+    log = TrialLog(min_trades=30)
+    log.add(rows, metrics)
+    assert log.sharpe_count == 3
+    assert log.sharpe_variance == pytest.approx(np.var([0.3 / 40**0.5, -0.3 / 40**0.5, 1.0], ddof=1))
