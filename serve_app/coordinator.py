@@ -18,6 +18,7 @@ import ray
 from client import models as wire
 from engine import events as ev
 from engine.backtester import LocalBacktester, split_windows
+from engine.baselines import budget
 from engine.candles import Candles
 from engine.features import FeatureStore
 from engine.miner import MiningSession
@@ -343,8 +344,7 @@ class MinerCoordinator:
                 nonlocal progress
                 finished = session.record(task, run)
                 progress = progress.model_copy(update={"validation_done": finished.done,
-                                                       "evaluations": progress.evaluations + session.settings.population
-                                                       * session.settings.generations})
+                                                       "evaluations": progress.evaluations + budget(session.settings)})
                 with self.store.transaction():
                     self.store.save_checkpoint(job_id, session.generation, session.checkpoint())
                     self.store.set_progress(job_id, progress.model_dump())
