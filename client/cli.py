@@ -23,6 +23,7 @@ from client.display import follow, print_result
 from client.errors import MinerClientError, ServiceError
 from client.settings import ConfigError, resolve
 from schema.research import ValidationSettings
+from schema.search import SearchSettings
 
 OK, USAGE, SERVICE, JOB_FAILED = 0, 2, 3, 4
 
@@ -47,7 +48,7 @@ def cmd_submit(client: MinerClient, args, console: Console) -> int:
         spec = wire.JobSpec(dataset=args.dataset, population=args.population, generations=args.generations,
                             risk=args.risk, seed=args.seed, holdout_fraction=args.holdout, costs=costs,
                             evaluator=args.evaluator, folds=args.folds, min_trades=args.min_trades,
-                            permutations=args.permutations)
+                            permutations=args.permutations, islands=args.islands)
     except ValidationError as exc:
         raise UsageError("; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
                                    for e in exc.errors())) from None
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--permutations", type=int, default=validation.permutations,
                         help="shuffled copies the search is repeated on for the verdict; 0 = no verdict "
                              f"(default {validation.permutations})")
+    islands = SearchSettings.model_fields["islands"].default
+    submit.add_argument("--islands", type=int, default=islands,
+                        help=f"sub-populations of the search, each at least 8 genomes (default {islands})")
     submit.add_argument("--follow", action="store_true", help="show live progress, then the result")
     add("follow", cmd_follow, "show a job's live progress, then its result").add_argument("job")
     add("jobs", cmd_jobs, "list recent jobs").add_argument("--limit", type=int, default=20)

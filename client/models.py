@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schema.research import Baselines, FoldResult, Validation, ValidationSettings
+from schema.search import SearchSettings
 
 
 class _Wire(BaseModel):
@@ -23,10 +24,11 @@ class Costs(_Wire):
     initial_cash: float = Field(10_000.0, ge=1, le=1e12, description="starting cash, USD (1 to 10^12)")
 
 
-class JobSpec(_Wire, ValidationSettings):
+class JobSpec(_Wire, ValidationSettings, SearchSettings):
     """What to mine. Omitted costs and evaluator take the service's configured defaults.
 
-    folds, min_trades and permutations (how the result is tested) come from ``schema.research``.
+    folds, min_trades and permutations (how the result is tested) come from ``schema.research``, islands (how the
+    search is organised) from ``schema.search``.
     """
 
     dataset: str = Field(min_length=1, max_length=200, description="dataset name, see GET /v1/datasets")

@@ -39,5 +39,5 @@ class RandomSearch(GeneticSearch):
     def __init__(self, settings: MinerSettings, *, state: dict | None = None):
         super().__init__(settings, state=state, stream=RANDOM_BASELINE_STREAM)
 
-    def _breed(self, fitness: np.ndarray, order: np.ndarray) -> np.ndarray:
-        return self.space.random_population(self.settings.population, self.rng)
+    def _breed(self, pool: np.ndarray, fitness: np.ndarray, count: int) -> np.ndarray:
+        return self._fresh(count)

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training trades below which a strategy ranks last")
     parser.add_argument("--permutations", type=int, default=defaults.permutations,
                         help="shuffled copies the search is repeated on for the verdict (0: no verdict)")
+    parser.add_argument("--islands", type=int, default=defaults.islands,
+                        help="sub-populations of the search, each at least 8 genomes")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="backtest threads (default: all cores)")
     parser.add_argument("--out", default="best_strategy.json", help="where to write the result JSON")
     return parser
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = MinerSettings(population=args.population, generations=args.generations, risk=args.risk,
                                  seed=args.seed, holdout_fraction=args.holdout, folds=args.folds,
                                  min_trades=args.min_trades, permutations=args.permutations,
+                                 islands=args.islands,
                                  costs=Costs(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps))
         evaluator = get_evaluator(args.evaluator)
         if args.data:

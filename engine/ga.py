@@ -1,17 +1,99 @@
-"""Ask/tell genetic search over encoded genomes.
+"""Ask/tell island-model genetic search over encoded genomes.
 
-The search does not know where genomes are evaluated: ``ask()`` returns the population matrix,
-``tell(fitness)`` takes one fitness per row (by row index, never by completion order) and breeds the
-next generation. Its whole state (population, generation, best so far, RNG state) is a JSON-able
-dict, so a job can be checkpointed after any generation and resumed bit-for-bit.
+The search does not know where genomes are evaluated: ``ask()`` returns the generation's genomes, ``tell(fitness)``
+takes one fitness per row (by row index, never by completion order) and breeds the next generation. Its whole
+state is JSON-able, so a job can be checkpointed after any generation and resumed bit-for-bit.
+
+**Islands** (D. Whitley, S. Rana, R. Heckendorn, "The island model genetic algorithm: on separability, population
+size and convergence", 1999): the population is split into ``islands`` sub-populations that breed apart and pass
+their best genome along a ring every ``MIGRATION_INTERVAL`` generations. One population converges on the first
+decent strategy it meets; several explore several. An island whose best has not improved for
+``STAGNATION_LIMIT`` generations starts again from random genomes (the job's best is kept). The number of islands
+is a job setting, never the cluster's shape, so the result is the same on one laptop or two.
+
+**Every genome asked for is new.** A child equal to a genome the search already asked for (same canonical key,
+``engine.genome.genome_keys``) is mutated again, and after ``REDRAW_TRIES`` replaced by a random genome: the
+budget, population x generations, is spent on distinct strategies, and elites keep their fitness instead of being
+backtested again. The memory of keys is bounded (``SEEN_LIMIT``, oldest forgotten first) and is part of the state.
 """
 
 from __future__ import annotations
 
+import base64
+from collections import deque
+from dataclasses import dataclass
+
 import numpy as np
 
+from engine import layout as L
+from engine.genome import genome_keys
 from engine.settings import MinerSettings
 from engine.space import GenomeSpace
+
+MIGRATION_INTERVAL = 5  # generations between migrations
+STAGNATION_LIMIT = 8  # generations without a better island best before the island restarts
+MIN_ISLAND_SIZE = 8  # a population smaller than islands x this runs fewer islands
+SEEN_LIMIT = 500_000  # genome keys remembered for duplicate elimination (4 MB as the checkpoint's bytes)
+REDRAW_TRIES = 8  # mutations of a duplicate child before it is replaced by a random genome
+
+
+def island_sizes(population: int, islands: int) -> list[int]:
+    """Genomes per island: as equal as possible, at least ``MIN_ISLAND_SIZE`` each (so fewer islands if needed)."""
+    count = max(1, min(islands, population // MIN_ISLAND_SIZE))
+    base, extra = divmod(population, count)
+    return [base + (1 if i < extra else 0) for i in range(count)]
+
+
+def _pack(array: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
+
+
+def _unpack(text: str, dtype, width: int | None = None) -> np.ndarray:
+    array = np.frombuffer(base64.b64decode(text), dtype=dtype).copy()
+    return array.reshape(-1, width) if width else array
+
+
+class SeenGenomes:
+    """Keys of the genomes a search has asked for, oldest first; past ``limit`` the oldest are forgotten."""
+
+    def __init__(self, keys: np.ndarray | None = None, limit: int = SEEN_LIMIT):
+        self.limit = limit
+        self.order: deque[int] = deque(int(k) for k in ([] if keys is None else keys))
+        self.keys = set(self.order)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self.keys
+
+    def add(self, key: int) -> None:
+        self.order.append(key)
+        self.keys.add(key)
+        if len(self.order) > self.limit:
+            self.keys.discard(self.order.popleft())
+
+    def state(self) -> str:
+        return _pack(np.fromiter(self.order, dtype=np.uint64, count=len(self.order)))
+
+
+@dataclass
+class Island:
+    """One sub-population: the genomes of its current generation and its elites (best so far, fitness known)."""
+
+    rows: np.ndarray
+    elite_rows: np.ndarray
+    elite_fitness: np.ndarray
+    best: float = -np.inf
+    stale: int = 0  # generations since ``best`` last improved
+
+    def state(self) -> dict:
+        return {"rows": _pack(self.rows), "elite_rows": _pack(self.elite_rows),
+                "elite_fitness": _pack(self.elite_fitness), "best": _pack(np.array([self.best])), "stale": self.stale}
+
+    @classmethod
+    def restore(cls, state: dict) -> Island:
+        return cls(rows=_unpack(state["rows"], np.float64, L.GENOME_WIDTH),
+                   elite_rows=_unpack(state["elite_rows"], np.float64, L.GENOME_WIDTH),
+                   elite_fitness=_unpack(state["elite_fitness"], np.float64),
+                   best=float(_unpack(state["best"], np.float64)[0]), stale=int(state["stale"]))
 
 
 class GeneticSearch:
@@ -22,12 +104,16 @@ class GeneticSearch:
         self.space = GenomeSpace(settings.preset, settings.period_menu)
         seed = settings.seed if stream == 0 else np.random.SeedSequence([settings.seed, stream])
         self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.sizes = island_sizes(settings.population, settings.islands)
+        self.elite = min(settings.elite, min(self.sizes) - 1)
         if state is None:
             self.generation = 0
-            self.population = self.space.random_population(settings.population, self.rng)
+            self.seen = SeenGenomes()
             self.best_row: np.ndarray | None = None
             self.best_fitness = -np.inf
             self.history: list[float] = []
+            empty = np.empty((0, L.GENOME_WIDTH)), np.empty(0)
+            self.islands = [Island(self._fresh(n), *empty) for n in self.sizes]
         else:
             self._restore(state)
 
@@ -36,36 +122,89 @@ class GeneticSearch:
         return self.generation >= self.settings.generations
 
     def ask(self) -> np.ndarray:
-        """The current generation's genomes, one encoded row each (a copy)."""
-        return self.population.copy()
+        """The current generation's genomes, one encoded row each, island after island (a copy)."""
+        return np.concatenate([island.rows for island in self.islands])
 
     def tell(self, fitness: np.ndarray) -> None:
         """Score the current generation and breed the next one."""
         fitness = np.asarray(fitness, dtype=np.float64)
-        if fitness.shape != (self.population.shape[0],):
-            raise ValueError(f"expected {self.population.shape[0]} fitness values, got shape {fitness.shape}")
+        population = self.ask()
+        if fitness.shape != (population.shape[0],):
+            raise ValueError(f"expected {population.shape[0]} fitness values, got shape {fitness.shape}")
         fitness = np.where(np.isfinite(fitness), fitness, -np.inf)
-        order = np.argsort(-fitness, kind="stable")
-        if self.best_row is None or fitness[order[0]] > self.best_fitness:
-            self.best_row, self.best_fitness = self.population[order[0]].copy(), float(fitness[order[0]])
-        self.history.append(float(fitness[order[0]]))
+        top = int(np.argmax(fitness))
+        if self.best_row is None or fitness[top] > self.best_fitness:
+            self.best_row, self.best_fitness = population[top].copy(), float(fitness[top])
+        self.history.append(self.best_fitness)
         self.generation += 1
-        if not self.done:
-            self.population = self._breed(fitness, order)
-
-    def _breed(self, fitness: np.ndarray, order: np.ndarray) -> np.ndarray:
-        s, rng = self.settings, self.rng
-        children = [self.population[i].copy() for i in order[: s.elite]]
-        n_children = s.population - s.elite
-        parents = self._tournaments(fitness, 2 * n_children).reshape(n_children, 2)
-        crossing = rng.random(n_children) < s.crossover_rate
-        for (mother, father), cross in zip(parents, crossing, strict=True):
-            if cross:
-                child = self.space.crossover(self.population[mother], self.population[father], rng)
+        bounds = np.cumsum([0, *self.sizes])
+        pools = [self._score(island, fitness[lo:hi]) for island, lo, hi in zip(self.islands, bounds, bounds[1:],
+                                                                               strict=False)]
+        if self.done:
+            return
+        for island, (pool, pool_fitness) in zip(self.islands, pools, strict=True):
+            if island.stale >= STAGNATION_LIMIT:
+                island.rows = self._fresh(island.rows.shape[0])
+                island.elite_rows, island.elite_fitness = np.empty((0, L.GENOME_WIDTH)), np.empty(0)
+                island.best, island.stale = -np.inf, 0
             else:
-                child = self.population[mother].copy()
-            children.append(self.space.mutate(child, s.mutation_rate, rng))
+                island.rows = self._breed(pool, pool_fitness, island.rows.shape[0])
+        if len(self.islands) > 1 and self.generation % MIGRATION_INTERVAL == 0:
+            self._migrate()
+
+    def _score(self, island: Island, fitness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Record a generation on its island (best, staleness, elites); return the breeding pool: the elites it
+        had and the generation, with their fitness."""
+        if fitness.max() > island.best:
+            island.best, island.stale = float(fitness.max()), 0
+        else:
+            island.stale += 1
+        pool = np.concatenate([island.elite_rows, island.rows])
+        pool_fitness = np.concatenate([island.elite_fitness, fitness])
+        keep = np.argsort(-pool_fitness, kind="stable")[:self.elite]
+        island.elite_rows, island.elite_fitness = pool[keep], pool_fitness[keep]
+        return pool, pool_fitness
+
+    def _migrate(self) -> None:
+        """Each island's best elite joins the next island's elites (a ring; unless it has it already), to be a
+        parent there from the next generation on. With ``elite`` 0 there is nothing to pass."""
+        for sender, receiver in zip(self.islands, self.islands[1:] + self.islands[:1], strict=True):
+            if not sender.elite_fitness.size:
+                continue
+            migrant = sender.elite_rows[:1]
+            if np.any(np.all(receiver.elite_rows == migrant, axis=1)):
+                continue
+            receiver.elite_rows = np.concatenate([receiver.elite_rows, migrant])
+            receiver.elite_fitness = np.concatenate([receiver.elite_fitness, sender.elite_fitness[:1]])
+
+    def _breed(self, pool: np.ndarray, fitness: np.ndarray, count: int) -> np.ndarray:
+        """``count`` children of tournaments in an island's pool, each one new to the search."""
+        s, rng = self.settings, self.rng
+        parents = self._tournaments(fitness, 2 * count).reshape(count, 2)
+        crossing = rng.random(count) < s.crossover_rate
+        children = []
+        for (mother, father), cross in zip(parents, crossing, strict=True):
+            child = self.space.crossover(pool[mother], pool[father], rng) if cross else pool[mother].copy()
+            children.append(self._new(self.space.mutate(child, s.mutation_rate, rng)))
         return np.stack(children)
+
+    def _new(self, row: np.ndarray) -> np.ndarray:
+        """``row`` if the search has not asked for it yet, else a further mutation of it, else a random genome."""
+        for _ in range(REDRAW_TRIES):
+            key = int(genome_keys(row[None, :])[0])
+            if key not in self.seen:
+                self.seen.add(key)
+                return row
+            row = self.space.mutate(row, self.settings.mutation_rate, self.rng)
+        while True:
+            row = self.space.random_genome(self.rng)
+            key = int(genome_keys(row[None, :])[0])
+            if key not in self.seen:
+                self.seen.add(key)
+                return row
+
+    def _fresh(self, count: int) -> np.ndarray:
+        return np.stack([self._new(self.space.random_genome(self.rng)) for _ in range(count)])
 
     def _tournaments(self, fitness: np.ndarray, count: int) -> np.ndarray:
         """Winners of ``count`` tournaments of ``tournament_size`` genomes drawn with replacement.
@@ -79,17 +218,19 @@ class GeneticSearch:
     def state(self) -> dict:
         return {
             "generation": self.generation,
-            "population": self.population.tolist(),
-            "best_row": None if self.best_row is None else self.best_row.tolist(),
-            "best_fitness": self.best_fitness if np.isfinite(self.best_fitness) else None,
-            "history": list(self.history),
+            "islands": [island.state() for island in self.islands],
+            "seen": self.seen.state(),
+            "best_row": None if self.best_row is None else _pack(self.best_row),
+            "best_fitness": _pack(np.array([self.best_fitness])),
+            "history": _pack(np.array(self.history)),
             "rng": self.rng.bit_generator.state,
         }
 
     def _restore(self, state: dict) -> None:
         self.generation = int(state["generation"])
-        self.population = np.asarray(state["population"], dtype=np.float64)
-        self.best_row = None if state["best_row"] is None else np.asarray(state["best_row"], dtype=np.float64)
-        self.best_fitness = -np.inf if state["best_fitness"] is None else float(state["best_fitness"])
-        self.history = [float(x) for x in state["history"]]
+        self.islands = [Island.restore(island) for island in state["islands"]]
+        self.seen = SeenGenomes(_unpack(state["seen"], np.uint64))
+        self.best_row = None if state["best_row"] is None else _unpack(state["best_row"], np.float64)
+        self.best_fitness = float(_unpack(state["best_fitness"], np.float64)[0])
+        self.history = _unpack(state["history"], np.float64).tolist()
         self.rng.bit_generator.state = state["rng"]

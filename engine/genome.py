@@ -12,6 +12,7 @@ is optional (0 turns it off). JSON form:
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Literal
 
 import numpy as np
@@ -215,3 +216,23 @@ def decode(row: np.ndarray) -> Genome:
         leverage=float(row[L.LEVERAGE]),
     )
 
+
+
+def canonical(row: np.ndarray) -> np.ndarray:
+    """The row with its entry rules and its exit rules each in sorted order (both are ANDs, so order means
+    nothing) and -0.0 read as 0.0: two rows with the same canonical form are the same strategy."""
+    row = row + 0.0
+    for offset, count, most in ((L.ENTRY_OFFSET, row[L.N_ENTRY], L.MAX_ENTRY_RULES),
+                                (L.EXIT_OFFSET, row[L.N_EXIT], L.MAX_EXIT_RULES)):
+        count = int(np.clip(count, 0, most))  # (a row that is no genome keeps a key: it is never sorted wrongly)
+        rules = row[offset:offset + count * L.RULE_WIDTH].reshape(count, L.RULE_WIDTH)
+        order = np.lexsort(rules.T[::-1])
+        row[offset:offset + count * L.RULE_WIDTH] = rules[order].ravel()
+    return row
+
+
+def genome_keys(population: np.ndarray) -> np.ndarray:
+    """One 8-byte identity per encoded row, over its canonical form: the key of the search's duplicate
+    elimination and of the count of distinct strategies a search tried."""
+    return np.array([int.from_bytes(hashlib.blake2b(canonical(row).tobytes(), digest_size=8).digest(), "little")
+                     for row in np.asarray(population, dtype=np.float64)], dtype=np.uint64)

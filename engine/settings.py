@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from engine import layout as L
 from schema.research import ValidationSettings
+from schema.search import SearchSettings
 
 
 class _Settings(BaseModel):
@@ -70,10 +71,11 @@ RISK_PRESETS: dict[RiskLevel, RiskPreset] = {
 DEFAULT_PERIOD_MENU = (5, 7, 10, 14, 20, 30, 50, 100, 200)
 
 
-class MinerSettings(_Settings, ValidationSettings):
+class MinerSettings(_Settings, ValidationSettings, SearchSettings):
     """Everything that, with the data, the seed and the evaluator, determines a mining result.
 
-    The folds, min_trades and permutations fields come from ``schema.research.ValidationSettings``.
+    The folds, min_trades and permutations fields come from ``schema.research.ValidationSettings``, islands from
+    ``schema.search.SearchSettings``.
     """
 
     # 3,000 evaluations per search by default: at 50 x 20 the search rarely found a planted edge (docs/research.md)
@@ -83,7 +85,7 @@ class MinerSettings(_Settings, ValidationSettings):
     seed: int = Field(0, ge=0, le=2**63 - 1)
     holdout_fraction: float = Field(0.2, ge=0.0, le=0.5,
                                     description="share of the most recent bars kept out of training")
-    elite: int = Field(2, ge=0, description="best genomes copied unchanged into the next generation")
+    elite: int = Field(2, ge=0, description="best genomes of each island kept as parents, never re-evaluated")
     tournament_size: int = Field(3, ge=2, le=64)
     crossover_rate: float = Field(0.9, ge=0.0, le=1.0)
     mutation_rate: float = Field(0.2, ge=0.0, le=1.0)

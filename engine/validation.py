@@ -16,7 +16,6 @@ kurtosis of the strategy's own trade returns.
 from __future__ import annotations
 
 import base64
-import hashlib
 import math
 from statistics import NormalDist
 from typing import Literal, NamedTuple
@@ -27,6 +26,7 @@ from engine.backtester import Window
 from engine.baselines import RandomSearch
 from engine.candles import Candles
 from engine.ga import GeneticSearch
+from engine.genome import genome_keys
 from engine.scoring import pooled_trade_stats
 from engine.settings import MinerSettings
 from engine.shuffle import shuffled_copy
@@ -67,13 +67,6 @@ def task_search(task: ValidationTask, settings: MinerSettings) -> GeneticSearch:
 
 
 # ---- distinct strategies and the spread of their Sharpe ratios ------------------------------------------------
-def genome_keys(population: np.ndarray) -> np.ndarray:
-    """An 8-byte identity per encoded genome row (-0.0 and 0.0 are the same gene)."""
-    rows = np.ascontiguousarray(population + 0.0)
-    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
-                     for row in rows], dtype=np.uint64)
-
-
 class TrialLog:
     """Every distinct strategy a search evaluated, and the variance of the per-trade Sharpe ratios of those that
     could have been reported (at least ``min_trades`` and two trades; winsorised at +-``SHARPE_LIMIT``): a handful

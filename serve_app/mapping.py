@@ -24,7 +24,7 @@ def settings_for(spec: wire.JobSpec) -> MinerSettings:
     costs = spec.costs or wire.Costs()
     return MinerSettings(population=spec.population, generations=spec.generations, risk=spec.risk, seed=spec.seed,
                          holdout_fraction=spec.holdout_fraction, folds=spec.folds, min_trades=spec.min_trades,
-                         permutations=spec.permutations,
+                         permutations=spec.permutations, islands=spec.islands,
                          costs=Costs(fee_bps=costs.fee_bps, slippage_bps=costs.slippage_bps,
                                      initial_cash=costs.initial_cash))
 

@@ -1,3 +1,4 @@
+import base64
 import json
 
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 from engine import layout as L
 from engine.backtester import LocalBacktester, split_windows
 from engine.evaluator import get_evaluator
-from engine.ga import GeneticSearch
-from engine.genome import decode
+from engine.ga import MIGRATION_INTERVAL, STAGNATION_LIMIT, GeneticSearch, SeenGenomes, island_sizes
+from engine.genome import decode, genome_keys
 from engine.settings import RISK_PRESETS, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
@@ -42,22 +43,99 @@ def test_same_seed_same_populations_different_seed_different():
     np.testing.assert_array_equal(a.ask(), b.ask())
 
 
-def test_elites_survive_and_best_is_tracked():
-    search = GeneticSearch(MinerSettings(population=10, elite=2, seed=3))
+def test_every_genome_asked_for_is_new_so_the_budget_buys_distinct_strategies():
+    settings = MinerSettings(population=40, generations=15, seed=5, mutation_rate=0.05, crossover_rate=0.1)
+    search = GeneticSearch(settings)
+    asked = []
+    while not search.done:
+        population = search.ask()
+        asked.append(population)
+        # flat fitness with one stand-out: the population converges and clones of it are bred again and again
+        fitness = np.zeros(len(population))
+        fitness[0] = 1.0
+        search.tell(fitness)
+    keys = genome_keys(np.concatenate(asked))
+    assert keys.size == settings.population * settings.generations == np.unique(keys).size
+
+
+def test_elites_keep_their_fitness_and_are_never_asked_for_again():
+    search = GeneticSearch(MinerSettings(population=10, elite=2, islands=1, seed=3))
     population = search.ask()
-    fitness = np.linspace(0, 1, 10)
-    search.tell(fitness)
-    nxt = search.ask()
-    np.testing.assert_array_equal(nxt[0], population[9])
-    np.testing.assert_array_equal(nxt[1], population[8])
-    assert search.best_fitness == 1.0 and search.history == [1.0]
+    search.tell(np.linspace(0, 1, 10))
+    (island,) = search.islands
+    np.testing.assert_array_equal(island.elite_rows, population[[9, 8]])
+    np.testing.assert_array_equal(island.elite_fitness, [1.0, 8 / 9])
+    assert not set(genome_keys(search.ask()).tolist()) & set(genome_keys(population).tolist())
+    search.tell(np.full(10, 0.5))  # a worse generation: the elites and the job's best stay
+    np.testing.assert_array_equal(island.elite_rows[0], population[9])
+    np.testing.assert_array_equal(search.best_row, population[9])
+    assert search.history == [1.0, 1.0]
 
 
 def test_nan_fitness_ranks_last():
     search = GeneticSearch(MinerSettings(population=4, elite=1, seed=3))
     population = search.ask()
     search.tell(np.array([np.nan, -5.0, np.inf, -1.0]))
-    np.testing.assert_array_equal(search.ask()[0], population[3])
+    np.testing.assert_array_equal(search.best_row, population[3])
+    np.testing.assert_array_equal(search.islands[0].elite_rows[0], population[3])
+
+
+@pytest.mark.parametrize(("population", "islands", "sizes"), [
+    (100, 4, [25, 25, 25, 25]), (30, 4, [10, 10, 10]), (20, 4, [10, 10]), (4, 4, [4]), (50, 1, [50]), (33, 2, [17, 16]),
+])
+def test_islands_split_the_population_with_at_least_eight_genomes_each(population, islands, sizes):
+    assert island_sizes(population, islands) == sizes
+    assert GeneticSearch(MinerSettings(population=population, islands=islands)).ask().shape[0] == population
+
+
+def test_islands_pass_their_best_along_a_ring_every_few_generations():
+    search = GeneticSearch(MinerSettings(population=24, islands=3, generations=20, seed=2))
+    rng = np.random.default_rng(0)
+    for _ in range(MIGRATION_INTERVAL - 1):
+        search.tell(rng.normal(size=24))
+    population = search.ask()
+    fitness = rng.normal(size=24)
+    fitness[3] = 50.0  # the best genome of island 0 (rows 0-7)
+    search.tell(fitness)
+    assert search.generation == MIGRATION_INTERVAL
+    receiver = search.islands[1]
+    assert np.any(np.all(receiver.elite_rows == population[3], axis=1))
+    assert 50.0 in receiver.elite_fitness
+
+
+def test_a_stagnant_island_restarts_from_random_genomes_and_the_job_keeps_its_best():
+    search = GeneticSearch(MinerSettings(population=16, islands=2, generations=30, seed=4))
+    first = search.ask()
+    search.tell(np.arange(16.0))
+    for _ in range(STAGNATION_LIMIT):
+        search.tell(np.full(16, -1.0))  # no island improves
+    assert all(island.stale == 0 and island.best == -np.inf and island.elite_rows.size == 0
+               for island in search.islands)
+    np.testing.assert_array_equal(search.best_row, first[15])
+    assert search.best_fitness == 15.0
+
+
+def test_seen_genomes_forget_the_oldest_first():
+    seen = SeenGenomes(limit=3)
+    for key in (1, 2, 3, 4):
+        seen.add(key)
+    assert 1 not in seen and all(k in seen for k in (2, 3, 4))
+    assert list(SeenGenomes(np.frombuffer(base64.b64decode(seen.state()), dtype=np.uint64)).order) == [2, 3, 4]
+
+
+def test_the_genome_key_ignores_rule_order_and_the_sign_of_zero():
+    space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], (5, 10, 20))
+    rng = np.random.default_rng(3)
+    row = space._with_rules(space.random_genome(rng), [space.random_rule(rng) for _ in range(3)], [])
+    row[L.TRAILING_STOP] = 0.0
+    swapped = space._with_rules(row, space.rules(row, L.ENTRY_OFFSET, 3)[::-1], [])
+    negative_zero = row.copy()
+    negative_zero[L.TRAILING_STOP] = -0.0
+    keys = genome_keys(np.stack([row, swapped, negative_zero]))
+    assert keys[0] == keys[1] == keys[2]
+    other = row.copy()
+    other[L.SIZE] = np.nextafter(row[L.SIZE], 2.0)
+    assert genome_keys(other[None, :])[0] != keys[0]
 
 
 def test_wrong_fitness_shape_is_rejected():
@@ -67,7 +145,8 @@ def test_wrong_fitness_shape_is_rejected():
 
 
 def test_checkpoint_state_is_json_and_resumes_bit_for_bit():
-    settings = MinerSettings(population=12, generations=6, seed=9)
+    # two islands, a migration at generation 5 and, with fitness this flat, restarts: all of it must resume
+    settings = MinerSettings(population=16, generations=14, islands=2, seed=9)
     candles = synthetic_candles(2_000, seed=2)
     tester = LocalBacktester(candles, settings.costs)
     train, _ = split_windows(len(candles), 0.2)
@@ -77,13 +156,13 @@ def test_checkpoint_state_is_json_and_resumes_bit_for_bit():
         search.tell(scorer.fitness(tester.evaluate(search.ask(), train)))
 
     straight = GeneticSearch(settings)
-    for _ in range(6):
+    for _ in range(14):
         step(straight)
     first = GeneticSearch(settings)
-    for _ in range(3):
+    for _ in range(7):
         step(first)
     resumed = GeneticSearch(settings, state=json.loads(json.dumps(first.state())))
-    for _ in range(3):
+    for _ in range(7):
         step(resumed)
     np.testing.assert_array_equal(resumed.best_row, straight.best_row)
     assert resumed.history == straight.history and resumed.done

@@ -1,0 +1,14 @@
+"""The job settings that shape the search itself; shared by the engine's settings and the API."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class SearchSettings(BaseModel):
+    """How the genetic search is organised (``engine.ga``). Part of a job's identity: a different value gives a
+    different result, but the same value gives the same result on any cluster."""
+
+    islands: int = Field(4, ge=1, le=64,
+                         description="sub-populations that breed apart and swap their best genomes; a population "
+                                     "under 8 per island runs fewer islands")
