@@ -6,9 +6,9 @@ For each of seeds 0-9 (fixed here) it runs a job at the default job settings (``
 seed changed: population, generations, folds, min_trades, permutations, costs and evaluator all at their
 defaults) on three kinds of data and prints one row per job and a summary:
 
-- planted: ``engine.planted.planted_edge_candles(seed)``, 50,000 bars with a persistent edge whose hand-written
-  rule has a t-statistic of about 4 after default costs on the training window (printed per seed), with the
-  fitness that rule itself gets under the job's scoring and the p-value it would get against the same
+- planted: ``engine.planted.calibrated_planted_candles(seed)``, 50,000 bars with a persistent edge whose
+  hand-written rule has a t-statistic of 4 +- 0.2 after default costs on the training window (printed per seed),
+  with the fitness that rule itself gets under the job's scoring and the p-value it would get against the same
   shuffled copies if the search had found it (the power of the test, apart from the search's luck);
 - random walk: ``engine.planted.random_walk_candles(seed)``, the same volatility and no edge by construction;
 - BTC: the real BTC-USD 5-minute file (the seed changes only the search).
@@ -33,7 +33,12 @@ from engine.backtester import LocalBacktester  # noqa: E402
 from engine.candles import Candles, load_candles  # noqa: E402
 from engine.genome import encode  # noqa: E402
 from engine.miner import MiningResult, MiningSession, evaluate_folds, mine  # noqa: E402
-from engine.planted import PLANTED_RULE, planted_edge_candles, planted_rule_t_stat, random_walk_candles  # noqa: E402
+from engine.planted import (  # noqa: E402
+    PLANTED_RULE,
+    calibrated_planted_candles,
+    planted_rule_t_stat,
+    random_walk_candles,
+)
 from engine.settings import MinerSettings  # noqa: E402
 from engine.validation import permutation_p_value  # noqa: E402
 
@@ -77,7 +82,7 @@ def main() -> None:
     summary: dict[str, list[MiningResult]] = {"planted": [], "random walk": [], "BTC": []}
     rule_significant = 0
     for seed in SEEDS[:args.seeds]:
-        planted = planted_edge_candles(seed=seed)
+        planted = calibrated_planted_candles(seed=seed)
         for kind, candles in (("planted", planted), ("random walk", random_walk_candles(seed=seed)), ("BTC", btc)):
             settings = MinerSettings(seed=seed)
             started = time.perf_counter()

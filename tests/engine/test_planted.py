@@ -6,6 +6,9 @@ from engine.genome import encode
 from engine.planted import (
     DEFAULT_STRENGTH,
     PLANTED_RULE,
+    PLANTED_T_TARGET,
+    PLANTED_T_TOLERANCE,
+    calibrated_planted_candles,
     planted_edge_candles,
     planted_edge_mask,
     planted_rule_t_stat,
@@ -77,3 +80,11 @@ def test_planted_rule_profits_on_the_holdout():
 
 def test_trade_returns_are_pnl_over_the_equity_before_each_trade():
     np.testing.assert_allclose(trade_returns([{"pnl": 100.0}, {"pnl": -202.0}], 10_000.0), [0.01, -0.02])
+
+
+def test_calibrated_candles_plant_the_same_measured_edge_even_on_an_adverse_seed():
+    # seed 0's random walk works against the rule (t = 1.7 at the default strength); calibration compensates
+    assert planted_rule_t_stat(planted_edge_candles(seed=0)) < 2.0
+    candles = calibrated_planted_candles(seed=0)
+    assert abs(planted_rule_t_stat(candles) - PLANTED_T_TARGET) <= PLANTED_T_TOLERANCE
+    assert candles.fingerprint == calibrated_planted_candles(seed=0).fingerprint
