@@ -12,7 +12,6 @@ is optional (0 turns it off). JSON form:
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Literal
 
 import numpy as np
@@ -218,21 +217,39 @@ def decode(row: np.ndarray) -> Genome:
 
 
 
-def canonical(row: np.ndarray) -> np.ndarray:
-    """The row with its entry rules and its exit rules each in sorted order (both are ANDs, so order means
-    nothing) and -0.0 read as 0.0: two rows with the same canonical form are the same strategy."""
-    row = row + 0.0
-    for offset, count, most in ((L.ENTRY_OFFSET, row[L.N_ENTRY], L.MAX_ENTRY_RULES),
-                                (L.EXIT_OFFSET, row[L.N_EXIT], L.MAX_EXIT_RULES)):
-        count = int(np.clip(count, 0, most))  # (a row that is no genome keeps a key: it is never sorted wrongly)
-        rules = row[offset:offset + count * L.RULE_WIDTH].reshape(count, L.RULE_WIDTH)
-        order = np.lexsort(rules.T[::-1])
-        row[offset:offset + count * L.RULE_WIDTH] = rules[order].ravel()
-    return row
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser: a bijection on uint64 that spreads every input bit over the whole word."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _hash_columns(words: np.ndarray) -> np.ndarray:
+    """One hash per row of a (..., k) uint64 array, chaining the k words in order."""
+    h = np.full(words.shape[:-1], 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for j in range(words.shape[-1]):
+        h = _mix(h ^ words[..., j])
+    return h
 
 
 def genome_keys(population: np.ndarray) -> np.ndarray:
-    """One 8-byte identity per encoded row, over its canonical form: the key of the search's duplicate
-    elimination and of the count of distinct strategies a search tried."""
-    return np.array([int.from_bytes(hashlib.blake2b(canonical(row).tobytes(), digest_size=8).digest(), "little")
-                     for row in np.asarray(population, dtype=np.float64)], dtype=np.uint64)
+    """One 64-bit identity per encoded row: the key of the search's duplicate elimination and of the count of
+    distinct strategies a search tried.
+
+    Two rows that are the same strategy get the same key: entry rules (an AND) and exit rules each enter as a sum
+    of per-rule hashes, so their order does not matter, unused rule slots are left out, and -0.0 reads as 0.0.
+    Vectorised: 20,000 rows take milliseconds.
+    """
+    rows = np.ascontiguousarray(np.atleast_2d(np.asarray(population, dtype=np.float64)) + 0.0)
+    words = rows.view(np.uint64)
+    n_rules = L.MAX_ENTRY_RULES + L.MAX_EXIT_RULES
+    rule_hashes = _hash_columns(words[:, L.ENTRY_OFFSET:].reshape(len(rows), n_rules, L.RULE_WIDTH))
+    slot = np.arange(n_rules)
+    used = np.where(slot < L.MAX_ENTRY_RULES, slot < rows[:, [L.N_ENTRY]],
+                    slot - L.MAX_ENTRY_RULES < rows[:, [L.N_EXIT]])
+    rule_hashes = np.where(used, rule_hashes, np.uint64(0))
+    entry = rule_hashes[:, :L.MAX_ENTRY_RULES].sum(axis=1, dtype=np.uint64)
+    exit_ = rule_hashes[:, L.MAX_ENTRY_RULES:].sum(axis=1, dtype=np.uint64)
+    return _hash_columns(np.column_stack([words[:, :L.HEADER_WIDTH], entry, exit_]))
