@@ -4,24 +4,29 @@ It authenticates, validates with the wire models, forwards to the coordinator an
 JSON answers in one place. It keeps no job state, so it can be redeployed or restarted while jobs run.
 
 No ``from __future__ import annotations`` here: Serve rewrites the signatures of class-based routes, and
-string annotations then fail to resolve (a WebSocket parameter silently becomes a query parameter).
+string annotations then fail to resolve (a WebSocket parameter silently becomes a query parameter). Helpers its
+methods call are defined above the class: the deployment is pickled where it is declared, and a name defined below
+it is missing in the replica (NameError at the first request).
 """
 
 
+import asyncio
 import hmac
 import logging
 
+import ray
 from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
 from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayTaskError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from client import models as wire
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, ON_HEAD_NODE, RuntimeConfig, ServiceSettings
 from serve_app.coordinator import MinerCoordinator
-from serve_app.errors import MinerError, TooLarge, Unavailable
+from serve_app.errors import MinerError, Unavailable
 
 log = logging.getLogger("ray.serve")
 UNAVAILABLE = (ActorDiedError, ActorUnavailableError, GetTimeoutError)
@@ -51,14 +56,21 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 @app.exception_handler(HTTPException)
 async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
-        exc.status_code, "http_error")
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+            413: "too_large"}.get(exc.status_code, "http_error")
     message = str(exc.detail)
     if message == "Not Found":  # Starlette's words for a path no route matches
         message = f"no such route: {request.method} {request.url.path} (the API is listed at /docs)"
     elif message == "Method Not Allowed":
         message = f"{request.method} is not allowed on {request.url.path} (the API is listed at /docs)"
     return _error(exc.status_code, code, message)
+
+
+@app.exception_handler(Exception)
+async def _internal(request: Request, exc: Exception) -> JSONResponse:
+    """A bug still answers in the one error model; Starlette re-raises it afterwards, so Serve logs the traceback."""
+    return _error(500, "internal", f"the service failed on this request ({type(exc).__name__}); "
+                                   "the traceback is in the service log")
 
 
 def _token_matches(expected: str, presented: str | None) -> bool:
@@ -71,10 +83,13 @@ def _bearer(header: str | None) -> str | None:
     return None
 
 
+WRONG_TOKEN = ("missing or wrong token: send 'Authorization: Bearer <token>' "
+               "(the token is in ~/.miner/token on the head node)")
+
+
 def require_token(request: Request) -> None:
     if not _token_matches(request.app.state.token, _bearer(request.headers.get("authorization"))):
-        raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer <token>' "
-                                 "(the token is in ~/.miner/token on the head node)")
+        raise HTTPException(401, WRONG_TOKEN)
 
 
 def require_admin(request: Request) -> None:
@@ -105,12 +120,84 @@ async def call(ref):
 auth = [Depends(require_token)]
 
 
+class Gate:
+    """Refuses a wrong token and an oversized body before any route reads the body.
+
+    FastAPI reads and parses a JSON body before it runs a route's dependencies, so a token checked only there
+    lets anyone make the service swallow 200 MB; FastAPI's own ``max_body_size`` is fixed at import and answers in
+    plain text, while these limits come from the deployed args. The gate lets either token through; each route's
+    dependency then says which one it needs. A declared length over the limit is refused unread; a body without
+    one (chunked) is counted as it is read and refused once it passes the limit.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        state = request.app.state
+        presented = _bearer(request.headers.get("authorization"))
+        if request.url.path.startswith("/v1/") and not any(
+                token and _token_matches(token, presented) for token in (state.token, state.admin_token)):
+            return await _error(401, "unauthorized", WRONG_TOKEN)(scope, receive, send)
+        what, limit, key = _body_limit(request, state.settings)
+        words = f"the limit is {limit / 1e6:g} MB (args {key})"
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return await _error(413, "too_large", f"{what} is {int(declared) / 1e6:.1f} MB; {words}")(
+                scope, receive, send)
+        read = 0
+
+        async def counted() -> Message:
+            nonlocal read
+            message = await receive()
+            read += len(message.get("body", b""))
+            if read > limit:
+                raise HTTPException(413, f"{what} passed {limit / 1e6:g} MB while being read; {words}")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _body_limit(request: Request, settings: ServiceSettings) -> tuple[str, int, str]:
+    """(what the body is, its limit in bytes, the setting): uploads may be as large as a dataset, the rest small."""
+    if request.method == "POST" and request.url.path == "/v1/datasets":
+        return "the upload", int(settings.max_upload_mb * 1e6), "max_upload_mb"
+    return "the request body", int(settings.max_body_mb * 1e6), "max_body_mb"
+
+
+app.add_middleware(Gate)
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends until it leaves, so a close frame or a dropped connection ends
+    the stream at once instead of at the next event sent, which may be minutes away."""
+    while (await websocket.receive())["type"] != "websocket.disconnect":
+        pass
+
+
+async def _first_of(*steps) -> None:
+    """Run the coroutines together until the first one ends, then cancel the others; re-raise what it raised."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 @serve.deployment(ray_actor_options={"num_cpus": 0, "resources": ON_HEAD_NODE}, max_ongoing_requests=600,
                   health_check_period_s=10)
 @serve.ingress(app)
 class MinerAPI:
     def __init__(self, settings: ServiceSettings):
         self.settings = settings
+        app.state.settings = settings
         app.state.token = settings.api_token
         app.state.admin_token = settings.admin_api_token
         self.max_followers = RuntimeConfig().max_followers  # replaced by reconfigure() with the deployed value
@@ -148,17 +235,12 @@ class MinerAPI:
                                              "required": True}})
     async def upload_dataset(self, request: Request,
                              name: str = Query(..., description="name to mine it under")) -> wire.DatasetInfo:
-        """Upload a CSV (timestamp, open, high, low, close, volume) as the raw request body."""
-        limit = int(self.settings.max_upload_mb * 1e6)
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise TooLarge(f"upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB")
-        body = bytearray()
-        async for part in request.stream():
-            body += part
-            if len(body) > limit:
-                raise TooLarge(f"upload exceeds the limit of {limit / 1e6:.0f} MB")
-        return wire.DatasetInfo(**await call(self.coordinator.upload_dataset.remote(name, bytes(body))))
+        """Upload a CSV (timestamp, open, high, low, close, volume) as the raw request body.
+
+        Its size is capped by ``Gate`` (args ``max_upload_mb``) before and while it is read.
+        """
+        body = await request.body()
+        return wire.DatasetInfo(**await call(self.coordinator.upload_dataset.remote(name, body)))
 
     @app.post("/v1/jobs", dependencies=auth, status_code=202, tags=["jobs"])
     async def submit(self, spec: wire.JobSpec) -> wire.Submitted:
@@ -224,14 +306,14 @@ class MinerAPI:
             return
         self.followers += 1
         try:
-            await self._stream(websocket, job_id, int(since))
+            await _first_of(self._stream(websocket, job_id, int(since)), _until_disconnect(websocket))
         finally:
             self.followers -= 1
 
     async def _stream(self, websocket: WebSocket, job_id: str, since: int) -> None:
         try:
             while True:
-                batch = await call(self.coordinator.events.remote(job_id, since))
+                batch = await self._poll(job_id, since)
                 for event in batch["events"]:
                     await websocket.send_text(wire.Event(**event).model_dump_json())
                     since = event["seq"]
@@ -242,3 +324,11 @@ class MinerAPI:
             return
         except MinerError as exc:
             await websocket.close(code=1011, reason=exc.message[:120])
+
+    async def _poll(self, job_id: str, since: int) -> dict:
+        ref = self.coordinator.events.remote(job_id, since)
+        try:
+            return await call(ref)
+        except asyncio.CancelledError:
+            ray.cancel(ref)  # the follower left: end the coordinator's long poll now, not up to 20 s later
+            raise

@@ -60,7 +60,9 @@ class ServiceSettings(_Config):
     store_path: str = Field("~/.miner/miner.db", description="SQLite job store on the head node")
     data_dir: str | None = Field(None, description="folder of CSV/Parquet candle files offered as datasets")
     upload_dir: str = Field("~/.miner/uploads", description="where uploaded datasets are kept")
-    max_upload_mb: float = Field(50.0, gt=0)
+    max_upload_mb: float = Field(50.0, gt=0, description="largest dataset upload; larger gets 413")
+    max_body_mb: float = Field(1.0, gt=0, description="largest body of any other request (job specs, evaluator "
+                                                       "pushes); larger gets 413 before it is read")
     token: str | None = Field(None, description="API bearer token; default: $MINER_TOKEN, then token_file")
     token_file: str = Field("~/.miner/token", description="file holding the API token (deploy/start-head.sh writes it)")
     admin_token: str | None = Field(None, description="token allowed to push evaluators (code execution on the "

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from client import MinerClient, ServiceError
-from tests.service_fixture import ADMIN_TOKEN
+from tests.service_fixture import ADMIN_TOKEN, TOKEN
 
 from .jobs import store_snapshot
 
@@ -55,7 +55,7 @@ CASES = [
         json={"source": "def score(m):\n    return m.sharpe\n"}),
     # job specs: malformed, wrong types, out of range, unknown names
     Bad("malformed JSON", "POST", "/v1/jobs", 422, "JSON", content=b'{"dataset": "synthetic",',
-        headers={"Content-Type": "application/json"}),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}),
     Bad("a list instead of an object", "POST", "/v1/jobs", 422, "valid dictionary", json=[1, 2]),
     Bad("population as text", "POST", "/v1/jobs", 422, "population", json=job(population="many")),
     Bad("population too small", "POST", "/v1/jobs", 422, "population", json=job(population=2)),
