@@ -20,6 +20,7 @@ from rich.table import Table
 from client import models as wire
 from client.api import MinerClient
 from client.display import follow, print_result
+from client.doctor import diagnose
 from client.errors import MinerClientError, ServiceError
 from client.settings import ConfigError, resolve
 from schema.research import ValidationSettings
@@ -122,13 +123,25 @@ def cmd_cancel(client: MinerClient, args, console: Console) -> int:
 def cmd_cluster(client: MinerClient, args, console: Console) -> int:
     info = client.cluster()
     table = Table(title=f"cluster: {info.workers} workers ready, {info.pending_workers} starting")
-    for column in ("node", "label", "address", "CPUs", "alive", "workers"):
+    for column in ("node", "label", "address", "CPUs", "alive", "workers", "genomes backtested"):
         table.add_column(column)
     for node in info.nodes:
         table.add_row(node.node_id[:12], node.label or "-", node.address, f"{node.cpus:g}",
-                      "yes" if node.alive else "[red]no", str(node.workers))
+                      "yes" if node.alive else "[red]no", str(node.workers), f"{node.evaluations:,}")
     console.print(table)
     return OK
+
+
+def cmd_doctor(client: MinerClient, args, console: Console) -> int:
+    """Exit 0 when every check passes, 3 when one fails (each failure prints its fix)."""
+    checks = diagnose(client.url, client.token)
+    table = Table(title=f"miner doctor: {client.url}")
+    for column in ("check", "", "what was found", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        table.add_row(check.name, "[green]ok" if check.ok else "[red]FAIL", check.detail, check.fix)
+    console.print(table)
+    return OK if all(check.ok for check in checks) else SERVICE
 
 
 def cmd_datasets(client: MinerClient, args, console: Console) -> int:
@@ -252,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     result.add_argument("--json", action="store_true", help="print the full result as JSON")
     result.add_argument("--plot", metavar="PNG", help="plot equity and drawdown to this file (needs [plot])")
     add("cancel", cmd_cancel, "stop a job between batches").add_argument("job")
-    add("cluster", cmd_cluster, "nodes, CPUs and workers")
+    add("cluster", cmd_cluster, "nodes, CPUs, workers and genomes backtested per node")
+    add("doctor", cmd_doctor, "check the address, token, clock and versions of this laptop and every node")
     evaluator = add("evaluator", cmd_evaluator, "list evaluators, or push a new version: "
                                                 "miner evaluator push FILE [--default] [--watch]")
     evaluator.add_argument("action", choices=["list", "push"])

@@ -165,17 +165,22 @@ class DatasetInfo(_Wire):
 
 class NodeInfo(_Wire):
     node_id: str
-    address: str
+    address: str = Field(description="the address Ray knows this node by (what the head sees)")
     label: str | None
     cpus: float
     alive: bool
     workers: int
+    evaluations: int = Field(0, description="genomes backtested on this node since the coordinator started")
+    versions: dict[str, str] | None = Field(None, description="python, ray, numba and strategy-miner versions "
+                                                              "of this node's workers (None: no worker yet)")
 
 
 class ClusterInfo(_Wire):
     nodes: list[NodeInfo]
     workers: int
     pending_workers: int
+    versions: dict[str, str] = Field(default_factory=dict, description="the head's versions (the coordinator's "
+                                                                       "process)")
 
 
 class ErrorBody(_Wire):

@@ -31,6 +31,7 @@ from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, TooMan
 from serve_app.evaluators import EvaluatorRegistry, trial_failure
 from serve_app.pool import WorkerPool
 from serve_app.store import JobStore
+from serve_app.versions import runtime_versions
 
 EVENT_WAIT_S = 20.0
 log = logging.getLogger("ray")
@@ -397,12 +398,16 @@ class MinerCoordinator:
         nodes = []
         for node in await asyncio.to_thread(ray.nodes):
             label, _ = self.pool.placement(node)
+            here = [w for w in workers if w["node_id"] == node["NodeID"]]
             nodes.append(wire.NodeInfo(
                 node_id=node["NodeID"], address=node["NodeManagerAddress"], label=label,
                 cpus=node["Resources"].get("CPU", 0.0), alive=node["Alive"],
-                workers=sum(1 for w in workers if w["node_id"] == node["NodeID"] and w["ready"])))
+                workers=sum(1 for w in here if w["ready"]),
+                evaluations=self.pool.evaluations_by_node[node["NodeID"]],
+                versions=next((w["versions"] for w in here if w["versions"]), None)))
         ready = sum(1 for w in workers if w["ready"])
-        return wire.ClusterInfo(nodes=nodes, workers=ready, pending_workers=len(workers) - ready).model_dump()
+        return wire.ClusterInfo(nodes=nodes, workers=ready, pending_workers=len(workers) - ready,
+                                versions=runtime_versions()).model_dump()
 
     async def worker_details(self) -> list[dict]:
         return self.pool.workers()

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +45,7 @@ class _Worker:
     busy: bool = False
     retiring: bool = False
     pid: int | None = None
+    versions: dict[str, str] | None = None  # Python, Ray, numba and package versions where the worker runs
 
 
 @dataclass
@@ -67,6 +68,7 @@ class WorkerPool:
         self._in_flight: dict[int, _Chunk] = {}
         self._wakeup = asyncio.Event()
         self._seconds_per_genome_bar = 5e-9  # refined from every answer
+        self.evaluations_by_node: Counter[str] = Counter()  # genomes backtested per node id since start
         self._tasks: set[asyncio.Task] = set()
 
     def _spawn(self, coro) -> None:
@@ -141,7 +143,8 @@ class WorkerPool:
         except WORKER_LOST:
             self._workers.pop(key, None)
             return
-        worker.node_id, worker.pid, worker.ready = info["node_id"], info["pid"], True
+        worker.node_id, worker.pid, worker.versions, worker.ready = (info["node_id"], info["pid"], info["versions"],
+                                                                      True)
         self._wakeup.set()
 
     # ---- views -------------------------------------------------------------------------------------
@@ -151,7 +154,7 @@ class WorkerPool:
 
     def workers(self) -> list[dict]:
         return [{"node_id": w.node_id, "label": w.label, "ready": w.ready and not w.retiring, "busy": w.busy,
-                 "pid": w.pid} for w in self._workers.values()]
+                 "pid": w.pid, "versions": w.versions} for w in self._workers.values()]
 
     async def trial(self, name: str, source: str, params: dict, timeout_s: float = 30.0) -> dict:
         """Try a would-be evaluator in one ready worker (see ``BacktestWorker.trial``)."""
@@ -272,6 +275,7 @@ class WorkerPool:
                 chunk.future.set_exception(exc)
         else:
             genome_bars = (chunk.hi - chunk.lo) * chunk.bars
+            self.evaluations_by_node[worker.node_id] += chunk.hi - chunk.lo
             self._seconds_per_genome_bar = 0.8 * self._seconds_per_genome_bar + 0.2 * seconds / genome_bars
             if not chunk.future.done():
                 chunk.future.set_result((chunk, (metrics, scores)))

@@ -22,6 +22,7 @@ from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
+from serve_app.versions import runtime_versions
 
 MAX_CACHED_DATASETS = 4
 
@@ -52,7 +53,7 @@ class BacktestWorker:
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "label": self.label,
-                "warm_s": self.warm_s, "datasets": list(self._features)}
+                "warm_s": self.warm_s, "datasets": list(self._features), "versions": runtime_versions()}
 
     def memory(self) -> dict:
         """Resident memory, and how much of it is candles owned privately (0: object-store views)."""

@@ -1,0 +1,16 @@
+"""What code a process runs: nodes whose versions differ from the head's are the usual cause of a two-laptop
+cluster that half works (pickled classes that do not match, kernels that compile differently)."""
+
+from __future__ import annotations
+
+import platform
+
+import numba
+import ray
+
+from schema.version import package_version
+
+
+def runtime_versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "ray": ray.__version__, "numba": numba.__version__,
+            "strategy-miner": package_version()}
