@@ -85,7 +85,12 @@ class LocalBacktester:
     def evaluate(self, genomes: np.ndarray, window: Window) -> np.ndarray:
         genomes = np.ascontiguousarray(genomes, dtype=np.float64)
         matrix, lookup = self.features.prepare(genomes)
-        return backtest_batch_nb(genomes, matrix, lookup, *self._args(window))
+        metrics = backtest_batch_nb(genomes, matrix, lookup, *self._args(window))
+        unscored = np.flatnonzero(np.isnan(metrics).all(axis=1))
+        if unscored.size:  # the kernel found a rule whose indicator was never prepared: a bug, never a score
+            raise ValueError(f"genome row {int(unscored[0])} of this batch refers to an indicator the feature store "
+                             f"did not compute: {genomes[unscored[0]].tolist()}")
+        return metrics
 
     def report(self, genome: np.ndarray, window: Window) -> Report:
         genome = np.ascontiguousarray(genome, dtype=np.float64)
@@ -93,9 +98,10 @@ class LocalBacktester:
         metrics, trades, equity = backtest_detail_nb(genome, matrix, lookup, *self._args(window))
         ts = self.candles.timestamp
         trade_list = [
-            {"entry_time": int(ts[int(t[0])]), "exit_time": int(ts[int(t[1])]), "entry_price": float(t[2]),
-             "exit_price": float(t[3]), "units": float(t[4]), "pnl": float(t[5]),
-             "exit_reason": L.EXIT_REASONS[int(t[6])]}
+            {"entry_time": int(ts[int(t[L.T_ENTRY_BAR])]), "exit_time": int(ts[int(t[L.T_EXIT_BAR])]),
+             "entry_price": float(t[L.T_ENTRY_PRICE]), "exit_price": float(t[L.T_EXIT_PRICE]),
+             "units": float(t[L.T_UNITS]), "pnl": float(t[L.T_PNL]),
+             "exit_reason": L.EXIT_REASONS[int(t[L.T_EXIT_REASON])]}
             for t in trades
         ]
         return Report(metrics_dict(metrics), trade_list, equity, ts[window.start:window.end])

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from engine import events as ev
 from engine.candles import CandleDataError, load_candles
-from engine.evaluator import get_evaluator
+from engine.evaluator import DEFAULT_EVALUATOR, get_evaluator
 from engine.layout import METRICS
 from engine.miner import MiningResult, mine
 from engine.settings import Costs, MinerSettings
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--holdout", type=float, default=0.2, help="fraction of the latest bars held out")
     parser.add_argument("--fee-bps", type=float, default=Costs().fee_bps, help="fee per side, basis points")
     parser.add_argument("--slippage-bps", type=float, default=Costs().slippage_bps)
-    parser.add_argument("--evaluator", default="balanced")
+    parser.add_argument("--evaluator", default=DEFAULT_EVALUATOR)
     parser.add_argument("--folds", type=int, default=defaults.folds, help="training slices a strategy must work on")
     parser.add_argument("--min-trades", type=int, default=defaults.min_trades,
                         help="training trades below which a strategy ranks last")

@@ -15,7 +15,7 @@ switched off (0) sits at infinity, where no price reaches it. One position at a 
 position is closed at the window's last close.
 
 Degenerate cases are reported, not raised: a genome referring to a feature row that was never
-computed gets an all-NaN metrics row, which Python turns into an error message.
+computed gets an all-NaN metrics row, which ``LocalBacktester.evaluate`` turns into an error naming the genome.
 """
 
 from __future__ import annotations
@@ -71,6 +71,13 @@ from engine.layout import (
     RULE_WIDTH,
     SIZE,
     STOP_LOSS,
+    T_ENTRY_BAR,
+    T_ENTRY_PRICE,
+    T_EXIT_BAR,
+    T_EXIT_PRICE,
+    T_EXIT_REASON,
+    T_PNL,
+    T_UNITS,
     TAKE_PROFIT,
     TRAILING_STOP,
 )
@@ -304,13 +311,13 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
                     gross_loss -= pnl
                 if record:
                     row = trades[n_trades]
-                    row[0] = entry_bar
-                    row[1] = i
-                    row[2] = fill
-                    row[3] = price
-                    row[4] = units
-                    row[5] = pnl
-                    row[6] = reason
+                    row[T_ENTRY_BAR] = entry_bar
+                    row[T_EXIT_BAR] = i
+                    row[T_ENTRY_PRICE] = fill
+                    row[T_EXIT_PRICE] = price
+                    row[T_UNITS] = units
+                    row[T_PNL] = pnl
+                    row[T_EXIT_REASON] = reason
                 n_trades += 1
                 delta = trade_return - trade_mean
                 trade_mean += delta / n_trades

@@ -77,6 +77,7 @@ EQUAL_RETURNS_TOLERANCE = 1e-9
 
 # Columns of the trade list returned by the detail kernel, and exit reasons.
 TRADE_COLUMNS = ("entry_bar", "exit_bar", "entry_price", "exit_price", "units", "pnl", "exit_reason")
+T_ENTRY_BAR, T_EXIT_BAR, T_ENTRY_PRICE, T_EXIT_PRICE, T_UNITS, T_PNL, T_EXIT_REASON = range(len(TRADE_COLUMNS))
 N_TRADE_COLUMNS = len(TRADE_COLUMNS)
 EXIT_SIGNAL, EXIT_STOP, EXIT_TARGET, EXIT_TRAILING, EXIT_END = 0, 1, 2, 3, 4
 EXIT_REASONS = {

@@ -264,3 +264,16 @@ def assert_kernel_matches_reference(full, genome_, offset, length, warm, fee_bps
     assert [(int(t[0]), int(t[1]), L.EXIT_REASONS[int(t[6])]) for t in got_trades] == [
         (t["entry_bar"], t["exit_bar"], t["reason"]) for t in trades]
     np.testing.assert_allclose(got_equity, equity, rtol=1e-9)
+
+
+def test_a_genome_whose_indicator_was_never_prepared_is_an_error_naming_it_not_a_score(monkeypatch):
+    candles = synthetic_candles(500, seed=1)
+    tester = LocalBacktester(candles, Costs())
+    genome = encode(Genome(entry=[{"left": {"field": "close"}, "op": ">",
+                                   "right": {"indicator": "sma", "period": 20}}], stop_loss=0.02))
+    prices_only = encode(Genome(entry=[{"left": {"field": "close"}, "op": ">", "right": {"field": "open"}}],
+                                stop_loss=0.02))
+    plain = tester.features.prepare(prices_only[None, :])  # price rows only: sma(20) is missing
+    monkeypatch.setattr(tester.features, "prepare", lambda genomes: plain)  # the bug this guards against
+    with pytest.raises(ValueError, match="genome row 0 of this batch refers to an indicator"):
+        tester.evaluate(genome[None, :], Window(0, 500))
