@@ -209,7 +209,7 @@ class MinerCoordinator:
             raise Conflict(f"job '{job_id}' is already {job['status']}")
         self.store.request_cancel(job_id)
         self._cancelled.add(job_id)
-        self.pool.drop(job_id)  # a running job stops at its next batch boundary
+        self.pool.drop(job_id)  # its evaluate calls end now: a running job stops within moments
         runner = self._runners.get(job_id)
         if job["status"] == "queued":
             if runner is None:

@@ -305,8 +305,11 @@ class WorkerPool:
                     self._requeue(chunk)
 
     def drop(self, job: str) -> None:
-        """Forget a job's queued chunks (cancellation); calls already running finish and are ignored."""
-        for chunk in self._queues.pop(job, deque()):
+        """Forget a job's chunks, queued and in flight (cancellation): its ``evaluate`` calls end at once, whatever
+        the workers holding its batches are doing (hung, asleep, dead); calls already running finish and are
+        ignored, and a batch lost with its worker is not sent again."""
+        in_flight = [chunk for chunk in self._in_flight.values() if chunk.job == job]
+        for chunk in [*self._queues.pop(job, deque()), *in_flight]:
             if not chunk.future.done():
                 chunk.future.cancel()
         if job in self._turns:

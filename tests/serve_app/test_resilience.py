@@ -233,3 +233,24 @@ def test_a_full_restart_of_ray_keeps_every_job_and_result_and_resumes_the_unfini
     live = follower.result()
     assert_told_once_in_order(live)
     assert [e.model_dump() for e in live] == [e.model_dump() for e in client.events(job.id)]
+
+
+def test_a_cancel_ends_a_job_whose_batches_are_all_held_by_hung_workers(service, client):
+    """Every worker frozen mid-batch and no deadline to resend: DELETE still ends the job within seconds."""
+    with service.deployed(pool={"batch_target_s": 0.5, "batch_timeout_s": 600, "refresh_interval_s": 5}):
+        frozen = [w["pid"] for w in ray.get(coordinator().worker_details.remote())]
+        try:
+            job = client.submit(**{**SPEC, "population": 400, "generations": 50})
+            wait_for_generation(client, job.id, 1)
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            time.sleep(1.0)  # every batch of the generation under way is now out, with a worker that never answers
+            client.cancel(job.id)
+            deadline = time.monotonic() + 5
+            while client.job(job.id).status != "cancelled":
+                assert time.monotonic() < deadline, f"job still {client.job(job.id).status} 5 s after DELETE"
+                time.sleep(0.2)
+            assert client.job(job.id).status == "cancelled"
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
