@@ -191,6 +191,9 @@ class ErrorBody(_Wire):
     details: list[dict[str, Any]] | None = None
 
 
+EVALUATOR_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"  # a name ends up in files, logs and URLs: keep it plain
+
+
 class EvaluatorPush(_Wire):
     """A new evaluator version: module source defining ``score(m, **params)`` and optional ``PARAMS``."""
 

@@ -15,18 +15,18 @@ import hmac
 import logging
 
 import ray
-from fastapi import Depends, FastAPI, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from ray import serve
-from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayTaskError
+from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutError, RayActorError, RayTaskError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from client import models as wire
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, ON_HEAD_NODE, RuntimeConfig, ServiceSettings
 from serve_app.coordinator import MinerCoordinator
-from serve_app.errors import MinerError, Unavailable
+from serve_app.errors import CannotStart, MinerError, Unavailable
 
 log = logging.getLogger("ray.serve")
 UNAVAILABLE = (ActorDiedError, ActorUnavailableError, GetTimeoutError)
@@ -105,6 +105,15 @@ def require_admin(request: Request) -> None:
     raise HTTPException(403, "pushing evaluators runs code on the cluster and needs the admin token")
 
 
+def start_failure(exc: BaseException) -> str | None:
+    """What stopped the coordinator's constructor (its last traceback line, e.g. the job store refused as damaged,
+    naming the file and the backup to restore); None for any other outage."""
+    if not (isinstance(exc, RayActorError) and exc.actor_init_failed):
+        return None
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"the service cannot start: {lines[-1] if lines else 'its coordinator failed to start'}"
+
+
 async def call(ref):
     """Await a coordinator call, turning its domain errors back into themselves and outages into 503."""
     try:
@@ -114,6 +123,8 @@ async def call(ref):
             raise exc.cause from None
         raise
     except UNAVAILABLE as exc:
+        if reason := start_failure(exc):
+            raise CannotStart(reason) from None
         raise Unavailable("the coordinator is restarting; retry in a few seconds") from exc
 
 
@@ -207,9 +218,17 @@ class MinerAPI:
             resources=ON_HEAD_NODE).remote(settings.model_dump())
 
     async def reconfigure(self, user_config: dict) -> None:
+        """Also the start-up check: Serve calls this while the replica starts, so a coordinator that cannot start
+        (a damaged or lost job store) fails the deploy with its reason (``serve status``) instead of a service that
+        answers 503 to everything."""
         runtime = RuntimeConfig(**user_config)
         self.max_followers = runtime.max_followers
-        await self.coordinator.configure.remote(runtime.model_dump())
+        try:
+            await self.coordinator.configure.remote(runtime.model_dump())
+        except RayActorError as exc:
+            if reason := start_failure(exc):
+                raise RuntimeError(reason) from None
+            raise
 
     async def check_health(self) -> None:
         """Also wakes a restarted coordinator so it resumes unfinished jobs without waiting for a client."""
@@ -243,9 +262,20 @@ class MinerAPI:
         return wire.DatasetInfo(**await call(self.coordinator.upload_dataset.remote(name, body)))
 
     @app.post("/v1/jobs", dependencies=auth, status_code=202, tags=["jobs"])
-    async def submit(self, spec: wire.JobSpec) -> wire.Submitted:
-        """Queue a mining job. It is stored before this answer, so an accepted job is never lost."""
-        return wire.Submitted(**await call(self.coordinator.submit.remote(spec.model_dump(mode="json"))))
+    async def submit(self, spec: wire.JobSpec, response: Response,
+                     idempotency_key: str | None = Header(
+                         None, alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
+                         description="any unique string (a UUID): the same key with the same body returns the job "
+                                     "it created, never a second one; with a different body, 409")) -> wire.Submitted:
+        """Queue a mining job. It is stored before this answer, so an accepted job is never lost.
+
+        Send an ``Idempotency-Key`` to retry safely after a lost answer: a repeat answers 202 again with the same job
+        (its current status) and the header ``Idempotent-Replayed: true``.
+        """
+        answer = await call(self.coordinator.submit.remote(spec.model_dump(mode="json"), idempotency_key))
+        if answer.pop("replayed"):
+            response.headers["Idempotent-Replayed"] = "true"
+        return wire.Submitted(**answer)
 
     @app.get("/v1/jobs", dependencies=auth, tags=["jobs"])
     async def jobs(self, limit: int = Query(100, ge=1, le=1000)) -> list[wire.JobInfo]:
@@ -270,7 +300,10 @@ class MinerAPI:
         return [wire.EvaluatorInfo(**e) for e in await call(self.coordinator.list_evaluators.remote())]
 
     @app.put("/v1/evaluators/{name}", dependencies=[Depends(require_admin)], status_code=201, tags=["evaluators"])
-    async def push_evaluator(self, name: str, push: wire.EvaluatorPush) -> wire.EvaluatorInfo:
+    async def push_evaluator(self, push: wire.EvaluatorPush,
+                             name: str = Path(pattern=wire.EVALUATOR_NAME_PATTERN,
+                                              description="lower-case letters, digits and _, starting with a "
+                                                          "letter, at most 40")) -> wire.EvaluatorInfo:
         """Add a version of an evaluator (admin token: this runs the module's code on the cluster).
 
         It is compiled, then tried on sample backtests in one worker; a module that fails to import,

@@ -102,6 +102,9 @@ CASES = [
     Bad("evaluator parameter as text", "PUT", "/v1/evaluators/mine", 422, "params.w",
         json={"source": "def score(m):\n    return m.sharpe\n", "params": {"w": "heavy"}},
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+    *[Bad(f"evaluator named {name!r}", "PUT", f"/v1/evaluators/{name}", 422, "name",
+          json={"source": "def score(m):\n    return m.sharpe\n"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+      for name in ("Sharpe", "9lives", "my-eval", "a" * 41, "%2e%2e")],
     # uploads: name, size, and every defect the candle validator detects
     Bad("upload without a name", "POST", "/v1/datasets", 422, "name", content=csv(HEADER, GOOD_ROW)),
     upload("../evil", csv(HEADER, GOOD_ROW), 422, "dataset name"),
