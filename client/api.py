@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,19 @@ from client import models as wire
 from client.errors import AuthError, NotFoundError, ServiceError, ServiceUnreachable
 
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+NOT_RETRIED = ("internal", "cannot_start")  # 5xx that the same request would get again: a bug, a store to restore
 
 
 class MinerClient:
     def __init__(self, url: str, token: str, *, admin_token: str | None = None, timeout_s: float = 30.0,
-                 reconnect_for_s: float = 300.0):
+                 reconnect_for_s: float = 300.0, retry_submit_for_s: float = 60.0,
+                 transport: httpx.BaseTransport | None = None):
         self.url = url.rstrip("/")
         self.token = token
         self.admin_token = admin_token
         self.reconnect_for_s = reconnect_for_s
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s,
+        self.retry_submit_for_s = retry_submit_for_s
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
 
     def close(self) -> None:
@@ -50,7 +54,8 @@ class MinerClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ServiceUnreachable(self.url, str(exc) or type(exc).__name__) from None
+            unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            raise ServiceUnreachable(self.url, str(exc) or type(exc).__name__, request_sent=not unsent) from None
         if response.status_code >= 400:
             raise _error_from(response)
         return response.json()
@@ -72,10 +77,28 @@ class MinerClient:
                                                 content=path.read_bytes(), headers={"Content-Type": "text/csv"}))
 
     # ---- jobs ----------------------------------------------------------------------------------------
-    def submit(self, spec: wire.JobSpec | None = None, **fields) -> wire.Submitted:
+    def submit(self, spec: wire.JobSpec | None = None, *, idempotency_key: str | None = None,
+               **fields) -> wire.Submitted:
+        """Queue a job. Sent with an ``Idempotency-Key`` (new for each call unless given), so when the answer is
+        lost (the connection drops or times out after the request went out, or a 5xx while the ingress restarts) the
+        same request is sent again, for up to ``retry_submit_for_s``, and the service answers with the job the first
+        one created: never two jobs. A service that cannot be connected to at all is reported at once."""
         spec = spec or wire.JobSpec(**fields)
-        return wire.Submitted(**self._request("POST", "/v1/jobs", json=spec.model_dump(mode="json",
-                                                                                        exclude_none=True)))
+        body = spec.model_dump(mode="json", exclude_none=True)
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                return wire.Submitted(**self._request("POST", "/v1/jobs", json=body, headers=headers))
+            except (ServiceUnreachable, ServiceError) as exc:
+                if isinstance(exc, ServiceUnreachable):
+                    retryable = exc.request_sent
+                else:  # e.g. Serve's plain-text 500 or 503 while the ingress replica is replaced
+                    retryable = exc.status >= 500 and exc.code not in NOT_RETRIED
+                if not retryable or time.monotonic() - started > self.retry_submit_for_s:
+                    raise
+            time.sleep(RECONNECT_DELAYS_S[min(attempt, len(RECONNECT_DELAYS_S) - 1)])
+            attempt += 1
 
     def jobs(self, limit: int = 100) -> list[wire.JobInfo]:
         return [wire.JobInfo(**j) for j in self._request("GET", "/v1/jobs", params={"limit": limit})]

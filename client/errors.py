@@ -8,11 +8,12 @@ class MinerClientError(Exception):
 
 
 class ServiceUnreachable(MinerClientError):
-    """No answer from the URL (wrong address, service down, network)."""
+    """No answer from the URL (wrong address, service down, network). ``request_sent`` False: no connection was
+    made, so the service cannot have acted on the request."""
 
-    def __init__(self, url: str, reason: str):
+    def __init__(self, url: str, reason: str, request_sent: bool = True):
         super().__init__(f"cannot reach the miner service at {url}: {reason}")
-        self.url = url
+        self.url, self.request_sent = url, request_sent
 
 
 class ServiceError(MinerClientError):

@@ -34,6 +34,14 @@ class PoolSettings(_Config):
     refresh_interval_s: float = Field(5.0, gt=0, description="how often to look for joined or lost nodes")
 
 
+class BackupSettings(_Config):
+    """Online backups of the job store (``serve_app.backups``), beside it in ``backups/``."""
+
+    interval_h: float = Field(1.0, gt=0, le=168, description="hours between backups (fractions allowed), counted "
+                                                             "from the newest one, so restarts add none")
+    keep: int = Field(6, ge=1, le=1000, description="newest backups kept; each is about the size of the store")
+
+
 class RuntimeConfig(_Config):
     """``user_config`` of the MinerAPI deployment: applied in place by ``reconfigure``."""
 
@@ -52,6 +60,7 @@ class RuntimeConfig(_Config):
     max_generations: int = Field(10_000, ge=1, le=100_000, description="most generations a job may ask for")
     max_followers: int = Field(100, ge=1, le=500,
                                description="open event WebSockets per ingress replica; more are closed with 4429")
+    backups: BackupSettings = BackupSettings()
 
 
 class ServiceSettings(_Config):

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
+import sqlite3
+import time
 
 import ray
 
@@ -24,7 +28,7 @@ from engine.features import FeatureStore
 from engine.miner import MiningSession
 from engine.scoring import fold_windows
 from engine.validation import ValidationTask, validation_tasks
-from serve_app import mapping
+from serve_app import backups, mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry, menu_features, put_tables
 from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, TooMany
@@ -39,6 +43,12 @@ log = logging.getLogger("ray")
 
 class _Cancelled(Exception):
     """Raised inside a job's runner when the job was cancelled between batches."""
+
+
+def request_fingerprint(spec: wire.JobSpec) -> str:
+    """What makes two submissions "the same request": the validated spec, so key order, spacing and spelled-out
+    defaults do not matter."""
+    return hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -60,6 +70,7 @@ class MinerCoordinator:
         self._mining = 0  # jobs holding a slot; at most runtime.max_running_jobs, read live
         self._start_lock: asyncio.Lock | None = None
         self._started = False
+        self._backups: asyncio.Task | None = None
 
     # ---- start-up ----------------------------------------------------------------------------------
     async def _ensure_started(self) -> None:
@@ -75,7 +86,25 @@ class MinerCoordinator:
             self._cancelled |= self.store.cancels_pending()  # acknowledged before a crash: carried out now
             for job in self.store.unfinished_jobs():
                 self._launch(job["id"])
+            self._backups = asyncio.create_task(self._back_up_regularly())
             self._started = True
+
+    async def _back_up_regularly(self) -> None:
+        """An online backup of the store every ``backups.interval_h`` (read live), counted from the newest backup, so
+        restarts add none; a failed one is logged and tried again an interval later."""
+        failed_at = 0.0
+        while True:
+            settings = self.runtime.backups
+            newest = backups.newest(self.store.path)
+            due = max(backups.taken_at(newest) if newest else 0.0, failed_at) + settings.interval_h * 3600
+            if time.time() < due:
+                await asyncio.sleep(min(due - time.time(), 5.0))  # short naps: a new interval applies within seconds
+                continue
+            try:
+                await asyncio.to_thread(self.store.backup, settings.keep)
+            except (OSError, sqlite3.Error, backups.BackupFailed) as exc:
+                failed_at = time.time()
+                log.error("backup of the job store failed, next try in %g h: %s", settings.interval_h, exc)
 
     async def ping(self) -> bool:
         await self._ensure_started()
@@ -156,10 +185,24 @@ class MinerCoordinator:
     def _info(job: dict) -> dict:
         return wire.JobInfo(**job).model_dump(mode="json")
 
-    async def submit(self, spec: dict) -> dict:
-        """Validate, store (before answering), then queue a job."""
+    async def submit(self, spec: dict, idempotency_key: str | None = None) -> dict:
+        """Validate, store (before answering), then queue a job.
+
+        A repeated ``idempotency_key`` with the same request answers with the job it created (``replayed``), with a
+        different request 409: never a second job. Nothing is awaited between the look-up and the insert, so two
+        requests with one key cannot both create a job.
+        """
         await self._ensure_started()
         requested = wire.JobSpec(**spec)
+        key = None
+        if idempotency_key is not None:
+            key = (idempotency_key, request_fingerprint(requested))
+            known = self.store.job_for_key(idempotency_key)
+            if known is not None and known[1] != key[1]:
+                raise Conflict(f"Idempotency-Key '{idempotency_key[:80]}' was already used for job {known[0]} with "
+                               "a different request; send a new key for a new job")
+            if known is not None:
+                return {"id": known[0], "status": self._job(known[0])["status"], "replayed": True}
         self._check_limits(requested)
         version = self.evaluators.resolve(requested.evaluator)["version"]
         resolved = mapping.resolve_spec(requested, self.runtime, version)
@@ -169,9 +212,9 @@ class MinerCoordinator:
         except ValueError as exc:
             raise InvalidData(f"dataset '{resolved.dataset}': {exc}") from None
         progress = wire.Progress(generations=resolved.generations, population=resolved.population)
-        job_id = self.store.create_job(resolved.model_dump(mode="json"), progress.model_dump())
+        job_id = self.store.create_job(resolved.model_dump(mode="json"), progress.model_dump(), key)
         self._launch(job_id)
-        return {"id": job_id, "status": "queued"}
+        return {"id": job_id, "status": "queued", "replayed": False}
 
     def _check_limits(self, spec: wire.JobSpec) -> None:
         """This service's configured limits (user_config), stricter than the wire schema's."""

@@ -22,6 +22,7 @@ from engine.features import FeatureStore
 from engine.settings import DEFAULT_PERIOD_MENU
 from engine.synthetic import synthetic_candles
 from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge
+from serve_app.private import private_dir
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -75,7 +76,7 @@ class DatasetRegistry:
         self.data_dir = data_dir
         self.upload_dir = upload_dir
         self.max_upload_bytes = max_upload_bytes
-        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.upload_dir)  # uploads are the user's data: 0700, like the store's folder
         self._datasets: dict[str, Dataset] = {}
         self._errors: dict[str, str] = {}
         self._mined: OrderedDict[str, Dataset] = OrderedDict()  # most recently mined last

@@ -44,3 +44,11 @@ class TooMany(MinerError):
 class Unavailable(MinerError):
     status = 503
     code = "unavailable"
+
+
+class CannotStart(MinerError):
+    """The coordinator's constructor failed (e.g. a damaged or lost job store): Ray does not restart it, so retrying
+    cannot help until the cause named in the message is fixed."""
+
+    status = 503
+    code = "cannot_start"

@@ -1,8 +1,11 @@
 """JobStore: the service's memory, one SQLite file on the head node (WAL mode).
 
-Jobs with their specs and status, an append-only event log with per-job sequence numbers, the latest
-checkpoint of each job (population + RNG state) and results. The coordinator is the only writer;
+Jobs with their specs, status and idempotency keys, an append-only event log with per-job sequence numbers, the
+latest checkpoint of each unfinished job (population + RNG state) and results. The coordinator is the only writer;
 every write is committed before anyone is told about it, so nothing a client saw can disappear.
+
+Opening it refuses, rather than hides, a loss (``serve_app.store_guard``): a damaged file, or a missing or empty
+one where jobs were stored. The file and its folder are readable by this user only.
 """
 
 from __future__ import annotations
@@ -15,6 +18,13 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from serve_app import backups
+from serve_app.private import private_dir, private_file
+from serve_app.store_guard import StoreUnusable, check_integrity, mark_jobs_held, refuse_if_lost
+
+SCHEMA_VERSION = 2  # PRAGMA user_version: 1 = before idempotency keys (stores from before versions were kept read 0)
+ENDED = ("finished", "failed", "cancelled")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,25 +73,80 @@ CREATE TABLE IF NOT EXISTS results (
     result TEXT NOT NULL
 );
 """
+# statements that bring a store from the previous version to this one, run in one transaction after a backup
+UPGRADES = {
+    2: ["""CREATE TABLE IF NOT EXISTS idempotency_keys (
+        key TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        request TEXT NOT NULL  -- fingerprint of the validated request body
+    )"""],
+}
 
 
 class JobStore:
     def __init__(self, path: str | Path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        """Open the store, or raise ``StoreUnusable`` naming the file and the backup to restore."""
+        self.path = Path(path)
+        private_dir(self.path.parent)
+        refuse_if_lost(self.path)
         self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(private_file(self.path)), isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        try:
+            check_integrity(self.path, self._db)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._upgrade()
+            self._marked = mark_jobs_held(self.path, self.count_jobs())
+        except (sqlite3.DatabaseError, StoreUnusable) as exc:
+            self._db.close()
+            if isinstance(exc, StoreUnusable):
+                raise
+            raise StoreUnusable.damaged(self.path, str(exc)) from None
+        for suffix in ("-wal", "-shm"):  # SQLite gives them the store's mode; older stores may have 0644 ones
+            if (side := self.path.with_name(self.path.name + suffix)).exists():
+                private_file(side)
+        self._write("DELETE FROM checkpoints WHERE job_id IN (SELECT id FROM jobs WHERE status IN (?, ?, ?))", ENDED)
+
+    def _upgrade(self) -> None:
+        """Create a new store at this version, or bring an older one up to it after a backup."""
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        fresh = self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'jobs'").fetchone() is None
+        if version > SCHEMA_VERSION:
+            raise StoreUnusable(f"the job store {self.path} was written by a newer version of the service (schema "
+                                f"{version}, this one knows {SCHEMA_VERSION}); update this checkout")
+        if fresh:
+            self._db.executescript(SCHEMA)
+            version = 1
+        elif version == SCHEMA_VERSION:
+            return
+        else:
+            try:
+                backups.take(self.path, f"before-v{SCHEMA_VERSION}")
+            except (OSError, backups.BackupFailed) as exc:
+                raise StoreUnusable(f"the job store {self.path} needs an upgrade to schema {SCHEMA_VERSION}, and "
+                                    f"the backup taken first failed, so it was left as it is: {exc}") from None
+        with self.transaction():
+            for step in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                for statement in UPGRADES[step]:
+                    self._db.execute(statement)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
 
+    def backup(self, keep: int) -> Path:
+        """An online backup now (the service keeps writing meanwhile); keeps the newest ``keep``."""
+        return backups.take(self.path, "scheduled", keep)
+
     @contextlib.contextmanager
     def transaction(self):
-        """Group writes into one commit (one fsync): all of them land, or none."""
+        """Group writes into one commit (one fsync): all of them land, or none. Inside another transaction, its
+        writes join that one."""
         with self._lock:
+            if self._db.in_transaction:
+                yield
+                return
             self._db.execute("BEGIN")
             try:
                 yield
@@ -120,20 +185,38 @@ class JobStore:
         return [dict(r) for r in self._db.execute("SELECT * FROM evaluators ORDER BY name, created_at")]
 
     # ---- jobs --------------------------------------------------------------------------------------
-    def create_job(self, spec: dict, progress: dict) -> str:
+    def create_job(self, spec: dict, progress: dict, key: tuple[str, str] | None = None) -> str:
+        """Store a queued job; ``key`` (idempotency key, request fingerprint) is stored with it, in one commit."""
         job_id = uuid.uuid4().hex[:12]
-        self._write("INSERT INTO jobs (id, spec, status, created_at, progress) VALUES (?, ?, 'queued', ?, ?)",
-                    (job_id, json.dumps(spec), time.time(), json.dumps(progress)))
+        with self.transaction():
+            self._db.execute("INSERT INTO jobs (id, spec, status, created_at, progress) VALUES (?, ?, 'queued', ?, ?)",
+                             (job_id, json.dumps(spec), time.time(), json.dumps(progress)))
+            if key is not None:
+                self._db.execute("INSERT INTO idempotency_keys (key, job_id, request) VALUES (?, ?, ?)",
+                                 (key[0], job_id, key[1]))
+        if not self._marked:
+            self._marked = mark_jobs_held(self.path, 1)
         return job_id
+
+    def job_for_key(self, key: str) -> tuple[str, str] | None:
+        """(job id, request fingerprint) stored under an idempotency key, or None."""
+        row = self._db.execute("SELECT job_id, request FROM idempotency_keys WHERE key = ?", (key,)).fetchone()
+        return None if row is None else (row["job_id"], row["request"])
+
+    def count_jobs(self) -> int:
+        (count,) = self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        return count
 
     def set_status(self, job_id: str, status: str, error: str | None = None) -> None:
         now = time.time()
         if status == "running":
             self._write("UPDATE jobs SET status = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
                         (status, now, job_id))
-        elif status in ("finished", "failed", "cancelled"):
-            self._write("UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                        (status, now, error, job_id))
+        elif status in ENDED:
+            with self.transaction():  # an ended job's checkpoint is dead weight: its result (if any) is what counts
+                self._db.execute("UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                                 (status, now, error, job_id))
+                self._db.execute("DELETE FROM checkpoints WHERE job_id = ?", (job_id,))
         else:
             self._write("UPDATE jobs SET status = ? WHERE id = ?", (status, job_id))
 

@@ -16,6 +16,8 @@ def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
     store.save_result(job_id, {"fitness": 1.5})
     store.set_status(job_id, "finished")
     store.put_setting("runtime", {"pool": {}})
+    running = store.create_job({"dataset": "y"}, {}, key=("client-key", "fingerprint"))
+    store.save_checkpoint(running, 3, {"generation": 3})
     store.close()
 
     again = JobStore(path)
@@ -25,10 +27,12 @@ def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
     assert job["started_at"] <= job["finished_at"]
     assert [e["data"]["i"] for e in again.events_after(job_id, 1)] == [1, 2]
     assert again.append_event(job_id, "e", {})["seq"] == 4  # numbering continues after a restart
-    assert again.load_checkpoint(job_id) == {"generation": 2}
+    assert again.load_checkpoint(job_id) is None  # an ended job's checkpoint is gone: its result is what counts
+    assert again.load_checkpoint(running) == {"generation": 3}
+    assert again.job_for_key("client-key") == (running, "fingerprint") and again.job_for_key("other") is None
     assert again.get_result(job_id) == {"fitness": 1.5}
     assert again.get_setting("runtime") == {"pool": {}}
-    assert again.unfinished_jobs() == []
+    assert [j["id"] for j in again.unfinished_jobs()] == [running]
 
 
 def test_sequences_are_per_job_and_unfinished_jobs_are_found(tmp_path):
