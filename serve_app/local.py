@@ -4,14 +4,14 @@
 
 This is the embedded default: the same app `serve deploy deploy/config.yaml` runs on a cluster, with
 workers for every CPU here. The API token is written to ~/.miner/token (printed below); with
-``--keep-running`` the service stays up for other terminals (`miner` CLI, MinerClient) until Ctrl-C.
+``--keep-running`` the service stays up for other terminals (`miner` CLI, MinerClient) until Ctrl-C or
+SIGTERM; either stops it cleanly (exit 0): unfinished jobs resume on the next start with the same --state-dir.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -21,14 +21,9 @@ from rich.console import Console
 from client import MinerClient, MinerClientError
 from client.display import follow, print_result
 from client.models import JobSpec
-
-
-def ensure_token(path: Path) -> str:
-    if not path.is_file() or not path.read_text().strip():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_urlsafe(32) + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+from serve_app.head_setup import ensure_token
+from serve_app.loopback import keep_ray_on_loopback
+from serve_app.stop import stop_on_signals, stop_service
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_ray_on_loopback(args.host)  # before Ray is imported: a service on loopback opens no port to the network
     console = Console()
     state = Path(args.state_dir).expanduser()
     token = ensure_token(state / "token")
@@ -65,18 +61,20 @@ def main(argv: list[str] | None = None) -> int:
     from serve_app.config import NAMESPACE, RuntimeConfig, ServiceSettings
 
     console.print(f"starting a local Ray head with {os.cpu_count()} CPUs ...")
-    # address="local": always a new single-node cluster, never an existing one found on this machine
-    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="WARNING",
-             log_to_driver=False)
-    serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": "WARNING"})
-    settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(data_dir) if data_dir else None,
-                               upload_dir=str(state / "uploads"), token=token, admin_token=admin_token,
-                               host=args.host, port=args.port)
-    serve.run(build_app_with(settings, RuntimeConfig()), name="miner", route_prefix="/")
+    stop_on_signals()  # from here on SIGTERM (a service manager's stop) unwinds like Ctrl-C, through `finally`
     url = f"http://{args.host}:{args.port}"
-    console.print(f"miner service up at {url} (docs: {url}/docs); API token in {state / 'token'}, "
-                  f"admin token (pushing evaluators) in {state / 'admin_token'}")
     try:
+        # address="local": always a new single-node cluster, never an existing one found on this machine
+        ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
+        stop_on_signals()  # again: ray.init replaced the SIGTERM handler with one that aborts
+        serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": "WARNING"})
+        settings = ServiceSettings(store_path=str(state / "miner.db"),
+                                   data_dir=str(data_dir) if data_dir else None, upload_dir=str(state / "uploads"),
+                                   token=token, admin_token=admin_token, host=args.host, port=args.port)
+        serve.run(build_app_with(settings, RuntimeConfig()), name="miner", route_prefix="/")
+        console.print(f"miner service up at {url} (docs: {url}/docs); API token in {state / 'token'}, "
+                      f"admin token (pushing evaluators) in {state / 'admin_token'}")
         with MinerClient(url, token) as client:
             names = [d.name for d in client.datasets()]
             dataset = args.dataset or next((n for n in names if n != "synthetic"), "synthetic")
@@ -95,11 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     except MinerClientError as exc:
         console.print(f"[red]error: {exc}")
         return 3
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (serve_app.stop.Stop)
         return 0
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        try:
+            if ray.is_initialized():
+                stop_service()
+        finally:
+            ray.shutdown()
+        console.print("service stopped")
 
 
 if __name__ == "__main__":
