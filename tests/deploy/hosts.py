@@ -31,13 +31,18 @@ HOME = "/home/laptop"  # every laptop's HOME, inside its own mount namespace
 
 # PID 1 of a laptop. The mounts come first: HOME is the host folder bound onto a fresh /home (so the test can
 # read the laptop's files and keep its logs after a failure), then /tmp and /dev/shm become private tmpfs (Ray's
-# session folders and object store). bash as PID 1 reaps orphans; without that, `ray stop` would wait on zombies.
+# session folders and object store). The checkout ($2) is bound back at its own path afterwards: a CI clone may
+# live under /tmp, which the private tmpfs would hide. bash as PID 1 reaps orphans; without that, `ray stop` would
+# wait on zombies.
 INIT = """set -euo pipefail
 mount -t tmpfs tmpfs /home
-mkdir -p {home}
+mkdir -p {home} /home/.checkout
 mount --bind "$1" {home}
+mount --bind "$2" /home/.checkout
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
+mkdir -p "$2"
+mount --bind /home/.checkout "$2"
 ip link set lo up
 trap 'exit 0' TERM
 while true; do sleep 3600 & wait $! || true; done
@@ -72,7 +77,7 @@ class Laptop:
             # not even a test runner killed outright leaves laptops behind
             self._holder = subprocess.Popen(
                 ["unshare", "--net", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
-                 "--kill-child=SIGKILL", "bash", "-c", INIT.format(home=HOME), "init", str(self.folder)],
+                 "--kill-child=SIGKILL", "bash", "-c", INIT.format(home=HOME), "init", str(self.folder), str(REPO)],
                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True, preexec_fn=_die_with_parent)
         self.pid = self._init_pid()
         self._wait_for_mounts()
