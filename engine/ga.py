@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -64,6 +64,14 @@ class SeenGenomes:
     def __contains__(self, key: int) -> bool:
         return key in self.keys
 
+    def claim(self, row: np.ndarray) -> bool:
+        """Remember ``row``'s key; False (nothing changes) if it was already remembered."""
+        key = int(genome_keys(row[None, :])[0])
+        if key in self.keys:
+            return False
+        self.add(key)
+        return True
+
     def add(self, key: int) -> None:
         self.order.append(key)
         self.keys.add(key)
@@ -79,8 +87,8 @@ class Island:
     """One sub-population: the genomes of its current generation and its elites (best so far, fitness known)."""
 
     rows: np.ndarray
-    elite_rows: np.ndarray
-    elite_fitness: np.ndarray
+    elite_rows: np.ndarray = field(default_factory=lambda: np.empty((0, L.GENOME_WIDTH)))
+    elite_fitness: np.ndarray = field(default_factory=lambda: np.empty(0))
     best: float = -np.inf
     stale: int = 0  # generations since ``best`` last improved
 
@@ -112,8 +120,7 @@ class GeneticSearch:
             self.best_row: np.ndarray | None = None
             self.best_fitness = -np.inf
             self.history: list[float] = []
-            empty = np.empty((0, L.GENOME_WIDTH)), np.empty(0)
-            self.islands = [Island(self._fresh(n), *empty) for n in self.sizes]
+            self.islands = [Island(self._fresh(n)) for n in self.sizes]
         else:
             self._restore(state)
 
@@ -142,11 +149,9 @@ class GeneticSearch:
                                                                                strict=False)]
         if self.done:
             return
-        for island, (pool, pool_fitness) in zip(self.islands, pools, strict=True):
+        for i, (island, (pool, pool_fitness)) in enumerate(zip(self.islands, pools, strict=True)):
             if island.stale >= STAGNATION_LIMIT:
-                island.rows = self._fresh(island.rows.shape[0])
-                island.elite_rows, island.elite_fitness = np.empty((0, L.GENOME_WIDTH)), np.empty(0)
-                island.best, island.stale = -np.inf, 0
+                self.islands[i] = Island(self._fresh(island.rows.shape[0]))
             else:
                 island.rows = self._breed(pool, pool_fitness, island.rows.shape[0])
         if len(self.islands) > 1 and self.generation % MIGRATION_INTERVAL == 0:
@@ -191,17 +196,12 @@ class GeneticSearch:
     def _new(self, row: np.ndarray) -> np.ndarray:
         """``row`` if the search has not asked for it yet, else a further mutation of it, else a random genome."""
         for _ in range(REDRAW_TRIES):
-            key = int(genome_keys(row[None, :])[0])
-            if key not in self.seen:
-                self.seen.add(key)
+            if self.seen.claim(row):
                 return row
             row = self.space.mutate(row, self.settings.mutation_rate, self.rng)
-        while True:
-            row = self.space.random_genome(self.rng)
-            key = int(genome_keys(row[None, :])[0])
-            if key not in self.seen:
-                self.seen.add(key)
-                return row
+        while not self.seen.claim(row := self.space.random_genome(self.rng)):
+            pass
+        return row
 
     def _fresh(self, count: int) -> np.ndarray:
         return np.stack([self._new(self.space.random_genome(self.rng)) for _ in range(count)])
