@@ -43,6 +43,7 @@ from engine.layout import (
     LOW,
     LT,
     M_AVG_TRADE_RETURN,
+    M_BAR_Z,
     M_EXPOSURE,
     M_MAX_DRAWDOWN,
     M_NET_PNL,
@@ -375,6 +376,7 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
         out[M_TRADE_T_STAT] = 0.0
     squares = trade_m2 + n_trades * trade_mean * trade_mean  # sum of squared returns
     out[M_TRADE_Z] = n_trades * trade_mean / np.sqrt(squares) if squares > 0.0 else 0.0
+    out[M_BAR_Z] = sum_r / np.sqrt(sum_r2) if sum_r2 > 0.0 else 0.0
     return n_trades
 
 

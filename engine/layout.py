@@ -65,9 +65,10 @@ METRICS = (
     "avg_trade_return",
     "trade_t_stat",
     "trade_z",
+    "bar_z",
 )
 (M_NET_PNL, M_RETURN_PCT, M_TRADES, M_WIN_RATE, M_MAX_DRAWDOWN, M_SHARPE, M_SORTINO, M_PROFIT_FACTOR,
- M_EXPOSURE, M_AVG_TRADE_RETURN, M_TRADE_T_STAT, M_TRADE_Z) = range(len(METRICS))
+ M_EXPOSURE, M_AVG_TRADE_RETURN, M_TRADE_T_STAT, M_TRADE_Z, M_BAR_Z) = range(len(METRICS))
 N_METRICS = len(METRICS)
 PROFIT_FACTOR_CAP = 100.0
 # trade_t_stat is 0 when the per-trade returns' standard deviation is at most this fraction of their mean:

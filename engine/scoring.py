@@ -81,7 +81,8 @@ def combine_folds(fold_metrics: np.ndarray, fold_bars: np.ndarray) -> np.ndarray
     """One metrics row per genome summarising its folds: (n, folds, metrics) -> (n, metrics).
 
     Sums for PnL, return (every fold starts from the same cash) and trades; trade-weighted win rate; the worst
-    drawdown; bar-weighted exposure; per-trade statistics pooled over all trades; the mean of the other ratios.
+    drawdown; bar-weighted exposure; per-trade statistics pooled over all trades; bar_z by Stouffer's rule
+    (sum / sqrt(folds)); the mean of the other ratios.
     """
     m = fold_metrics
     out = m.mean(axis=1)
@@ -94,6 +95,7 @@ def combine_folds(fold_metrics: np.ndarray, fold_bars: np.ndarray) -> np.ndarray
         out[:, L.M_TRADE_T_STAT] = np.where(std > 0, mean / std * np.sqrt(trades), 0.0)
         squares = np.maximum(trades - 1, 0) * std**2 + trades * mean**2
         out[:, L.M_TRADE_Z] = np.where(squares > 0, trades * mean / np.sqrt(squares), 0.0)
+    out[:, L.M_BAR_Z] = m[:, :, L.M_BAR_Z].sum(axis=1) / np.sqrt(m.shape[1])  # Stouffer's combination
     out[:, L.M_MAX_DRAWDOWN] = m[:, :, L.M_MAX_DRAWDOWN].max(axis=1)
     out[:, L.M_EXPOSURE] = (m[:, :, L.M_EXPOSURE] * fold_bars).sum(axis=1) / fold_bars.sum()
     out[:, L.M_AVG_TRADE_RETURN] = mean

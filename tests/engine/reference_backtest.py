@@ -184,5 +184,6 @@ def reference_backtest(genome: Genome, columns: dict, start: int, end: int, fee:
         "avg_trade_return": avg_trade_return,
         "trade_t_stat": trade_t_stat,
         "trade_z": sum(trade_returns) / math.sqrt(sum(r * r for r in trade_returns)) if any(trade_returns) else 0.0,
+        "bar_z": sum(returns) / math.sqrt(sum(r * r for r in returns)) if any(returns) else 0.0,
     }
     return metrics, trades, equity

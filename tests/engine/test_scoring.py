@@ -94,3 +94,29 @@ def test_combined_fold_summary(fold_reports):
         if r.size > 1 and r.std() > 0:
             assert combined[k, L.M_TRADE_T_STAT] == pytest.approx(r.mean() / r.std(ddof=1) * np.sqrt(r.size),
                                                                   rel=1e-7)
+
+
+def test_bar_z_stays_a_standard_normal_on_a_random_walk_where_trade_z_rewards_tight_targets():
+    """Why balanced scores bar_z: a wide stop and a tight target win nearly every trade on a random walk until
+    the rare large loss, which inflates per-trade statistics; per-bar returns have mean 0 whatever the exits."""
+    from engine.planted import random_walk_candles
+
+    candles = random_walk_candles(20_000, seed=3)
+    space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu)
+    genomes = space.random_population(400, np.random.default_rng(5))
+    tight_targets = genomes.copy()
+    tight_targets[:, [L.STOP_LOSS, L.TRAILING_STOP]] = 0.0
+    tight_targets[:, L.TAKE_PROFIT] = 0.004
+    tester = LocalBacktester(candles, Costs(fee_bps=0, slippage_bps=0))
+    window = Window(0, len(candles))
+
+    metrics = tester.evaluate(genomes, window)
+    bar_z = metrics[metrics[:, L.M_TRADES] >= 10, L.M_BAR_Z]
+    assert bar_z.size > 200
+    assert abs(bar_z.mean()) < 0.3 and 0.8 < bar_z.std() < 1.2
+
+    metrics = tester.evaluate(tight_targets, window)
+    traded = metrics[metrics[:, L.M_TRADES] >= 10]
+    trade_z_beyond_3 = (traded[:, L.M_TRADE_Z] > 3).mean()
+    bar_z_beyond_3 = (traded[:, L.M_BAR_Z] > 3).mean()
+    assert trade_z_beyond_3 > 0.05 and trade_z_beyond_3 > 3 * bar_z_beyond_3
