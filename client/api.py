@@ -4,8 +4,11 @@
     miner = MinerClient("http://head:8000", token="...")
     job = miner.submit(dataset="BTC-USD_FIVE_MINUTE", population=50, generations=20, seed=7)
     for event in miner.events(job.id):      # reconnects by itself, resumes from the last seq seen
-        print(event.type, event.data)
+        print(event.type, event.data)       # event.data: one of the typed models of schema.events
     print(miner.result(job.id).strategy)
+
+Both ways to the service can be replaced, for tests or other transports: ``transport`` (an httpx transport, such as
+``httpx.MockTransport``) carries the HTTP requests, ``open_stream`` opens an event stream (``websocket_stream``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -23,20 +27,41 @@ from websockets.sync.client import connect
 
 from client import models as wire
 from client.errors import AuthError, NotFoundError, ServiceError, ServiceUnreachable
+from schema.errors import HTTP_ERROR, NORMAL_CLOSE, refusal
+from schema.events import EVENT_TYPES, Event
 
 RECONNECT_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 NOT_RETRIED = ("internal", "cannot_start")  # 5xx that the same request would get again: a bug, a store to restore
+OPEN_TIMEOUT_S = 10
+
+
+class EventStream(Protocol):
+    """An open event stream: iterating gives its text messages until it closes; ``close_code`` then says how
+    (1000: the log is complete). A refusal or a drop raises ``websockets.exceptions.ConnectionClosed``."""
+
+    close_code: int | None
+
+    def __iter__(self) -> Iterator[str | bytes]: ...
+
+
+StreamOpener = Callable[[str, dict[str, str]], AbstractContextManager[EventStream]]
+
+
+def websocket_stream(url: str, headers: dict[str, str]) -> AbstractContextManager[EventStream]:
+    """Open an event stream over a WebSocket (the default ``open_stream``)."""
+    return connect(url, additional_headers=headers, open_timeout=OPEN_TIMEOUT_S)
 
 
 class MinerClient:
     def __init__(self, url: str, token: str, *, admin_token: str | None = None, timeout_s: float = 30.0,
                  reconnect_for_s: float = 300.0, retry_submit_for_s: float = 60.0,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, open_stream: StreamOpener = websocket_stream):
         self.url = url.rstrip("/")
         self.token = token
         self.admin_token = admin_token
         self.reconnect_for_s = reconnect_for_s
         self.retry_submit_for_s = retry_submit_for_s
+        self._open_stream = open_stream
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport,
                                   headers={"Authorization": f"Bearer {token}"})
 
@@ -84,7 +109,7 @@ class MinerClient:
         same request is sent again, for up to ``retry_submit_for_s``, and the service answers with the job the first
         one created: never two jobs. A service that cannot be connected to at all is reported at once."""
         spec = spec or wire.JobSpec(**fields)
-        body = spec.model_dump(mode="json", exclude_none=True)
+        body = spec.model_dump(mode="json", exclude_none=True, exclude_unset=True)  # the service fills the rest
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         started, attempt = time.monotonic(), 0
         while True:
@@ -109,8 +134,8 @@ class MinerClient:
     def result(self, job_id: str) -> wire.JobResult:
         return wire.JobResult(**self._request("GET", f"/v1/jobs/{job_id}/result"))
 
-    def cancel(self, job_id: str) -> dict:
-        return self._request("DELETE", f"/v1/jobs/{job_id}")
+    def cancel(self, job_id: str) -> wire.CancelAccepted:
+        return wire.CancelAccepted(**self._request("DELETE", f"/v1/jobs/{job_id}"))
 
     # ---- evaluators ----------------------------------------------------------------------------------
     def evaluators(self) -> list[wire.EvaluatorInfo]:
@@ -124,30 +149,33 @@ class MinerClient:
         return wire.EvaluatorInfo(**self._request("PUT", f"/v1/evaluators/{name}", json=push.model_dump(),
                                                   headers=headers))
 
-    def events(self, job_id: str, since: int = 0) -> Iterator[wire.Event]:
+    def events(self, job_id: str, since: int = 0) -> Iterator[Event]:
         """Every event after ``since``, live, each exactly once; ends after the terminal event.
 
         A dropped connection (sleep, Wi-Fi change, service restart) is reopened with the last seq seen,
-        for up to ``reconnect_for_s`` seconds of consecutive failures.
+        for up to ``reconnect_for_s`` seconds of consecutive failures. An event type this client does not know
+        (sent by a newer service) is skipped.
         """
         ws_url = self.url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
         failing_since: float | None = None
         attempt = 0
         while True:
             try:
-                with connect(f"{ws_url}/v1/jobs/{job_id}/events?since={since}",
-                             additional_headers={"Authorization": f"Bearer {self.token}"},
-                             open_timeout=10) as ws:
+                with self._open_stream(f"{ws_url}/v1/jobs/{job_id}/events?since={since}",
+                                       {"Authorization": f"Bearer {self.token}"}) as stream:
                     failing_since, attempt = None, 0
-                    for message in ws:
-                        event = wire.Event(**json.loads(message))
-                        if event.seq <= since:
+                    for message in stream:
+                        entry = json.loads(message)
+                        if entry["seq"] <= since:
                             continue
-                        since = event.seq
+                        since = entry["seq"]
+                        if entry["type"] not in EVENT_TYPES:
+                            continue
+                        event = Event(**entry)
                         yield event
-                        if event.type in wire.TERMINAL_EVENTS:
+                        if event.type in wire.ENDED:
                             return
-                    if ws.close_code == 1000:  # the service says the log is complete
+                    if stream.close_code == NORMAL_CLOSE:  # the service says the log is complete
                         return
             except InvalidStatus as exc:
                 # 404 or 5xx on the handshake: the service is starting or restarting (the app's own refusals
@@ -155,9 +183,8 @@ class MinerClient:
                 if exc.response.status_code != 404 and exc.response.status_code < 500:
                     raise _error_from_status(exc.response.status_code, exc.response.body) from None
             except ConnectionClosed as exc:
-                if exc.rcvd is not None and 4400 <= exc.rcvd.code < 4500:  # refused: 4000 + the HTTP status
-                    status = exc.rcvd.code - 4000
-                    raise _error(status, WS_REFUSALS.get(status, "refused"), exc.rcvd.reason) from None
+                if exc.rcvd is not None and (refused := refusal(exc.rcvd.code)):
+                    raise _error(refused.status, refused.code, exc.rcvd.reason) from None
             except (OSError, WebSocketException, TimeoutError):
                 pass
             failing_since = failing_since or time.monotonic()
@@ -174,16 +201,13 @@ class MinerClient:
         return self.job(job_id)
 
 
-WS_REFUSALS = {400: "invalid_request", 401: "unauthorized", 404: "not_found", 429: "too_many"}
-
-
 def _error_from_status(status: int, body: bytes | str | None) -> ServiceError:
     try:
         payload = json.loads(body or b"{}")
-        code, message = payload.get("error", "http_error"), payload.get("message", str(payload))
+        code, message = payload.get("error", HTTP_ERROR), payload.get("message", str(payload))
         details = payload.get("details")
     except (ValueError, AttributeError):
-        code, message, details = "http_error", (body.decode() if isinstance(body, bytes) else str(body)), None
+        code, message, details = HTTP_ERROR, (body.decode() if isinstance(body, bytes) else str(body)), None
     return _error(status, code, message, details)
 
 

@@ -1,7 +1,8 @@
 """`miner`: drive a miner service from any laptop. HTTP and WebSocket only; no Ray needed.
 
-Exit codes: 0 ok, 2 bad usage, 3 service error (unreachable, refused, unknown job), 4 the job failed or
-was cancelled.
+Exit codes: 0 ok; 2 the request is wrong (a bad flag or value, a wrong token, an unknown job or dataset, a
+conflict); 3 the service could not serve it (unreachable, timed out, too busy, failed); 4 the job failed or was
+cancelled where a finished job was needed.
 """
 
 from __future__ import annotations
@@ -13,24 +14,32 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from client import models as wire
-from client.api import MinerClient
+from client.api import MinerClient, StreamOpener, websocket_stream
 from client.display import follow, print_result
 from client.doctor import diagnose
 from client.errors import MinerClientError, ServiceError
 from client.settings import ConfigError, resolve
+from schema.errors import ExitCode, exit_code_for
 from schema.research import ValidationSettings
 from schema.search import SearchSettings
-
-OK, USAGE, SERVICE, JOB_FAILED = 0, 2, 3, 4
 
 
 class UsageError(Exception):
     """Bad input caught before talking to the service."""
+
+
+class JobUnsuccessful(Exception):
+    """The job failed or was cancelled where a finished job was needed."""
+
+
+def _unsuccessful(status: wire.JobStatus) -> bool:
+    return status.terminal and status is not wire.JobStatus.FINISHED
 
 
 def _when(ts: float | None) -> str:
@@ -40,12 +49,10 @@ def _when(ts: float | None) -> str:
 # ---- commands ---------------------------------------------------------------------------------------------
 
 def cmd_submit(client: MinerClient, args, console: Console) -> int:
-    costs = None
-    if args.fee_bps is not None or args.slippage_bps is not None:
-        defaults = wire.Costs()
-        costs = wire.Costs(fee_bps=defaults.fee_bps if args.fee_bps is None else args.fee_bps,
-                           slippage_bps=defaults.slippage_bps if args.slippage_bps is None else args.slippage_bps)
+    given = {name: value for name, value in (("fee_bps", args.fee_bps), ("slippage_bps", args.slippage_bps))
+             if value is not None}
     try:
+        costs = wire.Costs(**given) if given else None  # a cost not given is the service's default, not the wire's
         spec = wire.JobSpec(dataset=args.dataset, population=args.population, generations=args.generations,
                             risk=args.risk, seed=args.seed, holdout_fraction=args.holdout, costs=costs,
                             evaluator=args.evaluator, folds=args.folds, min_trades=args.min_trades,
@@ -55,15 +62,14 @@ def cmd_submit(client: MinerClient, args, console: Console) -> int:
                                    for e in exc.errors())) from None
     job = client.submit(spec)
     console.print(f"submitted job [bold]{job.id}[/bold] ({spec.population} x {spec.generations} on {spec.dataset})")
-    return _follow_to_end(client, job.id, console) if args.follow else OK
+    return _follow_to_end(client, job.id, console) if args.follow else ExitCode.OK
 
 
 def _follow_to_end(client: MinerClient, job_id: str, console: Console) -> int:
-    outcome = follow(client, job_id, console)
-    if outcome != "finished":
-        return JOB_FAILED
+    if follow(client, job_id, console) is not wire.JobStatus.FINISHED:
+        return ExitCode.JOB_FAILED
     print_result(client.result(job_id), console)
-    return OK
+    return ExitCode.OK
 
 
 def cmd_follow(client: MinerClient, args, console: Console) -> int:
@@ -79,7 +85,7 @@ def cmd_jobs(client: MinerClient, args, console: Console) -> int:
         table.add_row(job.id, job.status.value, job.spec.dataset, f"{job.spec.population} x {job.spec.generations}",
                       f"{job.progress.generation}/{job.progress.generations}", best, _when(job.created_at))
     console.print(table)
-    return OK
+    return ExitCode.OK
 
 
 def cmd_show(client: MinerClient, args, console: Console) -> int:
@@ -95,11 +101,16 @@ def cmd_show(client: MinerClient, args, console: Console) -> int:
                       f"pnl {job.best.metrics['net_pnl']:+,.2f}\n  {job.best.strategy}")
     if job.error:
         console.print(f"[red]error: {job.error}")
-    return JOB_FAILED if job.status in (wire.JobStatus.FAILED, wire.JobStatus.CANCELLED) else OK
+    return ExitCode.JOB_FAILED if _unsuccessful(job.status) else ExitCode.OK
 
 
 def cmd_result(client: MinerClient, args, console: Console) -> int:
-    result = client.result(args.job)
+    try:
+        result = client.result(args.job)
+    except ServiceError as exc:  # 409: not finished; one that never will is the job's failure, not the request's
+        if exc.status == 409 and _unsuccessful(client.job(args.job).status):
+            raise JobUnsuccessful(exc.message) from None
+        raise
     if args.plot:
         from client.plot import plot_result
 
@@ -111,13 +122,13 @@ def cmd_result(client: MinerClient, args, console: Console) -> int:
         print(result.model_dump_json(indent=2))
     elif not args.plot:
         print_result(result, console)
-    return OK
+    return ExitCode.OK
 
 
 def cmd_cancel(client: MinerClient, args, console: Console) -> int:
-    client.cancel(args.job)
-    console.print(f"job {args.job}: cancelling (it stops between batches)")
-    return OK
+    accepted = client.cancel(args.job)
+    console.print(f"job {accepted.id}: {accepted.status.value} (it stops between batches)")
+    return ExitCode.OK
 
 
 def cmd_cluster(client: MinerClient, args, console: Console) -> int:
@@ -129,7 +140,7 @@ def cmd_cluster(client: MinerClient, args, console: Console) -> int:
         table.add_row(node.node_id[:12], node.label or "-", node.address, f"{node.cpus:g}",
                       "yes" if node.alive else "[red]no", str(node.workers), f"{node.evaluations:,}")
     console.print(table)
-    return OK
+    return ExitCode.OK
 
 
 def cmd_doctor(client: MinerClient, args, console: Console) -> int:
@@ -141,7 +152,7 @@ def cmd_doctor(client: MinerClient, args, console: Console) -> int:
     for check in checks:
         table.add_row(check.name, "[green]ok" if check.ok else "[red]FAIL", check.detail, check.fix)
     console.print(table)
-    return OK if all(check.ok for check in checks) else SERVICE
+    return ExitCode.OK if all(check.ok for check in checks) else ExitCode.SERVICE
 
 
 def cmd_datasets(client: MinerClient, args, console: Console) -> int:
@@ -153,7 +164,7 @@ def cmd_datasets(client: MinerClient, args, console: Console) -> int:
         except FileNotFoundError:
             raise UsageError(f"no such file: {args.file}") from None
         console.print(f"uploaded [bold]{info.name}[/bold]: {info.candles:,} candles, fingerprint {info.fingerprint}")
-        return OK
+        return ExitCode.OK
     table = Table(title="datasets")
     for column in ("name", "candles", "from", "to", "bar", "gaps", "source"):
         table.add_column(column, no_wrap=column == "name")
@@ -161,7 +172,7 @@ def cmd_datasets(client: MinerClient, args, console: Console) -> int:
         table.add_row(d.name, f"{d.candles:,}", _when(d.first_time), _when(d.last_time), f"{d.bar_seconds}s",
                       str(d.gaps), d.source)
     console.print(table)
-    return OK
+    return ExitCode.OK
 
 
 def _params(pairs: list[str]) -> dict[str, float]:
@@ -198,12 +209,12 @@ def cmd_evaluator(client: MinerClient, args, console: Console) -> int:
             table.add_row(e.version, params, "yes" if e.builtin else "", "*" if e.default else "",
                           _when(e.created_at))
         console.print(table)
-        return OK
+        return ExitCode.OK
     if not args.file:
         raise UsageError("miner evaluator push FILE: FILE is missing")
     if not args.watch:
         _push_once(client, args, console)
-        return OK
+        return ExitCode.OK
     console.print(f"watching {args.file}: every save is pushed (Ctrl-C to stop)")
     seen = None
     while True:
@@ -282,26 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None,
+         open_stream: StreamOpener = websocket_stream) -> int:
+    """Run one command; ``transport`` and ``open_stream`` replace the ways to the service (``MinerClient``'s)."""
     args = build_parser().parse_args(argv)
     console = Console()
     errors = Console(stderr=True, soft_wrap=True)
     try:
         settings = resolve(args.url, args.token, args.admin_token)
-        with MinerClient(settings.url, settings.token, admin_token=settings.admin_token) as client:
+        with MinerClient(settings.url, settings.token, admin_token=settings.admin_token, transport=transport,
+                         open_stream=open_stream) as client:
             return args.handler(client, args, console)
     except (UsageError, ConfigError) as exc:
         errors.print(f"error: {exc}", markup=False, highlight=False)
-        return USAGE
+        return ExitCode.USAGE
+    except JobUnsuccessful as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False)
+        return ExitCode.JOB_FAILED
     except ServiceError as exc:
         errors.print(f"error: {exc.message}", markup=False, highlight=False)
-        return SERVICE
+        return exit_code_for(exc.status)
     except MinerClientError as exc:
         errors.print(f"error: {exc}", markup=False, highlight=False)
-        return SERVICE
+        return ExitCode.SERVICE
     except KeyboardInterrupt:
         errors.print("interrupted; the job keeps running on the service (miner follow JOB to watch again)")
-        return 130
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

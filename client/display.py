@@ -10,6 +10,7 @@ from rich.table import Table
 
 from client import models as wire
 from client.api import MinerClient
+from schema import events as ev
 from schema.research import research_lines
 
 METRIC_FORMATS = {
@@ -20,8 +21,8 @@ METRIC_FORMATS = {
 }
 
 
-def follow(client: MinerClient, job_id: str, console: Console | None = None, since: int = 0) -> str:
-    """Show a job's progress live until it ends; returns the terminal event type."""
+def follow(client: MinerClient, job_id: str, console: Console | None = None, since: int = 0) -> wire.JobStatus | None:
+    """Show a job's progress live until it ends; returns the status it ended in (None: the stream ended first)."""
     console = console or Console()
     generation_started = time.monotonic()
     evaluations = 0
@@ -33,46 +34,46 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
         validation = progress.add_task("validation", total=None, info="", visible=False)
         for event in client.events(job_id, since=since):
             data = event.data
-            if event.type == "job_started":
-                progress.update(generations, total=data["generations"])
-                progress.update(genomes, total=data["population"])
-                console.print(f"job {job_id}: {data['population']} genomes x {data['generations']} generations, "
-                              f"{data['train_bars']} training bars, evaluator {data['evaluator_version']}",
+            if isinstance(data, ev.JobStarted):
+                progress.update(generations, total=data.generations)
+                progress.update(genomes, total=data.population)
+                console.print(f"job {job_id}: {data.population} genomes x {data.generations} generations, "
+                              f"{data.train_bars} training bars, evaluator {data.evaluator_version}",
                               soft_wrap=True)
-            elif event.type == "generation_started":
+            elif isinstance(data, ev.GenerationStarted):
                 progress.update(genomes, completed=0)
                 generation_started = time.monotonic()
-            elif event.type == "batch_evaluated":
-                progress.update(genomes, completed=data["evaluated"], total=data["total"])
-                rate = data["evaluated"] / max(time.monotonic() - generation_started, 1e-9)
+            elif isinstance(data, ev.BatchEvaluated):
+                progress.update(genomes, completed=data.evaluated, total=data.total)
+                rate = data.evaluated / max(time.monotonic() - generation_started, 1e-9)
                 progress.update(genomes, info=f"{rate:,.0f} evals/s")
-            elif event.type == "generation_best":
+            elif isinstance(data, ev.GenerationBest):
                 evaluations += progress.tasks[genomes].total or 0
-                m = data["metrics"]
-                line = (f"best fitness {data['best_fitness_so_far']:+.3f}  pnl {m['net_pnl']:+,.2f}  "
+                m = data.metrics
+                line = (f"best fitness {data.best_fitness_so_far:+.3f}  pnl {m['net_pnl']:+,.2f}  "
                         f"trades {m['trades']:.0f}")
-                progress.update(generations, completed=data["generation"] + 1, info=line)
+                progress.update(generations, completed=data.generation + 1, info=line)
                 if not console.is_terminal:  # piped or logged: one plain line per generation instead of bars
                     rate = (progress.tasks[genomes].total or 0) / max(time.monotonic() - generation_started, 1e-9)
-                    console.print(f"generation {data['generation'] + 1}/{progress.tasks[generations].total}  "
+                    console.print(f"generation {data.generation + 1}/{progress.tasks[generations].total}  "
                                   f"{evaluations:,.0f} evaluations  {rate:,.0f} evals/s  {line}", soft_wrap=True)
-            elif event.type == "validation_started":
-                progress.update(validation, total=data["searches"], visible=True)
-                console.print(f"validating: the random baseline and the same search on {data['permutations']} "
+            elif isinstance(data, ev.ValidationStarted):
+                progress.update(validation, total=data.searches, visible=True)
+                console.print(f"validating: the random baseline and the same search on {data.permutations} "
                               "shuffled copies of the training data", soft_wrap=True)
-            elif event.type == "validation_search_finished":
-                what = "random baseline" if data["kind"] == "random" else f"shuffled copy {data['index']}"
-                info = f"{what}: best fitness {data['best_fitness']:+.3f}"
-                progress.update(validation, completed=data["done"], total=data["total"], info=info)
+            elif isinstance(data, ev.ValidationSearchFinished):
+                what = "random baseline" if data.kind == "random" else f"shuffled copy {data.index}"
+                info = f"{what}: best fitness {data.best_fitness:+.3f}"
+                progress.update(validation, completed=data.done, total=data.total, info=info)
                 if not console.is_terminal:
-                    console.print(f"validation {data['done']}/{data['total']}  {info}", soft_wrap=True)
-            elif event.type in wire.TERMINAL_EVENTS:
-                if event.type == "failed":
-                    console.print(f"[red]job {job_id} failed: {data.get('error')}")
-                elif event.type == "cancelled":
-                    console.print(f"[yellow]job {job_id} cancelled at generation {data.get('generation')}")
-                return event.type
-    return "unknown"
+                    console.print(f"validation {data.done}/{data.total}  {info}", soft_wrap=True)
+            elif isinstance(data, ev.Failed):
+                console.print(f"[red]job {job_id} failed: {data.error}")
+            elif isinstance(data, ev.Cancelled):
+                console.print(f"[yellow]job {job_id} cancelled at generation {data.generation}")
+            if event.type in wire.ENDED:
+                return wire.JobStatus(event.type)
+    return None
 
 
 def result_table(result: wire.JobResult) -> Table:

@@ -1,4 +1,5 @@
-"""Wire models: the single definition of the HTTP/WebSocket API, shared by the service and the client.
+"""Wire models: the single definition of the HTTP API, shared by the service and the client (the events and the
+error model, which the engine or the CLI share too, are in ``schema.events`` and ``schema.errors``).
 
 Pure pydantic, so a laptop with only the base install (no Ray, no Numba, no numpy) can import them.
 """
@@ -50,16 +51,17 @@ class JobSpec(_Wire, ValidationSettings, SearchSettings):
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    CANCELLING = "cancelling"  # only in the answer to a cancel: it is stored, the job stops between batches
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
-        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
+        return self in ENDED
 
 
-TERMINAL_EVENTS = ("finished", "failed", "cancelled")
+ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)  # also the types of a log's last event
 
 
 class BestSoFar(_Wire):
@@ -98,15 +100,11 @@ class Submitted(_Wire):
     status: JobStatus
 
 
-class Event(_Wire):
-    """One entry of a job's append-only event log; ``seq`` counts from 1 per job."""
+class CancelAccepted(_Wire):
+    """The answer to a cancel: it is stored, and the job stops between batches; its events end with 'cancelled'."""
 
-    seq: int
-    job_id: str
-    type: str = Field(description="job_started, generation_started, batch_evaluated, generation_best, "
-                                  "finished, failed or cancelled")
-    time: float
-    data: dict[str, Any]
+    id: str
+    status: Literal[JobStatus.CANCELLING]
 
 
 class Trade(_Wire):
@@ -181,14 +179,6 @@ class ClusterInfo(_Wire):
     pending_workers: int
     versions: dict[str, str] = Field(default_factory=dict, description="the head's versions (the coordinator's "
                                                                        "process)")
-
-
-class ErrorBody(_Wire):
-    """Every 4xx/5xx answer: a stable machine-readable code and a sentence for people."""
-
-    error: str
-    message: str
-    details: list[dict[str, Any]] | None = None
 
 
 EVALUATOR_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"  # a name ends up in files, logs and URLs: keep it plain

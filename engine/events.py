@@ -1,82 +1,41 @@
-"""Progress events a mining run reports, discriminated by ``type``.
+"""Progress events a mining run reports, discriminated by ``type``: those of ``schema.events``, the definitions the
+service stores and streams, with a generation's best genome as a ``Genome``.
 
-The in-process miner hands them to a callback; the service stores and streams the same payloads.
+The in-process miner hands them to a callback; the service stores the same payloads.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
 
 from engine.genome import Genome
+from schema import events
+from schema.events import (
+    BatchEvaluated,
+    Cancelled,
+    Finished,
+    GenerationStarted,
+    JobStarted,
+    ValidationSearchFinished,
+    ValidationStarted,
+)
+
+_Event = events.EventData  # what every engine event is (the annotations of the miner and the coordinator)
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class GenerationBest(events.GenerationBest):
+    """The wire's event with the genome itself; its readable line (``strategy``) is derived from it."""
 
-
-class JobStarted(_Event):
-    type: Literal["job_started"] = "job_started"
-    population: int
-    generations: int
-    train_bars: int
-    holdout_bars: int
-    data_fingerprint: str
-    evaluator_version: str
-    folds: int = 1
-    permutations: int = 0
-
-
-class GenerationStarted(_Event):
-    type: Literal["generation_started"] = "generation_started"
-    generation: int
-
-
-class BatchEvaluated(_Event):
-    type: Literal["batch_evaluated"] = "batch_evaluated"
-    generation: int
-    evaluated: int
-    total: int
-
-
-class GenerationBest(_Event):
-    type: Literal["generation_best"] = "generation_best"
-    generation: int
-    fitness: float
-    best_fitness_so_far: float
     genome: Genome
-    metrics: dict[str, float]
 
-
-class ValidationStarted(_Event):
-    """The GA is done; the random baseline and the searches on shuffled copies start."""
-
-    type: Literal["validation_started"] = "validation_started"
-    searches: int
-    permutations: int
-
-
-class ValidationSearchFinished(_Event):
-    """One validation search ran to its end: the random baseline (index 0) or shuffled copy ``index``."""
-
-    type: Literal["validation_search_finished"] = "validation_search_finished"
-    kind: Literal["random", "shuffled"]
-    index: int
-    best_fitness: float
-    done: int
-    total: int
-
-
-class Finished(_Event):
-    type: Literal["finished"] = "finished"
-    best_fitness: float
-    generations_run: int
-
-
-class Cancelled(_Event):
-    type: Literal["cancelled"] = "cancelled"
-    generation: int
+    @model_validator(mode="before")
+    @classmethod
+    def _describe(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "strategy" not in data and "genome" in data:
+            data = {**data, "strategy": Genome.model_validate(data["genome"]).describe()}
+        return data
 
 
 MiningEvent = Annotated[
@@ -84,3 +43,6 @@ MiningEvent = Annotated[
     | Finished | Cancelled,
     Field(discriminator="type"),
 ]
+
+__all__ = ["BatchEvaluated", "Cancelled", "Finished", "GenerationBest", "GenerationStarted", "JobStarted",
+           "MiningEvent", "ValidationSearchFinished", "ValidationStarted"]

@@ -24,6 +24,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from client import models as wire
+from schema.errors import ERRORS, HTTP_ERROR, NORMAL_CLOSE, SERVICE_FAILED_CLOSE, ErrorBody, ErrorKind
+from schema.events import Event
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, ON_HEAD_NODE, RuntimeConfig, ServiceSettings
 from serve_app.coordinator import MinerCoordinator
 from serve_app.errors import CannotStart, MinerError, Unavailable
@@ -37,13 +39,17 @@ app = FastAPI(title="Strategy miner", version="1",
 
 
 def _error(status: int, code: str, message: str, details: list | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status,
-                        content=wire.ErrorBody(error=code, message=message, details=details).model_dump())
+    body = ErrorBody(error=code, message=message, details=details)
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+def _answer(kind: ErrorKind, message: str, details: list | None = None) -> JSONResponse:
+    return _error(kind.status, kind.code, message, details)
 
 
 @app.exception_handler(MinerError)
 async def _miner_error(request: Request, exc: MinerError) -> JSONResponse:
-    return _error(exc.status, exc.code, exc.message)
+    return _answer(exc.kind, exc.message)
 
 
 @app.exception_handler(RequestValidationError)
@@ -51,13 +57,17 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     details = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
                for e in exc.errors()]
     summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
-    return _error(422, "invalid_request", summary, details)
+    return _answer(ERRORS["invalid_request"], summary, details)
+
+
+# the codes of the refusals Starlette itself raises (or the ingress raises as Starlette's HTTPException)
+FRAMEWORK_CODES = {ERRORS[code].status: code for code in
+                   ("unauthorized", "forbidden", "not_found", "method_not_allowed", "too_large")}
 
 
 @app.exception_handler(HTTPException)
 async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-            413: "too_large"}.get(exc.status_code, "http_error")
+    code = FRAMEWORK_CODES.get(exc.status_code, HTTP_ERROR)
     message = str(exc.detail)
     if message == "Not Found":  # Starlette's words for a path no route matches
         message = f"no such route: {request.method} {request.url.path} (the API is listed at /docs)"
@@ -69,8 +79,8 @@ async def _http(request: Request, exc: HTTPException) -> JSONResponse:
 @app.exception_handler(Exception)
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     """A bug still answers in the one error model; Starlette re-raises it afterwards, so Serve logs the traceback."""
-    return _error(500, "internal", f"the service failed on this request ({type(exc).__name__}); "
-                                   "the traceback is in the service log")
+    return _answer(ERRORS["internal"], f"the service failed on this request ({type(exc).__name__}); "
+                                       "the traceback is in the service log")
 
 
 def _token_matches(expected: str, presented: str | None) -> bool:
@@ -129,6 +139,18 @@ async def call(ref):
 
 
 auth = [Depends(require_token)]
+V1_ERRORS = ("unauthorized", "internal", "unavailable", "cannot_start")  # any /v1 route: it asks the coordinator
+BODY_ERRORS = ("too_large", "invalid_request")  # any route that reads a body
+JOB_ERRORS = (*V1_ERRORS, "not_found", "invalid_request")  # any route of one job (FastAPI validates its path)
+
+
+def errors(*codes: str) -> dict[int | str, dict]:
+    """A route's ``responses=``: every error it can answer, each status with its codes, all in the one model."""
+    statuses: dict[int, list[str]] = {}
+    for code in codes:
+        statuses.setdefault(ERRORS[code].status, []).append(code)
+    return {status: {"model": ErrorBody, "description": " or ".join(f"`{code}`" for code in names)}
+            for status, names in sorted(statuses.items())}
 
 
 class Gate:
@@ -152,12 +174,12 @@ class Gate:
         presented = _bearer(request.headers.get("authorization"))
         if request.url.path.startswith("/v1/") and not any(
                 token and _token_matches(token, presented) for token in (state.token, state.admin_token)):
-            return await _error(401, "unauthorized", WRONG_TOKEN)(scope, receive, send)
+            return await _answer(ERRORS["unauthorized"], WRONG_TOKEN)(scope, receive, send)
         what, limit, key = _body_limit(request, state.settings)
         words = f"the limit is {limit / 1e6:g} MB (args {key})"
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            return await _error(413, "too_large", f"{what} is {int(declared) / 1e6:.1f} MB; {words}")(
+            return await _answer(ERRORS["too_large"], f"{what} is {int(declared) / 1e6:.1f} MB; {words}")(
                 scope, receive, send)
         read = 0
 
@@ -180,6 +202,11 @@ def _body_limit(request: Request, settings: ServiceSettings) -> tuple[str, int, 
 
 
 app.add_middleware(Gate)
+
+
+async def _refuse(websocket: WebSocket, kind: ErrorKind, reason: str) -> None:
+    """Close an event stream with the error's close code; the reason (at most 123 bytes on the wire) names it."""
+    await websocket.close(code=kind.close_code, reason=reason[:120])
 
 
 async def _until_disconnect(websocket: WebSocket) -> None:
@@ -237,19 +264,20 @@ class MinerAPI:
         except UNAVAILABLE:
             log.warning("coordinator unavailable during health check; it restarts by itself")
 
-    @app.get("/healthz", tags=["service"])
+    @app.get("/healthz", tags=["service"], responses=errors("internal"))
     async def healthz(self) -> dict:
         return {"status": "ok"}
 
-    @app.get("/v1/cluster", dependencies=auth, tags=["service"])
+    @app.get("/v1/cluster", dependencies=auth, tags=["service"], responses=errors(*V1_ERRORS))
     async def cluster(self) -> wire.ClusterInfo:
         return wire.ClusterInfo(**await call(self.coordinator.cluster.remote()))
 
-    @app.get("/v1/datasets", dependencies=auth, tags=["datasets"])
+    @app.get("/v1/datasets", dependencies=auth, tags=["datasets"], responses=errors(*V1_ERRORS))
     async def datasets(self) -> list[wire.DatasetInfo]:
         return [wire.DatasetInfo(**d) for d in await call(self.coordinator.list_datasets.remote())]
 
     @app.post("/v1/datasets", dependencies=auth, status_code=201, tags=["datasets"],
+              responses=errors(*V1_ERRORS, *BODY_ERRORS, "conflict", "invalid_data"),
               openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}},
                                              "required": True}})
     async def upload_dataset(self, request: Request,
@@ -261,7 +289,8 @@ class MinerAPI:
         body = await request.body()
         return wire.DatasetInfo(**await call(self.coordinator.upload_dataset.remote(name, body)))
 
-    @app.post("/v1/jobs", dependencies=auth, status_code=202, tags=["jobs"])
+    @app.post("/v1/jobs", dependencies=auth, status_code=202, tags=["jobs"],
+              responses=errors(*V1_ERRORS, *BODY_ERRORS, "not_found", "conflict", "invalid_data", "too_many"))
     async def submit(self, spec: wire.JobSpec, response: Response,
                      idempotency_key: str | None = Header(
                          None, alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$",
@@ -272,34 +301,39 @@ class MinerAPI:
         Send an ``Idempotency-Key`` to retry safely after a lost answer: a repeat answers 202 again with the same job
         (its current status) and the header ``Idempotent-Replayed: true``.
         """
-        answer = await call(self.coordinator.submit.remote(spec.model_dump(mode="json"), idempotency_key))
+        # only the fields sent: a cost left out is the service's default (``mapping.resolve_spec``)
+        sent = spec.model_dump(mode="json", exclude_unset=True)
+        answer = await call(self.coordinator.submit.remote(sent, idempotency_key))
         if answer.pop("replayed"):
             response.headers["Idempotent-Replayed"] = "true"
         return wire.Submitted(**answer)
 
-    @app.get("/v1/jobs", dependencies=auth, tags=["jobs"])
+    @app.get("/v1/jobs", dependencies=auth, tags=["jobs"], responses=errors(*V1_ERRORS, "invalid_request"))
     async def jobs(self, limit: int = Query(100, ge=1, le=1000)) -> list[wire.JobInfo]:
         return [wire.JobInfo(**j) for j in await call(self.coordinator.jobs.remote(limit))]
 
-    @app.get("/v1/jobs/{job_id}", dependencies=auth, tags=["jobs"])
+    @app.get("/v1/jobs/{job_id}", dependencies=auth, tags=["jobs"], responses=errors(*JOB_ERRORS))
     async def job(self, job_id: str) -> wire.JobInfo:
         return wire.JobInfo(**await call(self.coordinator.job.remote(job_id)))
 
-    @app.get("/v1/jobs/{job_id}/result", dependencies=auth, tags=["jobs"])
+    @app.get("/v1/jobs/{job_id}/result", dependencies=auth, tags=["jobs"],
+             responses=errors(*JOB_ERRORS, "conflict"))
     async def result(self, job_id: str) -> wire.JobResult:
         return wire.JobResult(**await call(self.coordinator.result.remote(job_id)))
 
-    @app.delete("/v1/jobs/{job_id}", dependencies=auth, status_code=202, tags=["jobs"])
-    async def cancel(self, job_id: str) -> dict:
+    @app.delete("/v1/jobs/{job_id}", dependencies=auth, status_code=202, tags=["jobs"],
+                responses=errors(*JOB_ERRORS, "conflict"))
+    async def cancel(self, job_id: str) -> wire.CancelAccepted:
         """Stop a job between batches; its events end with 'cancelled'."""
-        return await call(self.coordinator.cancel.remote(job_id))
+        return wire.CancelAccepted(**await call(self.coordinator.cancel.remote(job_id)))
 
-    @app.get("/v1/evaluators", dependencies=auth, tags=["evaluators"])
+    @app.get("/v1/evaluators", dependencies=auth, tags=["evaluators"], responses=errors(*V1_ERRORS))
     async def evaluators(self) -> list[wire.EvaluatorInfo]:
         """Every evaluator version the service knows; ``default`` marks the one jobs get unless they ask."""
         return [wire.EvaluatorInfo(**e) for e in await call(self.coordinator.list_evaluators.remote())]
 
-    @app.put("/v1/evaluators/{name}", dependencies=[Depends(require_admin)], status_code=201, tags=["evaluators"])
+    @app.put("/v1/evaluators/{name}", dependencies=[Depends(require_admin)], status_code=201, tags=["evaluators"],
+             responses=errors(*V1_ERRORS, *BODY_ERRORS, "forbidden", "invalid_data"))
     async def push_evaluator(self, push: wire.EvaluatorPush,
                              name: str = Path(pattern=wire.EVALUATOR_NAME_PATTERN,
                                               description="lower-case letters, digits and _, starting with a "
@@ -323,19 +357,19 @@ class MinerAPI:
         await websocket.accept()  # accept first: a close before accept reaches clients as a bare HTTP 403
         presented = _bearer(websocket.headers.get("authorization")) or token
         if not _token_matches(websocket.app.state.token, presented):
-            await websocket.close(code=4401, reason="missing or wrong token")
+            await _refuse(websocket, ERRORS["unauthorized"], "missing or wrong token")
             return
         if not (since.isdigit() and int(since) < 2**63):
-            await websocket.close(code=4400, reason=f"since must be a whole number >= 0, got '{since[:40]}'")
+            await _refuse(websocket, ERRORS["bad_request"], f"since must be a whole number >= 0, got '{since[:40]}'")
             return
         try:
             await call(self.coordinator.job.remote(job_id))
         except MinerError as exc:
-            await websocket.close(code=4404 if exc.status == 404 else 1011, reason=exc.message[:120])
+            await _refuse(websocket, exc.kind, exc.message)
             return
         if self.followers >= self.max_followers:
-            await websocket.close(code=4429, reason=f"too many followers: the limit is {self.max_followers} "
-                                                    "(user_config max_followers); retry later")
+            await _refuse(websocket, ERRORS["too_many"], f"too many followers: the limit is {self.max_followers} "
+                                                         "(user_config max_followers); retry later")
             return
         self.followers += 1
         try:
@@ -348,15 +382,15 @@ class MinerAPI:
             while True:
                 batch = await self._poll(job_id, since)
                 for event in batch["events"]:
-                    await websocket.send_text(wire.Event(**event).model_dump_json())
+                    await websocket.send_text(Event(**event).model_dump_json())
                     since = event["seq"]
                 if batch["ended"]:  # the terminal event has been sent (now or on an earlier connection)
-                    await websocket.close(code=1000)
+                    await websocket.close(code=NORMAL_CLOSE)
                     return
         except WebSocketDisconnect:
             return
         except MinerError as exc:
-            await websocket.close(code=1011, reason=exc.message[:120])
+            await websocket.close(code=SERVICE_FAILED_CLOSE, reason=exc.message[:120])
 
     async def _poll(self, job_id: str, since: int) -> dict:
         ref = self.coordinator.events.remote(job_id, since)

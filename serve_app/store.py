@@ -19,12 +19,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from client.models import ENDED
 from serve_app import backups
 from serve_app.private import private_dir, private_file
 from serve_app.store_guard import StoreUnusable, check_integrity, mark_jobs_held, refuse_if_lost
 
 SCHEMA_VERSION = 2  # PRAGMA user_version: 1 = before idempotency keys (stores from before versions were kept read 0)
-ENDED = ("finished", "failed", "cancelled")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from client.cli import JOB_FAILED, OK, SERVICE, USAGE, main
+from client.cli import main
+from schema.errors import ExitCode
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def miner(service, monkeypatch, tmp_path):
 
 def test_submit_follow_prints_rising_progress_and_ends_with_the_result(miner, capsys):
     assert miner("submit", "--dataset", "synthetic", "--population", "12", "--generations", "4", "--risk", "low",
-                 "--seed", "7", "--permutations", "3", "--follow") == OK
+                 "--seed", "7", "--permutations", "3", "--follow") == ExitCode.OK
     out = capsys.readouterr().out
     validation = re.findall(r"^validation (\d)/4 +(random baseline|shuffled copy \d): best fitness", out, flags=re.M)
     assert sorted(done for done, _ in validation) == ["1", "2", "3", "4"]
@@ -44,19 +45,19 @@ def test_jobs_show_result_json_cluster_datasets(miner, capsys, client):
     job = client.submit(dataset="synthetic", population=8, generations=2, seed=3)
     client.wait(job.id)
     capsys.readouterr()
-    assert miner("jobs") == OK and job.id in capsys.readouterr().out
-    assert miner("show", job.id) == OK and "finished" in capsys.readouterr().out
-    assert miner("result", job.id, "--json") == OK
+    assert miner("jobs") == ExitCode.OK and job.id in capsys.readouterr().out
+    assert miner("show", job.id) == ExitCode.OK and "finished" in capsys.readouterr().out
+    assert miner("result", job.id, "--json") == ExitCode.OK
     assert f'"job_id": "{job.id}"' in capsys.readouterr().out
-    assert miner("cluster") == OK and "3 workers ready" in capsys.readouterr().out
-    assert miner("datasets") == OK and "BTC-USD_FIVE_MINUTE" in capsys.readouterr().out
+    assert miner("cluster") == ExitCode.OK and "3 workers ready" in capsys.readouterr().out
+    assert miner("datasets") == ExitCode.OK and "BTC-USD_FIVE_MINUTE" in capsys.readouterr().out
 
 
 def test_plot_writes_a_png(miner, client, tmp_path, capsys):
     job = client.submit(dataset="synthetic", population=8, generations=2, seed=4)
     client.wait(job.id)
     target = tmp_path / "equity.png"
-    assert miner("result", job.id, "--plot", str(target)) == OK
+    assert miner("result", job.id, "--plot", str(target)) == ExitCode.OK
     data = target.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
@@ -66,9 +67,9 @@ def test_upload_through_the_cli(miner, tmp_path, capsys):
 
     path = tmp_path / "cli_upload.csv"
     path.write_bytes(csv_bytes(seed=12))
-    assert miner("datasets", "upload", str(path)) == OK
+    assert miner("datasets", "upload", str(path)) == ExitCode.OK
     assert "cli_upload" in capsys.readouterr().out
-    assert miner("datasets", "upload", str(tmp_path / "missing.csv")) == USAGE
+    assert miner("datasets", "upload", str(tmp_path / "missing.csv")) == ExitCode.USAGE
     assert "no such file" in capsys.readouterr().err
 
 
@@ -76,26 +77,26 @@ def test_a_cancelled_job_exits_4(miner, client, capsys):
     job = client.submit(dataset="BTC-USD_FIVE_MINUTE", population=300, generations=40, seed=2)
     for event in client.events(job.id):
         if event.type == "batch_evaluated":
-            assert miner("cancel", job.id) == OK
+            assert miner("cancel", job.id) == ExitCode.OK
             break
-    assert miner("follow", job.id) == JOB_FAILED
+    assert miner("follow", job.id) == ExitCode.JOB_FAILED
     assert "cancelled" in capsys.readouterr().out
 
 
 def test_wrong_token_unknown_job_unreachable_url_bad_usage(miner, service, capsys):
-    assert miner("--token", "wrong", "jobs") == SERVICE
+    assert miner("--token", "wrong", "jobs") == ExitCode.USAGE
     assert "missing or wrong token" in capsys.readouterr().err
-    assert miner("show", "nope") == SERVICE
+    assert miner("show", "nope") == ExitCode.USAGE
     assert "unknown job 'nope'" in capsys.readouterr().err
-    assert miner("follow", "nope") == SERVICE
+    assert miner("follow", "nope") == ExitCode.USAGE
     assert "unknown job 'nope'" in capsys.readouterr().err
-    assert miner("--url", "http://127.0.0.1:9", "jobs") == SERVICE
+    assert miner("--url", "http://127.0.0.1:9", "jobs") == ExitCode.SERVICE
     err = capsys.readouterr().err
     assert "cannot reach the miner service at http://127.0.0.1:9" in err and "Traceback" not in err
-    assert miner("submit", "--dataset", "synthetic", "--population", "1") == USAGE
+    assert miner("submit", "--dataset", "synthetic", "--population", "1") == ExitCode.USAGE
     assert "--population" in capsys.readouterr().err
-    assert miner("submit", "--dataset", "nope") == SERVICE
+    assert miner("submit", "--dataset", "nope") == ExitCode.USAGE
     assert "unknown dataset 'nope'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         miner("submit")  # argparse: --dataset is required
-    assert usage.value.code == USAGE
+    assert usage.value.code == ExitCode.USAGE

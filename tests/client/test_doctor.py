@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from client.cli import OK, SERVICE, main
+from client.cli import main
 from client.doctor import _node, diagnose
 from client.models import NodeInfo
+from schema.errors import ExitCode
 from tests.service_fixture import free_port
 
 
@@ -16,7 +17,7 @@ def test_doctor_is_all_green_on_the_working_cluster_and_names_each_node(service,
     monkeypatch.setenv("MINER_URL", service.url)
     monkeypatch.setenv("MINER_TOKEN", service.token)
     monkeypatch.setenv("MINER_HOME", str(tmp_path / "home"))
-    assert main(["doctor"]) == OK
+    assert main(["doctor"]) == ExitCode.OK
     out = capsys.readouterr().out
     assert "FAIL" not in out
     checks = diagnose(service.url, service.token)
@@ -41,7 +42,7 @@ def test_doctor_names_the_broken_part_and_its_fix(service, url, token, failing, 
 
 def test_doctor_exits_3_when_a_check_fails(service, monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("MINER_HOME", str(tmp_path / "home"))
-    assert main(["--url", service.url, "--token", "wrong", "doctor"]) == SERVICE
+    assert main(["--url", service.url, "--token", "wrong", "doctor"]) == ExitCode.SERVICE
     assert "FAIL" in capsys.readouterr().out
 
 

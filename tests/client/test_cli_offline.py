@@ -1,0 +1,205 @@
+"""The `miner` CLI and MinerClient against the in-memory fake service: outputs and exit codes of every command,
+`follow` included, without Ray (the same commands against the real service: test_cli.py)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from client import MinerClient
+from client.cli import main
+from client.models import JobStatus
+from schema.errors import ERRORS, ExitCode
+
+from .fake_service import FakeService, Refused
+
+
+@pytest.fixture
+def fake(monkeypatch, tmp_path) -> FakeService:
+    service = FakeService()
+    monkeypatch.setenv("MINER_URL", service.url)
+    monkeypatch.setenv("MINER_TOKEN", service.token)
+    monkeypatch.setenv("MINER_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr("client.api.RECONNECT_DELAYS_S", (0.0,))
+    return service
+
+
+@pytest.fixture
+def miner(fake):
+    def run(*argv: str) -> int:
+        return main(list(argv), transport=fake.transport, open_stream=fake.open_stream)
+
+    return run
+
+
+def sent_specs(fake: FakeService) -> list[dict]:
+    return [json.loads(r.content) for r in fake.requests if (r.method, r.url.path) == ("POST", "/v1/jobs")]
+
+
+# ---- submit and follow ---------------------------------------------------------------------------------------
+
+def test_submit_queues_the_spec_with_a_key_and_prints_the_job(miner, fake, capsys):
+    assert miner("submit", "--dataset", "synthetic", "--population", "12", "--risk", "low", "--seed", "7") == 0
+    assert "submitted job job1 (12 x 30 on synthetic)" in capsys.readouterr().out
+    (spec,) = sent_specs(fake)
+    assert spec["population"] == 12 and spec["risk"] == "LOW" and "costs" not in spec and "evaluator" not in spec
+    assert fake.requests[0].headers["Idempotency-Key"]
+
+
+@pytest.mark.parametrize(("flags", "costs"), [
+    (["--fee-bps", "10"], {"fee_bps": 10.0}),
+    (["--slippage-bps", "2"], {"slippage_bps": 2.0}),
+    (["--fee-bps", "10", "--slippage-bps", "2"], {"fee_bps": 10.0, "slippage_bps": 2.0})])
+def test_costs_not_given_are_left_to_the_service(miner, fake, flags, costs):
+    assert miner("submit", "--dataset", "synthetic", *flags) == 0
+    assert sent_specs(fake)[0]["costs"] == costs
+
+
+def test_a_bad_value_is_refused_before_anything_is_sent(miner, fake, capsys):
+    assert miner("submit", "--dataset", "synthetic", "--population", "1") == ExitCode.USAGE
+    assert miner("submit", "--dataset", "synthetic", "--fee-bps", "-1") == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "--population: Input should be greater than or equal to 4" in err and "--fee-bps" in err
+    assert fake.requests == []
+    with pytest.raises(SystemExit) as usage:
+        miner("submit")  # argparse: --dataset is required
+    assert usage.value.code == ExitCode.USAGE
+
+
+def test_submit_follow_shows_each_step_once_then_the_result(miner, fake, capsys):
+    assert miner("submit", "--dataset", "synthetic", "--population", "8", "--generations", "3",
+                 "--permutations", "2", "--follow") == 0
+    out = capsys.readouterr().out
+    assert "job job1: 8 genomes x 3 generations, 800 training bars, evaluator balanced@1" in out
+    assert [line.split("  ")[0] for line in out.splitlines() if line.startswith("generation ")] == [
+        "generation 1/3", "generation 2/3", "generation 3/3"]
+    assert "validation 1/3  random baseline: best fitness -0.500" in out and "validation 3/3  shuffled copy 2" in out
+    assert out.index("validation 3/3") < out.index("VERDICT: no evidence of an edge") < out.index("best strategy:")
+
+
+def test_follow_reconnects_after_drops_and_shows_every_event_once(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED, generations=4)
+    fake.drop_after = 3
+    assert miner("follow", job) == 0
+    out = capsys.readouterr().out
+    assert [line.split("  ")[0] for line in out.splitlines() if line.startswith("generation ")] == [
+        f"generation {g}/4" for g in range(1, 5)]
+    assert fake.streams == len(fake.logs[job]) // 3 + 1
+
+
+def test_events_arrive_in_order_exactly_once_and_unknown_types_are_skipped(fake):
+    job = fake.add_job(JobStatus.FINISHED)
+    fake.logs[job].insert(2, {"seq": 3, "job_id": job, "type": "island_migrated", "time": 0.0, "data": {}})
+    for later, entry in enumerate(fake.logs[job][3:], start=4):
+        entry["seq"] = later
+    fake.drop_after = 2
+    with MinerClient(fake.url, fake.token, transport=fake.transport, open_stream=fake.open_stream) as client:
+        events = list(client.events(job))
+    assert [e.seq for e in events] == [1, 2, *range(4, len(fake.logs[job]) + 1)]
+    assert events[0].data.population == 8 and events[-1].type == "finished"
+
+
+@pytest.mark.parametrize(("status", "words"), [
+    (JobStatus.FAILED, "job job1 failed: the coordinator lost the dataset"),
+    (JobStatus.CANCELLED, "job job1 cancelled at generation 1")])
+def test_following_a_job_that_did_not_finish_exits_4(miner, fake, capsys, status, words):
+    job = fake.add_job(status)
+    assert miner("follow", job) == ExitCode.JOB_FAILED
+    assert words in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("token", "job", "exit_code", "words"), [
+    ("test-token", "nope", ExitCode.USAGE, "unknown job 'nope'"),
+    ("wrong", "job1", ExitCode.USAGE, "missing or wrong token")])
+def test_a_refused_follow_names_the_problem(fake, capsys, token, job, exit_code, words):
+    fake.add_job(JobStatus.FINISHED)
+    assert main(["--token", token, "follow", job], transport=fake.transport, open_stream=fake.open_stream) == exit_code
+    assert words in capsys.readouterr().err
+
+
+def test_too_many_followers_is_the_service_s_limit(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED)
+    fake.refusal = Refused(ERRORS["too_many"], "too many followers: the limit is 2")
+    assert miner("follow", job) == ExitCode.SERVICE
+    assert "too many followers" in capsys.readouterr().err
+
+
+# ---- show, result, cancel, jobs ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("status", "exit_code"), [
+    (JobStatus.RUNNING, 0), (JobStatus.FINISHED, 0), (JobStatus.FAILED, 4), (JobStatus.CANCELLED, 4)])
+def test_show_prints_the_status_and_exits_4_for_a_job_that_failed(miner, fake, capsys, status, exit_code):
+    job = fake.add_job(status)
+    assert miner("show", job) == exit_code
+    out = capsys.readouterr().out
+    assert f"job {job}: {status.value}" in out and "progress: generation 0/2" in out
+    assert ("error: the coordinator lost the dataset" in out) == (status is JobStatus.FAILED)
+
+
+def test_result_prints_the_verdict_table_and_json(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED)
+    assert miner("result", job) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("VERDICT: no evidence of an edge") and "net_pnl" in out and "folds: 1 of 1 profitable" in out
+    assert miner("result", job, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["job_id"] == job
+
+
+@pytest.mark.parametrize(("status", "exit_code"), [
+    (JobStatus.RUNNING, ExitCode.USAGE), (JobStatus.FAILED, ExitCode.JOB_FAILED),
+    (JobStatus.CANCELLED, ExitCode.JOB_FAILED)])
+def test_result_of_an_unfinished_job(miner, fake, capsys, status, exit_code):
+    job = fake.add_job(status)
+    assert miner("result", job) == exit_code
+    assert f"job '{job}' is {status.value}: a result exists only once it has finished" in capsys.readouterr().err
+
+
+def test_cancel(miner, fake, capsys):
+    running, finished = fake.add_job(JobStatus.RUNNING), fake.add_job(JobStatus.FINISHED)
+    assert miner("cancel", running) == 0
+    assert f"job {running}: cancelling (it stops between batches)" in capsys.readouterr().out
+    assert miner("cancel", finished) == ExitCode.USAGE
+    assert f"job '{finished}' is already finished" in capsys.readouterr().err
+    assert miner("cancel", "nope") == ExitCode.USAGE
+    assert "unknown job 'nope'" in capsys.readouterr().err
+
+
+def test_jobs_lists_every_job(miner, fake, capsys):
+    jobs = [fake.add_job(status) for status in (JobStatus.RUNNING, JobStatus.FINISHED)]
+    assert miner("jobs") == 0
+    out = capsys.readouterr().out
+    assert all(job in out for job in jobs) and "running" in out and "finished" in out
+
+
+# ---- the exit-code table ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("code", "exit_code"), [
+    ("bad_request", 2), ("unauthorized", 2), ("forbidden", 2), ("not_found", 2), ("conflict", 2), ("too_large", 2),
+    ("invalid_request", 2), ("invalid_data", 2), ("too_many", 3), ("internal", 3), ("unavailable", 3),
+    ("cannot_start", 3)])
+def test_each_error_of_the_service_has_its_exit_code(miner, fake, capsys, code, exit_code):
+    fake.refusal = Refused(ERRORS[code], f"refused with {code}")
+    assert miner("jobs") == exit_code
+    assert f"error: refused with {code}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("failure", "words"), [
+    (httpx.ConnectError("connection refused"), "cannot reach the miner service at http://miner.test"),
+    (httpx.ReadTimeout("timed out"), "timed out"),
+    (httpx.Response(502, text="Bad Gateway"), "Bad Gateway")])
+def test_a_service_that_cannot_answer_exits_3(fake, capsys, failure, words):
+    def answer(request):
+        if isinstance(failure, Exception):
+            raise failure
+        return failure
+
+    assert main(["jobs"], transport=httpx.MockTransport(answer)) == ExitCode.SERVICE
+    assert words in capsys.readouterr().err
+
+
+def test_no_token_is_a_usage_error(miner, monkeypatch, capsys):
+    monkeypatch.delenv("MINER_TOKEN")
+    assert miner("jobs") == ExitCode.USAGE
+    assert "no API token" in capsys.readouterr().err
