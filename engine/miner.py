@@ -34,6 +34,7 @@ from engine.genome import Genome, decode
 from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness
 from engine.settings import MinerSettings
 from engine.validation import TrialLog, ValidationTask, task_candles, task_search, validation_tasks, verdict
+from schema.events import EventData
 from schema.research import Baselines, FoldResult, Validation
 
 
@@ -207,7 +208,7 @@ def mine(
     settings: MinerSettings,
     evaluator: Evaluator | None = None,
     threads: int = 1,
-    on_event: Callable[[ev._Event], None] | None = None,
+    on_event: Callable[[EventData], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume_state: dict | None = None,
     on_checkpoint: Callable[[dict], None] | None = None,

@@ -21,6 +21,7 @@ from rich.console import Console
 from client import MinerClient, MinerClientError
 from client.display import follow, print_result
 from client.models import JobSpec
+from schema.errors import ExitCode
 from serve_app.head_setup import ensure_token
 from serve_app.loopback import keep_ray_on_loopback
 from serve_app.stop import stop_on_signals, stop_service
@@ -89,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"service running at {url}; Ctrl-C to stop")
                 while True:
                     time.sleep(3600)
-            return 0 if outcome == "finished" else 4
+            return ExitCode.OK if outcome == "finished" else ExitCode.JOB_FAILED
     except MinerClientError as exc:
         console.print(f"[red]error: {exc}")
-        return 3
+        return ExitCode.SERVICE
     except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP (serve_app.stop.Stop)
         return 0
     finally:

@@ -10,14 +10,18 @@ from engine.backtester import Report
 from engine.genome import Genome
 from engine.miner import MiningResult
 from engine.settings import Costs, MinerSettings
+from schema.events import EventData
 from serve_app.config import RuntimeConfig
 
 MAX_CURVE_POINTS = 2_000
 
 
 def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig, evaluator_version: str) -> wire.JobSpec:
-    """Fill in the service defaults and pin the evaluator version, so a stored job never changes meaning."""
-    return spec.model_copy(update={"costs": spec.costs or runtime.default_costs, "evaluator": evaluator_version})
+    """Fill in the service defaults (each cost left out takes the service's) and pin the evaluator version, so a
+    stored job never changes meaning."""
+    given = spec.costs.model_dump(exclude_unset=True) if spec.costs else {}
+    return spec.model_copy(update={"costs": runtime.default_costs.model_copy(update=given),
+                                   "evaluator": evaluator_version})
 
 
 def settings_for(spec: wire.JobSpec) -> MinerSettings:
@@ -29,12 +33,9 @@ def settings_for(spec: wire.JobSpec) -> MinerSettings:
                                      initial_cash=costs.initial_cash))
 
 
-def event_data(event: ev._Event) -> tuple[str, dict]:
-    """(type, JSON payload) of an engine event; a generation's best also gets its readable line."""
-    data = event.model_dump(mode="json", exclude={"type"})
-    if isinstance(event, ev.GenerationBest):
-        data["strategy"] = event.genome.describe()
-    return event.type, data
+def event_data(event: EventData) -> tuple[str, dict]:
+    """(type, JSON payload) of an engine event, as the service stores it."""
+    return event.type, event.model_dump(mode="json", exclude={"type"})
 
 
 def best_so_far(event: ev.GenerationBest) -> wire.BestSoFar:

@@ -88,7 +88,7 @@ def test_sigterm_stops_the_local_service_cleanly_and_a_running_job_resumes_on_th
     with MinerClient(f"http://{laptop.ip}:8000", token) as client:
         job = client.submit(**JOB)
         for event in client.events(job.id):
-            if event.type == "generation_best" and event.data["generation"] >= 1:
+            if event.type == "generation_best" and event.data.generation >= 1:
                 break
     mining_stop = sigterm(laptop, process, pid, 1)  # mid-job, with a follower just gone
 

@@ -213,8 +213,8 @@ def test_cutting_the_worker_off_mid_job_changes_nothing_and_the_daemon_rejoins_b
     with laptops.client() as client:
         job = client.submit(**LONG_JOB)
         for event in client.events(job.id):
-            if event.type == "generation_best" and event.data["generation"] >= 2:
-                cut_at = event.data["generation"]
+            if event.type == "generation_best" and event.data.generation >= 2:
+                cut_at = event.data.generation
                 break
         laptops.net.cut(laptops.air)  # Wi-Fi gone, lid closed: nothing in, nothing out
         cut = time.monotonic()

@@ -39,7 +39,7 @@ def assert_same_result(result: JobResult, local: MiningResult) -> None:
 def wait_for_generation(client, job_id: str, generation: int) -> int:
     """Follow the job until it reports ``generation`` done; returns that event's seq."""
     for event in client.events(job_id):
-        if event.type == "generation_best" and event.data["generation"] >= generation:
+        if event.type == "generation_best" and event.data.generation >= generation:
             return event.seq
     raise AssertionError("job ended before the wanted generation")
 
@@ -73,14 +73,14 @@ def assert_told_once_in_order(events: list) -> None:
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert events[0].type == "job_started" and events[-1].type in TERMINAL
     assert [e.type for e in events].count("job_started") == 1
-    started = [e.data["generation"] for e in events if e.type == "generation_started"]
-    best = [e.data["generation"] for e in events if e.type == "generation_best"]
+    started = [e.data.generation for e in events if e.type == "generation_started"]
+    best = [e.data.generation for e in events if e.type == "generation_best"]
     assert started == sorted(set(started)) and best == sorted(set(best))
     evaluated: dict[int, int] = {}
     for e in events:
         if e.type == "batch_evaluated":
-            assert e.data["evaluated"] > evaluated.get(e.data["generation"], 0), e
-            evaluated[e.data["generation"]] = e.data["evaluated"]
+            assert e.data.evaluated > evaluated.get(e.data.generation, 0), e
+            evaluated[e.data.generation] = e.data.evaluated
 
 
 def store_snapshot(service) -> dict:

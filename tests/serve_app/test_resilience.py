@@ -97,7 +97,7 @@ def test_a_coordinator_killed_mid_validation_resumes_it_and_the_verdict_is_uncha
     live = follower.result()
     assert_told_once_in_order(live)
     assert [e.type for e in live].count("validation_started") == 1
-    searches = [(e.data["kind"], e.data["index"]) for e in live if e.type == "validation_search_finished"]
+    searches = [(e.data.kind, e.data.index) for e in live if e.type == "validation_search_finished"]
     assert sorted(searches) == [("random", 0), ("shuffled", 1), ("shuffled", 2), ("shuffled", 3)]  # each once
     assert [e.model_dump() for e in live] == [e.model_dump() for e in client.events(job.id)]
 
