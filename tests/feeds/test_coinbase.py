@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from engine.candles import load_candles
-from engine.coinbase import DownloadError, download_candles
+from feeds.coinbase import DownloadError, download_candles
 
 START = 1_751_328_000  # 2025-07-01 00:00 UTC
 
@@ -78,7 +78,7 @@ def test_gives_up_with_a_clear_error(tmp_path):
 
 
 def test_cli_rejects_bad_dates(capsys):
-    from engine.coinbase import main
+    from feeds.coinbase import main
 
     assert main(["--start", "2025-07-02", "--end", "2025-07-01", "--out", "x.csv"]) == 2
     assert "--end must be after --start" in capsys.readouterr().err
