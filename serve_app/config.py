@@ -42,6 +42,17 @@ class BackupSettings(_Config):
     keep: int = Field(6, ge=1, le=1000, description="newest backups kept; each is about the size of the store")
 
 
+class EvaluatorLimits(_Config):
+    """Limits on pushed evaluator code, which runs only in sandbox processes (``serve_app.sandbox``)."""
+
+    memory_mb: int = Field(2048, ge=128, le=1_048_576, description="memory a sandbox process may allocate; more "
+                                                                   "fails the batch (or the push)")
+    batch_s: float = Field(30.0, gt=0, le=3600, description="wall clock for scoring one batch (all its folds), "
+                                                            "or for a push's whole trial; longer fails it. Keep it "
+                                                            "below pool.batch_timeout_s, or a hung batch is also "
+                                                            "sent to a second worker first")
+
+
 class RuntimeConfig(_Config):
     """``user_config`` of the MinerAPI deployment: applied in place by ``reconfigure``."""
 
@@ -61,6 +72,7 @@ class RuntimeConfig(_Config):
     max_followers: int = Field(100, ge=1, le=500,
                                description="open event WebSockets per ingress replica; more are closed with 4429")
     backups: BackupSettings = BackupSettings()
+    evaluator_limits: EvaluatorLimits = EvaluatorLimits()
 
 
 class ServiceSettings(_Config):

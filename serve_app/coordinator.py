@@ -29,7 +29,7 @@ from engine.miner import MiningSession
 from engine.scoring import fold_windows
 from engine.validation import ValidationTask, validation_tasks
 from serve_app import backups, mapping
-from serve_app.config import RuntimeConfig, ServiceSettings
+from serve_app.config import EvaluatorLimits, RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry, menu_features, put_tables
 from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, TooMany
 from serve_app.evaluators import EvaluatorRegistry, trial_failure
@@ -140,7 +140,8 @@ class MinerCoordinator:
         candidate = self.evaluators.candidate(name, source, params)
         while self.pool.ready_workers == 0:  # right after a (re)start the workers are still warming up
             await asyncio.sleep(0.2)
-        report = await self.pool.trial(candidate.name, candidate.source, candidate.params)
+        report = await self.pool.trial(candidate.name, candidate.source, candidate.params,
+                                       self.runtime.evaluator_limits)
         if not report["ok"]:
             raise trial_failure(report)
         return self.evaluators.accept(candidate, make_default).model_dump()
@@ -305,7 +306,8 @@ class MinerCoordinator:
         # the job holds its own references to the shared tables: the registry may forget them meanwhile
         dataset_ref, features = await asyncio.to_thread(lambda: (dataset.ref, dataset.features))
         evaluator = self.evaluators.compiled(spec.evaluator)  # the version pinned at submission
-        scorer = (evaluator.version, self.evaluators.ref(evaluator.version))
+        limits = self.runtime.evaluator_limits  # for pushed code; a job keeps the limits it (re)started with
+        scorer = (evaluator.version, self.evaluators.ref(evaluator.version), limits)
         # GA work (seeding, breeding: seconds at the largest populations) runs in a thread, so the event loop
         # keeps answering clients and feeding workers meanwhile
         session = await asyncio.to_thread(lambda: MiningSession(
@@ -349,7 +351,7 @@ class MinerCoordinator:
                 self._emit_engine(job_id, best)
         await self._validate(job_id, candles, (candles.fingerprint, dataset_ref), session, costs, scorer,
                              told, progress)
-        await self._finish(job_id, spec, candles, features, session)
+        await self._finish(job_id, spec, candles, features, session, limits)
 
     async def _validate(self, job_id: str, candles: Candles, real_data: tuple[str, ray.ObjectRef],
                         session: MiningSession, costs: dict, scorer: tuple, told: dict | None,
@@ -411,12 +413,14 @@ class MinerCoordinator:
         return last_event["data"]["generation"], last_event["data"].get("evaluated", 0)
 
     async def _finish(self, job_id: str, spec: wire.JobSpec, candles: Candles, features: FeatureStore,
-                      session: MiningSession) -> None:
-        """Result with full reports, computed here (a few backtests) so it needs no worker."""
+                      session: MiningSession, limits: EvaluatorLimits) -> None:
+        """Result with full reports, computed here (a few backtests) so it needs no worker; a pushed evaluator
+        scores the best genome's folds in the coordinator's sandbox process, under ``limits``."""
         tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=features)
 
         def build() -> wire.JobResult:
-            result = session.result(tester)
+            with self.evaluators.sandbox.limited(limits):
+                result = session.result(tester)
             best = session.search.best_row
             holdout = tester.report(best, session.holdout) if session.holdout else None
             return mapping.job_result(job_id, spec.dataset, result, tester.report(best, session.train), holdout)

@@ -30,7 +30,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from engine.backtester import Window
 from engine.layout import N_METRICS
-from serve_app.config import PoolSettings
+from serve_app.config import EvaluatorLimits, PoolSettings
+from serve_app.sandbox import START_TIMEOUT_S
 from serve_app.worker import BacktestWorker
 
 WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
@@ -156,15 +157,18 @@ class WorkerPool:
         return [{"node_id": w.node_id, "label": w.label, "ready": w.ready and not w.retiring, "busy": w.busy,
                  "pid": w.pid, "versions": w.versions} for w in self._workers.values()]
 
-    async def trial(self, name: str, source: str, params: dict, timeout_s: float = 30.0) -> dict:
-        """Try a would-be evaluator in one ready worker (see ``BacktestWorker.trial``)."""
-        worker = next((w for w in self._workers.values() if w.ready and not w.retiring), None)
-        if worker is None:
+    async def trial(self, name: str, source: str, params: dict, limits: EvaluatorLimits) -> dict:
+        """Try a would-be evaluator in one ready worker, an idle one if there is one (see ``BacktestWorker.trial``:
+        its sandbox enforces ``limits``; the timeout here is for a worker that does not answer at all)."""
+        ready = [w for w in self._workers.values() if w.ready and not w.retiring]
+        if not ready:
             return {"ok": False, "error": "no worker is ready to try the evaluator; retry in a few seconds"}
+        worker = min(ready, key=lambda w: w.busy)
+        timeout_s = 2 * limits.batch_s + START_TIMEOUT_S  # a busy worker may first finish a batch of pushed code
         try:
-            return await asyncio.wait_for(worker.handle.trial.remote(name, source, params), timeout_s)
+            return await asyncio.wait_for(worker.handle.trial.remote(name, source, params, limits), timeout_s)
         except TimeoutError:
-            return {"ok": False, "error": f"scoring the sample took over {timeout_s:.0f} s"}
+            return {"ok": False, "error": f"the worker trying it did not answer within {timeout_s:.0f} s"}
 
     async def memory(self) -> list[dict]:
         """Each ready worker's memory report (see ``BacktestWorker.memory``)."""
@@ -179,12 +183,14 @@ class WorkerPool:
         return max(1, min(by_time, by_spread))
 
     async def evaluate(self, job: str, dataset_id: str, dataset_ref: ray.ObjectRef, genomes: np.ndarray,
-                       windows: list[Window], costs: dict, evaluator: tuple[str, ray.ObjectRef], min_trades: int,
+                       windows: list[Window], costs: dict, evaluator: tuple[str, ray.ObjectRef, EvaluatorLimits],
+                       min_trades: int,
                        on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(metrics (n, folds, metrics), fitness) for every genome row on every fold window, computed by the pool;
         row i is genome row i. A job may have several calls under way at once (its validation searches).
 
-        ``evaluator`` is (version id, ObjectRef of its source): workers score with exactly that version.
+        ``evaluator`` is (version id, ObjectRef of its source, limits for pushed code): workers score with
+        exactly that version, and a batch whose scoring fails or passes a limit fails the call.
         """
         n = genomes.shape[0]
         bars = sum(w.bars for w in windows)
@@ -192,11 +198,11 @@ class WorkerPool:
         fitness = np.empty(n)
         size = self.chunk_size(n, bars)
         loop = asyncio.get_running_loop()
-        version, source_ref = evaluator
+        version, source_ref, limits = evaluator
         spans = [(w.start, w.end) for w in windows]
         chunks = [_Chunk(job, lo, min(lo + size, n), bars,
-                         (dataset_id, [dataset_ref], genomes[lo:lo + size], spans, costs, (version, [source_ref]),
-                          min_trades),
+                         (dataset_id, [dataset_ref], genomes[lo:lo + size], spans, costs,
+                          (version, [source_ref], limits), min_trades),
                          loop.create_future()) for lo in range(0, n, size)]
         self._enqueue(job, chunks)
         done = 0

@@ -3,7 +3,8 @@
 It fetches each dataset once (by ``ObjectRef``: candles and the coordinator's indicator tables come out
 of the node's object store without a copy), and evaluates one batch of encoded genomes per call. An
 indicator outside the shared tables is computed here, on a private copy. Genomes and metrics are small;
-the candles never travel again.
+the candles never travel again. Built-in evaluators score here; pushed ones, and every trial, only in this
+worker's sandbox process (``serve_app.sandbox``), under the limits each call carries.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
+from serve_app.config import EvaluatorLimits
+from serve_app.sandbox import Sandbox, SandboxedEvaluator
 from serve_app.versions import runtime_versions
 
 MAX_CACHED_DATASETS = 4
@@ -49,7 +52,8 @@ class BacktestWorker:
         self.label = label
         self._sample_metrics, self.warm_s = sample_backtests()
         self._features: OrderedDict[str, FeatureStore] = OrderedDict()
-        self._evaluators: dict[str, Evaluator] = {}  # by version id: loaded on first use, never replaced
+        self._sandbox = Sandbox()  # pushed evaluators run there, under limits; built-ins score here
+        self._evaluators: dict[str, Evaluator | SandboxedEvaluator] = {}  # by version id: loaded on first use
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "label": self.label,
@@ -77,16 +81,28 @@ class BacktestWorker:
         self._features.move_to_end(dataset_id)
         return store
 
-    def _evaluator(self, version: str, boxed_ref: list) -> Evaluator:
+    def _evaluator(self, version: str, boxed_ref: list) -> Evaluator | SandboxedEvaluator:
         if version not in self._evaluators:
-            name, source, params = ray.get(boxed_ref[0])
-            self._evaluators[version] = Evaluator(name, source, params)
+            name, source, params, trusted = ray.get(boxed_ref[0])
+            self._evaluators[version] = (Evaluator(name, source, params) if trusted else
+                                         SandboxedEvaluator(self._sandbox, name, source, params))
         return self._evaluators[version]
 
+    def _fitness(self, evaluator: tuple[str, list, EvaluatorLimits], metrics: np.ndarray,
+                 min_trades: int) -> np.ndarray:
+        """The batch's fitness; a failure or a passed limit is raised naming the version (it fails the job)."""
+        version, boxed_ref, limits = evaluator
+        try:
+            with self._sandbox.limited(limits):
+                return job_fitness(self._evaluator(version, boxed_ref), metrics, min_trades)
+        except EvaluatorError as exc:
+            raise EvaluatorError(f"evaluator {version} failed on a batch of {len(metrics)} genomes: {exc}") from None
+
     def evaluate(self, dataset_id: str, boxed_ref: list, genomes: np.ndarray, windows: list[tuple[int, int]],
-                 costs: dict, evaluator: tuple[str, list], min_trades: int) -> tuple[np.ndarray, np.ndarray, float]:
+                 costs: dict, evaluator: tuple[str, list, EvaluatorLimits],
+                 min_trades: int) -> tuple[np.ndarray, np.ndarray, float]:
         """(metrics (n, folds, metrics), fitness, kernel seconds) for one batch on every fold window, scored with
-        the given evaluator version and the engine's fold and min_trades rules.
+        the given evaluator version (under its limits) and the engine's fold and min_trades rules.
 
         Refs come boxed in lists so Ray does not fetch them on every call: the worker fetches a dataset
         or an evaluator only the first time it sees its id.
@@ -97,15 +113,17 @@ class BacktestWorker:
         started = time.perf_counter()
         metrics = np.stack([tester.evaluate(genomes, Window(start, end)) for start, end in windows], axis=1)
         seconds = time.perf_counter() - started
-        return metrics, job_fitness(self._evaluator(*evaluator), metrics, min_trades), seconds
+        return metrics, self._fitness(evaluator, metrics, min_trades), seconds
 
-    def trial(self, name: str, source: str, params: dict) -> dict:
-        """Load a would-be evaluator and score a sample of real backtests with it; report, never raise."""
+    def trial(self, name: str, source: str, params: dict, limits: EvaluatorLimits) -> dict:
+        """Load a would-be evaluator in the sandbox and score a sample of real backtests with it, all within one
+        batch's limits; report, never raise."""
         started = time.perf_counter()
         try:
-            candidate = Evaluator(name, source, params)
-            candidate.check(self._sample_metrics)
-            candidate.check(np.zeros((2, self._sample_metrics.shape[1])))  # genomes that never trade
+            candidate = SandboxedEvaluator(self._sandbox, name, source, params)
+            with self._sandbox.limited(limits):
+                candidate.check(self._sample_metrics)
+                candidate.check(np.zeros((2, self._sample_metrics.shape[1])))  # genomes that never trade
         except EvaluatorError as exc:
             return {"ok": False, "error": str(exc), "line": exc.line}
         return {"ok": True, "version": candidate.version, "seconds": time.perf_counter() - started}
