@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import httpx
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
@@ -129,13 +130,13 @@ class MinerClient:
         return [wire.JobInfo(**j) for j in self._request("GET", "/v1/jobs", params={"limit": limit})]
 
     def job(self, job_id: str) -> wire.JobInfo:
-        return wire.JobInfo(**self._request("GET", f"/v1/jobs/{job_id}"))
+        return wire.JobInfo(**self._request("GET", _job_path(job_id)))
 
     def result(self, job_id: str) -> wire.JobResult:
-        return wire.JobResult(**self._request("GET", f"/v1/jobs/{job_id}/result"))
+        return wire.JobResult(**self._request("GET", f"{_job_path(job_id)}/result"))
 
     def cancel(self, job_id: str) -> wire.CancelAccepted:
-        return wire.CancelAccepted(**self._request("DELETE", f"/v1/jobs/{job_id}"))
+        return wire.CancelAccepted(**self._request("DELETE", _job_path(job_id)))
 
     # ---- evaluators ----------------------------------------------------------------------------------
     def evaluators(self) -> list[wire.EvaluatorInfo]:
@@ -161,7 +162,7 @@ class MinerClient:
         attempt = 0
         while True:
             try:
-                with self._open_stream(f"{ws_url}/v1/jobs/{job_id}/events?since={since}",
+                with self._open_stream(f"{ws_url}{_job_path(job_id)}/events?since={since}",
                                        {"Authorization": f"Bearer {self.token}"}) as stream:
                     failing_since, attempt = None, 0
                     for message in stream:
@@ -199,6 +200,11 @@ class MinerClient:
         for _ in self.events(job_id):
             pass
         return self.job(job_id)
+
+
+def _job_path(job_id: str) -> str:
+    """A job's URL path; an id is quoted whole, so any text the user typed stays one path segment."""
+    return f"/v1/jobs/{quote(job_id, safe='')}"
 
 
 def _error_from_status(status: int, body: bytes | str | None) -> ServiceError:

@@ -1,21 +1,30 @@
 """`miner`: drive a miner service from any laptop. HTTP and WebSocket only; no Ray needed.
 
 Exit codes: 0 ok; 2 the request is wrong (a bad flag or value, a wrong token, an unknown job or dataset, a
-conflict); 3 the service could not serve it (unreachable, timed out, too busy, failed); 4 the job failed or was
-cancelled where a finished job was needed.
+conflict, a refused upload); 3 the service could not serve it (unreachable, timed out, too busy, failed); 4 the job
+failed or was cancelled where a finished job was needed. An error is one line on stderr.
+
+JOB is a job id or the start of one (as long as it names a single job).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import os
+import shlex
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
 
 import httpx
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.table import Table
 
@@ -23,11 +32,12 @@ from client import models as wire
 from client.api import MinerClient, StreamOpener, websocket_stream
 from client.display import follow, print_result
 from client.doctor import diagnose
-from client.errors import MinerClientError, ServiceError
+from client.errors import MinerClientError, NotFoundError, ServiceError
 from client.settings import ConfigError, resolve
 from schema.errors import ExitCode, exit_code_for
-from schema.research import ValidationSettings
-from schema.search import SearchSettings
+
+MAX_LISTED = 1000  # the most jobs GET /v1/jobs lists (the service's cap on ?limit)
+PIPED_WIDTH = 100_000  # piped output: wide enough that no table is ever cut or wrapped
 
 
 class UsageError(Exception):
@@ -46,41 +56,171 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _table(title: str, *columns: str) -> Table:
+    """A table that folds a long cell on a narrow terminal instead of cutting it with '…'."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _print_json(data: BaseModel | list[BaseModel]) -> None:
+    plain = [item.model_dump(mode="json") for item in data] if isinstance(data, list) else data.model_dump(mode="json")
+    print(json.dumps(plain, indent=2))
+
+
+def _job_id(client: MinerClient, text: str) -> str:
+    """The job a JOB argument names: its id, or the start of exactly one listed job's id."""
+    if not text:
+        raise UsageError("JOB is empty: give a job id or its first characters (miner jobs lists them)")
+    try:
+        return client.job(text).id
+    except NotFoundError:
+        pass
+    matches = [job.id for job in client.jobs(MAX_LISTED) if job.id.startswith(text)]
+    if not matches:
+        raise UsageError(f"no job {text!r}: no job id is or starts with it (miner jobs lists them)")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+        raise UsageError(f"job {text!r} is ambiguous: {len(matches)} job ids start with it ({shown})")
+    return matches[0]
+
+
+# ---- submit's flags: one per JobSpec field, named, bounded and worded from the model ------------------------
+
+FLAG_NAMES = {"holdout_fraction": "--holdout"}  # any other field: --its-name
+HELP = {"dataset": "dataset name (miner datasets lists them)", "population": "genomes per generation",
+        "generations": "generations the search runs", "risk": "position sizing and stops",
+        "seed": "random seed: the same seed gives the same result",
+        "holdout_fraction": "share of the latest bars held out of the search, to test the result on",
+        "evaluator": "evaluator name (its latest version) or exact version id (name@hash)"}  # else: the description
+SERVICE_DEFAULT = "the service's default"
+
+
+@dataclass(frozen=True)
+class SpecFlag:
+    """A flag of `miner submit` and the JobSpec field it sets: ``loc`` is its place in the spec."""
+
+    loc: tuple[str, ...]
+    field: FieldInfo
+
+    @property
+    def dest(self) -> str:
+        return self.loc[-1]
+
+    @property
+    def flag(self) -> str:
+        return FLAG_NAMES.get(self.dest, "--" + self.dest.replace("_", "-"))
+
+    @property
+    def is_cost(self) -> bool:
+        return self.loc[0] == "costs"
+
+    def help(self) -> str:
+        default = self.field.default
+        shown = SERVICE_DEFAULT if self.is_cost or default is None else f"{default:g}" if isinstance(
+            default, float) else str(default)
+        required = self.field.is_required()
+        words = f"{HELP.get(self.dest) or self.field.description}{'' if required else f' (default: {shown})'}"
+        return words.replace("%", "%%")  # argparse formats help with %
+
+    def rule(self) -> str | None:
+        """The field's bounds in words, e.g. 'must be between 0 and 0.5' (None: it has none)."""
+        limits = {name: getattr(m, name) for m in self.field.metadata
+                  for name in ("ge", "le", "min_length", "max_length") if getattr(m, name, None) is not None}
+        if "max_length" in limits:
+            return f"must be {limits.get('min_length', 0)} to {limits['max_length']} characters"
+        if "ge" in limits and "le" in limits:
+            return f"must be between {limits['ge']:g} and {limits['le']:g}"
+        return None
+
+
+SPEC_FLAGS = sorted([SpecFlag((name,), info) for name, info in wire.JobSpec.model_fields.items() if name != "costs"]
+                    + [SpecFlag(("costs", name), info) for name, info in wire.Costs.model_fields.items()],
+                    key=lambda spec_flag: not spec_flag.field.is_required())  # --dataset first
+
+
+def _whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shlex.quote(text)} is not a whole number") from None
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{shlex.quote(text)} is not a number") from None
+
+
+def _add_spec_flag(parser: argparse.ArgumentParser, spec_flag: SpecFlag) -> None:
+    annotation = spec_flag.field.annotation
+    kinds: dict[str, Any] = {}
+    if get_origin(annotation) is Literal:
+        kinds = {"type": str.upper, "choices": get_args(annotation), "metavar": "|".join(get_args(annotation))}
+    elif annotation in (int, float):
+        kinds = {"type": _whole_number if annotation is int else _number}
+    parser.add_argument(spec_flag.flag, dest=spec_flag.dest, required=spec_flag.field.is_required(),
+                        help=spec_flag.help(), **kinds)
+
+
+def _spec(args) -> wire.JobSpec:
+    """The spec of the flags given (those not given are left to the service); a value out of bounds is refused in
+    the flag's words."""
+    given = {spec_flag.loc: getattr(args, spec_flag.dest) for spec_flag in SPEC_FLAGS
+             if getattr(args, spec_flag.dest) is not None}
+    fields: dict[str, Any] = {}
+    for loc, value in given.items():
+        if len(loc) == 1:
+            fields[loc[0]] = value
+        else:
+            fields.setdefault(loc[0], {})[loc[1]] = value
+    try:
+        return wire.JobSpec(**fields)
+    except ValidationError as exc:
+        by_loc = {spec_flag.loc: spec_flag for spec_flag in SPEC_FLAGS}
+        problems = []
+        for error in exc.errors():
+            spec_flag = by_loc.get(tuple(error["loc"]))
+            if spec_flag is None:
+                problems.append(error["msg"])
+            else:
+                value = shlex.quote(str(given[spec_flag.loc]))
+                problems.append(f"{spec_flag.flag} {value}: {spec_flag.rule() or error['msg']}")
+        raise UsageError("; ".join(problems)) from None
+
+
 # ---- commands ---------------------------------------------------------------------------------------------
 
 def cmd_submit(client: MinerClient, args, console: Console) -> int:
-    given = {name: value for name, value in (("fee_bps", args.fee_bps), ("slippage_bps", args.slippage_bps))
-             if value is not None}
-    try:
-        costs = wire.Costs(**given) if given else None  # a cost not given is the service's default, not the wire's
-        spec = wire.JobSpec(dataset=args.dataset, population=args.population, generations=args.generations,
-                            risk=args.risk, seed=args.seed, holdout_fraction=args.holdout, costs=costs,
-                            evaluator=args.evaluator, folds=args.folds, min_trades=args.min_trades,
-                            permutations=args.permutations, islands=args.islands)
-    except ValidationError as exc:
-        raise UsageError("; ".join(f"--{'.'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
-                                   for e in exc.errors())) from None
+    spec = _spec(args)
     job = client.submit(spec)
     console.print(f"submitted job [bold]{job.id}[/bold] ({spec.population} x {spec.generations} on {spec.dataset})")
     return _follow_to_end(client, job.id, console) if args.follow else ExitCode.OK
 
 
 def _follow_to_end(client: MinerClient, job_id: str, console: Console) -> int:
-    if follow(client, job_id, console) is not wire.JobStatus.FINISHED:
-        return ExitCode.JOB_FAILED
+    status = follow(client, job_id, console)
+    if status is not wire.JobStatus.FINISHED:
+        raise JobUnsuccessful(f"job {job_id} {status.value if status else 'did not end: its event stream did'}")
     print_result(client.result(job_id), console)
     return ExitCode.OK
 
 
 def cmd_follow(client: MinerClient, args, console: Console) -> int:
-    return _follow_to_end(client, args.job, console)
+    return _follow_to_end(client, _job_id(client, args.job), console)
 
 
 def cmd_jobs(client: MinerClient, args, console: Console) -> int:
-    table = Table(title="jobs")
-    for column in ("id", "status", "dataset", "pop x gens", "generation", "best fitness", "created"):
-        table.add_column(column, no_wrap=column in ("id", "status"))
-    for job in client.jobs(args.limit):
+    if not 1 <= args.limit <= MAX_LISTED:
+        raise UsageError(f"--limit {args.limit}: must be between 1 and {MAX_LISTED}")
+    jobs = client.jobs(args.limit)
+    if args.json:
+        _print_json(jobs)
+        return ExitCode.OK
+    table = _table("jobs", "id", "status", "dataset", "pop x gens", "generation", "best fitness", "created")
+    for job in jobs:
         best = f"{job.best.fitness:+.3f}" if job.best else "-"
         table.add_row(job.id, job.status.value, job.spec.dataset, f"{job.spec.population} x {job.spec.generations}",
                       f"{job.progress.generation}/{job.progress.generations}", best, _when(job.created_at))
@@ -89,26 +229,35 @@ def cmd_jobs(client: MinerClient, args, console: Console) -> int:
 
 
 def cmd_show(client: MinerClient, args, console: Console) -> int:
-    job = client.job(args.job)
-    console.print(f"job [bold]{job.id}[/bold]: {job.status.value}  "
-                  f"(created {_when(job.created_at)}, started {_when(job.started_at)}, "
-                  f"finished {_when(job.finished_at)})")
-    console.print(f"spec: {job.spec.model_dump_json(exclude_none=True)}")
-    p = job.progress
-    console.print(f"progress: generation {p.generation}/{p.generations}, {p.evaluations:,} evaluations")
-    if job.best:
-        console.print(f"best so far (generation {job.best.generation}): fitness {job.best.fitness:+.4f}  "
-                      f"pnl {job.best.metrics['net_pnl']:+,.2f}\n  {job.best.strategy}")
-    if job.error:
-        console.print(f"[red]error: {job.error}")
-    return ExitCode.JOB_FAILED if _unsuccessful(job.status) else ExitCode.OK
+    job = client.job(_job_id(client, args.job))
+    if args.json:
+        _print_json(job)
+    else:
+        lines = [f"job {job.id}: {job.status.value}  (created {_when(job.created_at)}, "
+                 f"started {_when(job.started_at)}, finished {_when(job.finished_at)})",
+                 f"spec: {job.spec.model_dump_json(exclude_none=True)}",
+                 f"progress: generation {job.progress.generation}/{job.progress.generations}, "
+                 f"{job.progress.evaluations:,} evaluations"]
+        if job.best:
+            lines += [f"best so far (generation {job.best.generation}): fitness {job.best.fitness:+.4f}  "
+                      f"pnl {job.best.metrics.get('net_pnl', float('nan')):+,.2f}", f"  {job.best.strategy}"]
+        for line in lines:
+            console.print(line, markup=False, highlight=False)
+        if job.error:
+            console.print(f"error: {job.error}", style="red", markup=False)
+    if _unsuccessful(job.status):
+        raise JobUnsuccessful(f"job {job.id} {job.status.value}")
+    return ExitCode.OK
 
 
 def cmd_result(client: MinerClient, args, console: Console) -> int:
+    if args.plot and not Path(args.plot).expanduser().parent.is_dir():
+        raise UsageError(f"--plot {args.plot}: the folder {Path(args.plot).expanduser().parent} does not exist")
+    job_id = _job_id(client, args.job)
     try:
-        result = client.result(args.job)
+        result = client.result(job_id)
     except ServiceError as exc:  # 409: not finished; one that never will is the job's failure, not the request's
-        if exc.status == 409 and _unsuccessful(client.job(args.job).status):
+        if exc.status == 409 and _unsuccessful(client.job(job_id).status):
             raise JobUnsuccessful(exc.message) from None
         raise
     if args.plot:
@@ -118,24 +267,28 @@ def cmd_result(client: MinerClient, args, console: Console) -> int:
             console.print(f"equity and drawdown plotted to {plot_result(result, args.plot)}")
         except ImportError as exc:
             raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise UsageError(f"--plot {args.plot}: {exc.strerror or exc}") from None
     if args.json:
-        print(result.model_dump_json(indent=2))
+        _print_json(result)
     elif not args.plot:
         print_result(result, console)
     return ExitCode.OK
 
 
 def cmd_cancel(client: MinerClient, args, console: Console) -> int:
-    accepted = client.cancel(args.job)
+    accepted = client.cancel(_job_id(client, args.job))
     console.print(f"job {accepted.id}: {accepted.status.value} (it stops between batches)")
     return ExitCode.OK
 
 
 def cmd_cluster(client: MinerClient, args, console: Console) -> int:
     info = client.cluster()
-    table = Table(title=f"cluster: {info.workers} workers ready, {info.pending_workers} starting")
-    for column in ("node", "label", "address", "CPUs", "alive", "workers", "genomes backtested"):
-        table.add_column(column)
+    if args.json:
+        _print_json(info)
+        return ExitCode.OK
+    table = _table(f"cluster: {info.workers} workers ready, {info.pending_workers} starting",
+                   "node", "label", "address", "CPUs", "alive", "workers", "genomes backtested")
     for node in info.nodes:
         table.add_row(node.node_id[:12], node.label or "-", node.address, f"{node.cpus:g}",
                       "yes" if node.alive else "[red]no", str(node.workers), f"{node.evaluations:,}")
@@ -146,29 +299,44 @@ def cmd_cluster(client: MinerClient, args, console: Console) -> int:
 def cmd_doctor(client: MinerClient, args, console: Console) -> int:
     """Exit 0 when every check passes, 3 when one fails (each failure prints its fix)."""
     checks = diagnose(client.url, client.token)
-    table = Table(title=f"miner doctor: {client.url}")
-    for column in ("check", "", "what was found", "fix"):
-        table.add_column(column, overflow="fold")
+    table = _table(f"miner doctor: {client.url}", "check", "", "what was found", "fix")
     for check in checks:
         table.add_row(check.name, "[green]ok" if check.ok else "[red]FAIL", check.detail, check.fix)
     console.print(table)
     return ExitCode.OK if all(check.ok for check in checks) else ExitCode.SERVICE
 
 
+def _check_csv(file: str) -> None:
+    """Refuse a file that cannot be a CSV before sending it: missing, unreadable, empty or not text."""
+    try:
+        with open(file, "rb") as csv:
+            header = csv.readline()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror}") from None
+    if not header.strip():
+        raise UsageError(f"{file} is empty: expected a CSV whose first line names its columns")
+    try:
+        header.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{file} is not a text CSV (its first line is not UTF-8)") from None
+
+
 def cmd_datasets(client: MinerClient, args, console: Console) -> int:
     if args.action == "upload":
         if not args.file:
             raise UsageError("miner datasets upload FILE: FILE is missing")
-        try:
-            info = client.upload_dataset(args.file, name=args.name)
-        except FileNotFoundError:
-            raise UsageError(f"no such file: {args.file}") from None
+        _check_csv(args.file)
+        info = client.upload_dataset(args.file, name=args.name)
         console.print(f"uploaded [bold]{info.name}[/bold]: {info.candles:,} candles, fingerprint {info.fingerprint}")
         return ExitCode.OK
-    table = Table(title="datasets")
-    for column in ("name", "candles", "from", "to", "bar", "gaps", "source"):
-        table.add_column(column, no_wrap=column == "name")
-    for d in client.datasets():
+    if args.file or args.name:
+        raise UsageError("miner datasets list takes no FILE or --name (they are for upload)")
+    datasets = client.datasets()
+    if args.json:
+        _print_json(datasets)
+        return ExitCode.OK
+    table = _table("datasets", "name", "candles", "from", "to", "bar", "gaps", "source")
+    for d in datasets:
         table.add_row(d.name, f"{d.candles:,}", _when(d.first_time), _when(d.last_time), f"{d.bar_seconds}s",
                       str(d.gaps), d.source)
     console.print(table)
@@ -191,20 +359,27 @@ def _params(pairs: list[str]) -> dict[str, float]:
 def _push_once(client: MinerClient, args, console: Console) -> None:
     try:
         source = Path(args.file).read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
     started = time.perf_counter()
-    info = client.push_evaluator(args.name or Path(args.file).stem, source, _params(args.param), args.default)
+    try:
+        info = client.push_evaluator(args.name or Path(args.file).stem, source, _params(args.param), args.default)
+    except ValidationError as exc:  # the push itself, before sending: an empty or too large module
+        raise UsageError(f"{args.file}: {exc.errors()[0]['msg']}") from None
     default = " (now the default)" if info.default else ""
     console.print(f"pushed {info.version}{default} in {time.perf_counter() - started:.2f} s")
 
 
 def cmd_evaluator(client: MinerClient, args, console: Console) -> int:
     if args.action == "list":
-        table = Table(title="evaluators")
-        for column in ("version", "params", "builtin", "default", "added"):
-            table.add_column(column, no_wrap=column in ("version", "added"))
-        for e in client.evaluators():
+        if args.file:
+            raise UsageError("miner evaluator list takes no FILE (it is for push)")
+        evaluators = client.evaluators()
+        if args.json:
+            _print_json(evaluators)
+            return ExitCode.OK
+        table = _table("evaluators", "version", "params", "builtin", "default", "added")
+        for e in evaluators:
             params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in e.params.items())
             table.add_row(e.version, params, "yes" if e.builtin else "", "*" if e.default else "",
                           _when(e.created_at))
@@ -223,102 +398,123 @@ def cmd_evaluator(client: MinerClient, args, console: Console) -> int:
             seen = stamp
             try:
                 _push_once(client, args, console)
-            except ServiceError as exc:  # keep watching: the next save may fix it
-                console.print(f"[red]rejected: {exc.message}", markup=True)
+            except (ServiceError, UsageError) as exc:  # keep watching: the next save may fix it
+                console.print(f"rejected: {getattr(exc, 'message', exc)}", style="red", markup=False)
         time.sleep(0.5)
 
 
 # ---- parser and entry point ------------------------------------------------------------------------------
 
+class MinerParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line as one line (UsageError) instead of usage text and an exit."""
+
+    def error(self, message: str):
+        raise UsageError(message.removeprefix("argument "))
+
+
+def _connection_flags(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--url, --token, --admin-token: before the command (default None) or after it (SUPPRESS: not set unless
+    given, so a value given before the command is kept)."""
+    parser.add_argument("--url", default=default, help="service URL (default: $MINER_URL, ~/.miner/config.toml, "
+                                                       "http://127.0.0.1:8000)")
+    parser.add_argument("--token", default=default,
+                        help="API token (default: $MINER_TOKEN, ~/.miner/config.toml, ~/.miner/token)")
+    parser.add_argument("--admin-token", default=default,
+                        help="token for pushing evaluators (default: $MINER_ADMIN_TOKEN, config.toml's admin_token, "
+                             "~/.miner/admin_token)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="miner", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", help="service URL (default: $MINER_URL, ~/.miner/config.toml, "
-                                      "http://127.0.0.1:8000)")
-    parser.add_argument("--token", help="API token (default: $MINER_TOKEN, ~/.miner/config.toml, ~/.miner/token)")
-    parser.add_argument("--admin-token", help="token for pushing evaluators (default: $MINER_ADMIN_TOKEN, "
-                                              "config.toml's admin_token, ~/.miner/admin_token)")
+    parser = MinerParser(prog="miner", description=__doc__, allow_abbrev=False,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    _connection_flags(parser, None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable, help_: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_, description=help_)
+    def add(name: str, handler: Callable, help_: str, *, json_output: bool = False) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_, description=help_, allow_abbrev=False)
         sub.set_defaults(handler=handler)
+        _connection_flags(sub, argparse.SUPPRESS)
+        if json_output:
+            sub.add_argument("--json", action="store_true", help="print it as JSON")
         return sub
 
-    submit = add("submit", cmd_submit, "queue a mining job")
-    submit.add_argument("--dataset", required=True)
-    fields = wire.JobSpec.model_fields
-    submit.add_argument("--population", type=int, default=fields["population"].default)
-    submit.add_argument("--generations", type=int, default=fields["generations"].default)
-    submit.add_argument("--risk", default="MEDIUM", help="LOW, MEDIUM or HIGH")
-    submit.add_argument("--seed", type=int, default=0)
-    submit.add_argument("--holdout", type=float, default=0.2, help="share of the latest bars held out")
-    submit.add_argument("--fee-bps", type=float, help="fee per side in basis points (default: the service's)")
-    submit.add_argument("--slippage-bps", type=float, help="slippage per fill in basis points")
-    submit.add_argument("--evaluator", help="fitness function (default: the service's)")
-    validation = ValidationSettings()
-    submit.add_argument("--folds", type=int, default=validation.folds,
-                        help=f"training slices a strategy must work on (default {validation.folds})")
-    submit.add_argument("--min-trades", type=int, default=validation.min_trades,
-                        help=f"training trades below which a strategy ranks last (default {validation.min_trades})")
-    submit.add_argument("--permutations", type=int, default=validation.permutations,
-                        help="shuffled copies the search is repeated on for the verdict; 0 = no verdict "
-                             f"(default {validation.permutations})")
-    islands = SearchSettings.model_fields["islands"].default
-    submit.add_argument("--islands", type=int, default=islands,
-                        help=f"sub-populations of the search, each at least 8 genomes (default {islands})")
+    submit = add("submit", cmd_submit, "queue a mining job (only the flags given are sent; the service fills in "
+                                       "the rest with the defaults shown)")
+    for spec_flag in SPEC_FLAGS:
+        _add_spec_flag(submit, spec_flag)
     submit.add_argument("--follow", action="store_true", help="show live progress, then the result")
     add("follow", cmd_follow, "show a job's live progress, then its result").add_argument("job")
-    add("jobs", cmd_jobs, "list recent jobs").add_argument("--limit", type=int, default=20)
-    add("show", cmd_show, "one job's status, progress and best strategy so far").add_argument("job")
-    result = add("result", cmd_result, "the best strategy of a finished job")
+    jobs = add("jobs", cmd_jobs, "list recent jobs", json_output=True)
+    jobs.add_argument("--limit", type=_whole_number, default=20, help="how many (default: 20)")
+    add("show", cmd_show, "one job's status, progress and best strategy so far", json_output=True).add_argument("job")
+    result = add("result", cmd_result, "the best strategy of a finished job", json_output=True)
     result.add_argument("job")
-    result.add_argument("--json", action="store_true", help="print the full result as JSON")
-    result.add_argument("--plot", metavar="PNG", help="plot equity and drawdown to this file (needs [plot])")
+    result.add_argument("--plot", metavar="PNG", help="plot equity and drawdown to this file (needs the plot extra)")
     add("cancel", cmd_cancel, "stop a job between batches").add_argument("job")
-    add("cluster", cmd_cluster, "nodes, CPUs, workers and genomes backtested per node")
+    add("cluster", cmd_cluster, "nodes, CPUs, workers and genomes backtested per node", json_output=True)
     add("doctor", cmd_doctor, "check the address, token, clock and versions of this laptop and every node")
-    evaluator = add("evaluator", cmd_evaluator, "list evaluators, or push a new version: "
-                                                "miner evaluator push FILE [--default] [--watch]")
-    evaluator.add_argument("action", choices=["list", "push"])
+    evaluator = add("evaluator", cmd_evaluator, "list evaluators (the default), or push a new version: "
+                                                "miner evaluator push FILE [--default] [--watch]", json_output=True)
+    evaluator.add_argument("action", nargs="?", choices=["list", "push"], default="list")
     evaluator.add_argument("file", nargs="?", help="evaluator module (.py) defining score(m, **params)")
     evaluator.add_argument("--name", help="evaluator name (default: the file name)")
     evaluator.add_argument("--param", action="append", metavar="NAME=NUMBER", help="override a PARAMS value")
     evaluator.add_argument("--default", action="store_true", help="make it the default for new jobs")
     evaluator.add_argument("--watch", action="store_true", help="push again every time the file is saved")
-    datasets = add("datasets", cmd_datasets, "list datasets, or upload a CSV: miner datasets upload FILE")
+    datasets = add("datasets", cmd_datasets, "list datasets (the default), or upload a CSV: "
+                                             "miner datasets upload FILE", json_output=True)
     datasets.add_argument("action", nargs="?", choices=["list", "upload"], default="list")
     datasets.add_argument("file", nargs="?")
     datasets.add_argument("--name", help="name for the upload (default: the file name)")
     return parser
 
 
+def output_console() -> Console:
+    """stdout for people and scripts alike: lines are never wrapped by rich (a long line is the terminal's to
+    wrap), and piped output is as wide as it needs to be, so no table is cut."""
+    console = Console(soft_wrap=True)
+    return console if console.is_terminal else Console(soft_wrap=True, width=PIPED_WIDTH)
+
+
+def _fail(code: ExitCode, message: str) -> int:
+    """An error: one line on stderr."""
+    print(" ".join(message.split()), file=sys.stderr)
+    return code
+
+
+def _drop_stdout() -> None:
+    """The reader of stdout left (`miner result --json | head`): what is still buffered goes nowhere, quietly."""
+    with contextlib.suppress(OSError, ValueError):  # not a real file (a test's capture): nothing to drop
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None,
          open_stream: StreamOpener = websocket_stream) -> int:
     """Run one command; ``transport`` and ``open_stream`` replace the ways to the service (``MinerClient``'s)."""
-    args = build_parser().parse_args(argv)
-    console = Console()
-    errors = Console(stderr=True, soft_wrap=True)
     try:
+        args = build_parser().parse_args(argv)
         settings = resolve(args.url, args.token, args.admin_token)
         with MinerClient(settings.url, settings.token, admin_token=settings.admin_token, transport=transport,
                          open_stream=open_stream) as client:
-            return args.handler(client, args, console)
+            code = args.handler(client, args, output_console())
+        sys.stdout.flush()  # here, so that a reader who left is noticed here
+        return code
+    except SystemExit as exc:  # --help printed
+        return int(exc.code or 0)
+    except BrokenPipeError:
+        _drop_stdout()
+        return ExitCode.OK
     except (UsageError, ConfigError) as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False)
-        return ExitCode.USAGE
+        return _fail(ExitCode.USAGE, f"error: {exc}")
     except JobUnsuccessful as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False)
-        return ExitCode.JOB_FAILED
+        return _fail(ExitCode.JOB_FAILED, f"error: {exc}")
     except ServiceError as exc:
-        errors.print(f"error: {exc.message}", markup=False, highlight=False)
-        return exit_code_for(exc.status)
+        return _fail(exit_code_for(exc.status), f"error: {exc.message}")
     except MinerClientError as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False)
-        return ExitCode.SERVICE
+        return _fail(ExitCode.SERVICE, f"error: {exc}")
     except KeyboardInterrupt:
-        errors.print("interrupted; the job keeps running on the service (miner follow JOB to watch again)")
-        return ExitCode.INTERRUPTED
+        return _fail(ExitCode.INTERRUPTED, "interrupted; the job keeps running on the service "
+                                           "(miner follow JOB to watch again)")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -19,12 +17,19 @@ METRIC_FORMATS = {
     "exposure": "{:.1%}", "avg_trade_return": "{:+.3%}", "trade_t_stat": "{:+.2f}",
     "trade_z": "{:+.2f}",
 }
+PER_TRADE = ("win_rate", "profit_factor", "avg_trade_return", "trade_t_stat", "trade_z")  # none without a trade
+
+
+def _rate(genomes: float, seconds: float) -> str:
+    """Evaluations per second between two events' times (the service's clock, so a replayed log reads the same
+    as a live one); '-' when no time passed between them."""
+    return f"{genomes / seconds:,.0f} evals/s" if seconds > 0 else "- evals/s"
 
 
 def follow(client: MinerClient, job_id: str, console: Console | None = None, since: int = 0) -> wire.JobStatus | None:
     """Show a job's progress live until it ends; returns the status it ended in (None: the stream ended first)."""
     console = console or Console()
-    generation_started = time.monotonic()
+    generation_started = 0.0  # the service's time of the generation's start
     evaluations = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
@@ -42,11 +47,10 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                               soft_wrap=True)
             elif isinstance(data, ev.GenerationStarted):
                 progress.update(genomes, completed=0)
-                generation_started = time.monotonic()
+                generation_started = event.time
             elif isinstance(data, ev.BatchEvaluated):
                 progress.update(genomes, completed=data.evaluated, total=data.total)
-                rate = data.evaluated / max(time.monotonic() - generation_started, 1e-9)
-                progress.update(genomes, info=f"{rate:,.0f} evals/s")
+                progress.update(genomes, info=_rate(data.evaluated, event.time - generation_started))
             elif isinstance(data, ev.GenerationBest):
                 evaluations += progress.tasks[genomes].total or 0
                 m = data.metrics
@@ -54,9 +58,9 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                         f"trades {m['trades']:.0f}")
                 progress.update(generations, completed=data.generation + 1, info=line)
                 if not console.is_terminal:  # piped or logged: one plain line per generation instead of bars
-                    rate = (progress.tasks[genomes].total or 0) / max(time.monotonic() - generation_started, 1e-9)
+                    rate = _rate(progress.tasks[genomes].total or 0, event.time - generation_started)
                     console.print(f"generation {data.generation + 1}/{progress.tasks[generations].total}  "
-                                  f"{evaluations:,.0f} evaluations  {rate:,.0f} evals/s  {line}", soft_wrap=True)
+                                  f"{evaluations:,.0f} evaluations  {rate}  {line}", soft_wrap=True)
             elif isinstance(data, ev.ValidationStarted):
                 progress.update(validation, total=data.searches, visible=True)
                 console.print(f"validating: the random baseline and the same search on {data.permutations} "
@@ -76,14 +80,21 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
     return None
 
 
+def _metric(backtest: wire.Backtest | None, name: str) -> str:
+    """One metric of one side, '-' where it does not exist: no holdout, or a statistic of trades without a trade."""
+    metrics = backtest.metrics if backtest else {}
+    if name not in metrics or (name in PER_TRADE and not metrics.get("trades")):
+        return "-"
+    return METRIC_FORMATS[name].format(metrics[name])
+
+
 def result_table(result: wire.JobResult) -> Table:
     table = Table(title=f"best strategy of job {result.job_id}")
     table.add_column("metric")
     table.add_column("train", justify="right")
     table.add_column("holdout", justify="right")
-    for name, fmt in METRIC_FORMATS.items():
-        holdout = fmt.format(result.holdout.metrics[name]) if result.holdout else "-"
-        table.add_row(name, fmt.format(result.train.metrics[name]), holdout)
+    for name in METRIC_FORMATS:
+        table.add_row(name, _metric(result.train, name), _metric(result.holdout, name))
     return table
 
 

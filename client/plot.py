@@ -15,7 +15,7 @@ def plot_result(result: wire.JobResult, path: str | Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'strategy-miner[plot]'") from None
+        raise ImportError("plotting needs matplotlib: pip install '.[plot]' (in the strategy-miner checkout)") from None
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, height_ratios=(3, 1))
     for name, backtest, colour in (("train", result.train, "tab:blue"), ("holdout", result.holdout, "tab:orange")):
         if backtest is None:

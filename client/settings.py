@@ -14,6 +14,7 @@ import os
 import tomllib
 from pathlib import Path
 
+import httpx
 from pydantic import BaseModel, ValidationError
 
 from client.errors import MinerClientError
@@ -53,8 +54,22 @@ def resolve(url: str | None = None, token: str | None = None, admin_token: str |
     admin_file = folder / "admin_token"
     admin_token = (admin_token or os.environ.get("MINER_ADMIN_TOKEN") or file_values.get("admin_token")
                    or (admin_file.read_text().strip() if admin_file.is_file() else None))
+    url, source = next((value, source) for value, source in (
+        (url, "--url"), (os.environ.get("MINER_URL"), "MINER_URL"), (file_values.get("url"), f"url in {config_file}"),
+        (DEFAULT_URL, "the default URL")) if value)
+    _check_url(str(url), source)
     try:
-        return ClientSettings(url=url or os.environ.get("MINER_URL") or file_values.get("url") or DEFAULT_URL,
-                              token=token, admin_token=admin_token)
+        return ClientSettings(url=url, token=token, admin_token=admin_token)
     except ValidationError as exc:
         raise ConfigError(f"{config_file}: {exc.errors()[0]['msg']}") from None
+
+
+def _check_url(url: str, source: str) -> None:
+    """A URL the client can use: http or https, with a host (``source`` names where it came from)."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"{source} {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError(f"{source} {url!r} is not a service URL: it must start with http:// or https:// and name "
+                          "a host, e.g. http://100.64.0.1:8000")

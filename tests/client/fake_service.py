@@ -31,6 +31,13 @@ GENOME = {"direction": "long", "entry": [], "exit": [], "stop_loss": 0.02, "take
 STRATEGY = "LONG when close > sma(20); exit when close < sma(50)"
 
 
+EVALUATOR = wire.EvaluatorInfo(name="balanced", version="balanced@1", params={"drawdown_limit": 0.3}, builtin=True,
+                               default=True, created_at=1.7e9).model_dump(mode="json")
+CLUSTER = wire.ClusterInfo(nodes=[wire.NodeInfo(node_id="a" * 40, address="100.64.0.1", label="head", cpus=8.0,
+                                                alive=True, workers=7, evaluations=1234)],
+                           workers=7, pending_workers=0).model_dump(mode="json")
+
+
 class Refused(Exception):
     """What a route answers instead: an error of the table."""
 
@@ -85,6 +92,9 @@ class FakeService:
         self.drop_after: int | None = None  # a stream drops after this many events (None: never)
         self.refusal: Refused | None = None  # answer every request with this error
         self.transport = httpx.MockTransport(self._handle)
+        self.listings = {("GET", "/v1/datasets"): lambda: [self._dataset(name) for name in self.datasets],
+                         ("GET", "/v1/evaluators"): lambda: [EVALUATOR],
+                         ("GET", "/v1/cluster"): lambda: CLUSTER}
 
     # ---- scenarios -----------------------------------------------------------------------------------------
     def add_job(self, status: wire.JobStatus, **spec_fields) -> str:
@@ -126,6 +136,12 @@ class FakeService:
 
     def _route(self, request: httpx.Request) -> tuple[int, object]:
         method, path = request.method, request.url.path
+        if (method, path) in self.listings:
+            return 200, self.listings[method, path]()
+        if (method, path) == ("POST", "/v1/datasets"):
+            return 201, self._upload(request.url.params["name"], request.content)
+        if method == "PUT" and (name := re.fullmatch(r"/v1/evaluators/([a-z][a-z0-9_]*)", path)):
+            return 201, self._evaluator(name[1], json.loads(request.content))
         if (method, path) == ("GET", "/v1/jobs"):
             return 200, [job.model_dump(mode="json") for job in reversed(self.jobs.values())]
         if (method, path) == ("POST", "/v1/jobs"):
@@ -156,6 +172,23 @@ class FakeService:
             raise Refused(ERRORS["not_found"], f"unknown dataset '{spec.dataset}'")
         job_id = self.add_job(wire.JobStatus.FINISHED, **body)
         return wire.Submitted(id=job_id, status=wire.JobStatus.QUEUED).model_dump(mode="json")
+
+    def _dataset(self, name: str) -> dict:
+        return wire.DatasetInfo(name=name, fingerprint="f1", candles=1000, first_time=0, last_time=299_700,
+                                bar_seconds=300, gaps=0, largest_gap_seconds=0, source="synthetic").model_dump()
+
+    def _upload(self, name: str, content: bytes) -> dict:
+        """A CSV is accepted when its header names the candle columns; any other is refused as the service does."""
+        if not content.lower().startswith(b"timestamp,open,high,low,close,volume"):
+            raise Refused(ERRORS["invalid_data"], f"upload '{name}': missing column(s) timestamp; row 1")
+        self.datasets += (name,)
+        return self._dataset(name)
+
+    def _evaluator(self, name: str, body: dict) -> dict:
+        push = wire.EvaluatorPush(**body)
+        if "def score" not in push.source:
+            raise Refused(ERRORS["invalid_data"], f"evaluator '{name}' defines no score(m, **params)")
+        return {**EVALUATOR, "name": name, "version": f"{name}@2", "builtin": False, "default": push.make_default}
 
     def _job(self, job_id: str) -> wire.JobInfo:
         if job_id not in self.jobs:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import httpx
@@ -13,7 +14,7 @@ from client.cli import main
 from client.models import JobStatus
 from schema.errors import ERRORS, ExitCode
 
-from .fake_service import FakeService, Refused
+from .fake_service import METRICS, FakeService, Refused
 
 
 @pytest.fixture
@@ -57,15 +58,35 @@ def test_costs_not_given_are_left_to_the_service(miner, fake, flags, costs):
     assert sent_specs(fake)[0]["costs"] == costs
 
 
-def test_a_bad_value_is_refused_before_anything_is_sent(miner, fake, capsys):
-    assert miner("submit", "--dataset", "synthetic", "--population", "1") == ExitCode.USAGE
-    assert miner("submit", "--dataset", "synthetic", "--fee-bps", "-1") == ExitCode.USAGE
+@pytest.mark.parametrize(("flags", "words"), [
+    (["--population", "1"], "error: --population 1: must be between 4 and 100000"),
+    (["--fee-bps", "-1"], "error: --fee-bps -1.0: must be between 0 and 1000"),
+    (["--slippage-bps", "-1"], "error: --slippage-bps -1.0: must be between 0 and 1000"),
+    (["--initial-cash", "0"], "error: --initial-cash 0.0: must be between 1 and 1e+12"),
+    (["--holdout", "0.9"], "error: --holdout 0.9: must be between 0 and 0.5"),
+    (["--population", "x"], "error: --population: x is not a whole number"),
+    (["--risk", "wild"], "error: --risk: invalid choice: 'WILD'"),
+    (["--dataset", ""], "error: --dataset '': must be 1 to 200 characters"),
+    (["--pop", "8"], "error: unrecognized arguments: --pop 8")])
+def test_a_bad_value_is_refused_in_the_flag_s_words_on_one_line(miner, fake, capsys, flags, words):
+    assert miner("submit", "--dataset", "synthetic", *flags) == ExitCode.USAGE
     err = capsys.readouterr().err
-    assert "--population: Input should be greater than or equal to 4" in err and "--fee-bps" in err
+    assert err.startswith(words) and err.count("\n") == 1
     assert fake.requests == []
-    with pytest.raises(SystemExit) as usage:
-        miner("submit")  # argparse: --dataset is required
-    assert usage.value.code == ExitCode.USAGE
+
+
+def test_every_job_spec_field_has_a_flag_with_its_default_in_help(miner, fake, capsys):
+    assert miner("submit", "--dataset", "synthetic", "--initial-cash", "5000", "--islands", "2", "--min-trades", "5",
+                 "--folds", "3", "--evaluator", "balanced") == 0
+    sent = sent_specs(fake)[0]
+    assert sent["costs"] == {"initial_cash": 5000.0}
+    assert (sent["islands"], sent["min_trades"], sent["folds"]) == (2, 5, 3)
+    assert miner("submit", "--help") == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--population POPULATION genomes per generation (default: 100)" in help_text
+    assert "--fee-bps FEE_BPS fee per side, basis points (60 = 0.60 %) (default: the service's default)" in help_text
+    assert miner("submit") == ExitCode.USAGE  # argparse: --dataset is required
+    assert capsys.readouterr().err == "error: the following arguments are required: --dataset\n"
 
 
 def test_submit_follow_shows_each_step_once_then_the_result(miner, fake, capsys):
@@ -111,7 +132,7 @@ def test_following_a_job_that_did_not_finish_exits_4(miner, fake, capsys, status
 
 
 @pytest.mark.parametrize(("token", "job", "exit_code", "words"), [
-    ("test-token", "nope", ExitCode.USAGE, "unknown job 'nope'"),
+    ("test-token", "nope", ExitCode.USAGE, "no job 'nope'"),
     ("wrong", "job1", ExitCode.USAGE, "missing or wrong token")])
 def test_a_refused_follow_names_the_problem(fake, capsys, token, job, exit_code, words):
     fake.add_job(JobStatus.FINISHED)
@@ -163,7 +184,7 @@ def test_cancel(miner, fake, capsys):
     assert miner("cancel", finished) == ExitCode.USAGE
     assert f"job '{finished}' is already finished" in capsys.readouterr().err
     assert miner("cancel", "nope") == ExitCode.USAGE
-    assert "unknown job 'nope'" in capsys.readouterr().err
+    assert "no job 'nope'" in capsys.readouterr().err
 
 
 def test_jobs_lists_every_job(miner, fake, capsys):
@@ -203,3 +224,113 @@ def test_no_token_is_a_usage_error(miner, monkeypatch, capsys):
     monkeypatch.delenv("MINER_TOKEN")
     assert miner("jobs") == ExitCode.USAGE
     assert "no API token" in capsys.readouterr().err
+
+
+# ---- issue 15: no tracebacks, output a script can use, job prefixes ------------------------------------------
+
+def test_a_job_is_named_by_a_unique_prefix(miner, fake, capsys):
+    fake.add_job(JobStatus.RUNNING)
+    fake.jobs["abc123"] = fake.jobs.pop("job1").model_copy(update={"id": "abc123"})
+    fake.add_job(JobStatus.FINISHED), fake.add_job(JobStatus.FINISHED)
+    assert miner("show", "ab") == 0 and "job abc123: running" in capsys.readouterr().out
+    assert miner("cancel", "abc") == 0 and "job abc123: cancelling" in capsys.readouterr().out
+    assert miner("result", "job3") == 0
+    capsys.readouterr()
+    assert miner("show", "job") == ExitCode.USAGE
+    assert "job 'job' is ambiguous: 2 job ids start with it (job3, job2)" in capsys.readouterr().err
+    for unknown in ("zz", "a/b", "?x"):
+        assert miner("result", unknown) == ExitCode.USAGE
+        assert f"no job {unknown!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["jobs"], ["datasets"], ["evaluator", "list"], ["evaluator"], ["cluster"]])
+def test_piped_tables_are_never_cut(miner, fake, capsys, argv):
+    fake.datasets = ("BTC-USD_FIVE_MINUTE_" + "X" * 150,)
+    fake.add_job(JobStatus.FINISHED, dataset=fake.datasets[0])
+    assert miner(*argv) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and all(len(line) < 1000 for line in out.splitlines())
+    if argv[0] in ("jobs", "datasets"):
+        assert fake.datasets[0] in out
+
+
+@pytest.mark.parametrize(("argv", "key"), [
+    (["jobs", "--json"], "status"), (["datasets", "--json"], "fingerprint"), (["evaluator", "--json"], "version"),
+    (["cluster", "--json"], "nodes"), (["show", "job1", "--json"], "progress"),
+    (["result", "job1", "--json"], "job_id")])
+def test_every_read_command_has_json(miner, fake, capsys, argv, key):
+    fake.add_job(JobStatus.FINISHED)
+    assert miner(*argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert key in (data[0] if isinstance(data, list) else data)
+
+
+def test_show_prints_the_spec_on_one_line(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED, evaluator="a_long_evaluator_name_" + "x" * 17)
+    assert miner("show", job) == 0
+    spec = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("spec: "))
+    assert json.loads(spec.removeprefix("spec: "))["evaluator"].endswith("x" * 17)
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("miner.test:8000", "error: --url 'miner.test:8000' is not a service URL: it must start with http://"),
+    ("ftp://miner.test", "is not a service URL"), ("http://", "is not a service URL")])
+def test_a_url_without_a_scheme_is_named(miner, capsys, url, words):
+    assert miner("jobs", "--url", url) == ExitCode.USAGE  # --url after the command, too
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_connection_flags_after_the_command(fake, capsys):
+    fake.add_job(JobStatus.FINISHED)
+    run = lambda *argv: main(list(argv), transport=fake.transport, open_stream=fake.open_stream)  # noqa: E731
+    assert run("--token", "wrong", "result", "job1", "--token", fake.token) == 0  # the later one counts
+    assert run("result", "job1", "--token", "wrong") == ExitCode.USAGE
+    assert "missing or wrong token" in capsys.readouterr().err
+
+
+def test_plot_to_a_missing_folder_is_a_usage_error(miner, fake, capsys, tmp_path):
+    job = fake.add_job(JobStatus.FINISHED)
+    assert miner("result", job, "--plot", str(tmp_path / "nodir" / "x.png")) == ExitCode.USAGE
+    assert capsys.readouterr().err.startswith(f"error: --plot {tmp_path}/nodir/x.png: the folder")
+
+
+def test_a_reader_that_leaves_early_ends_it_quietly(miner, fake, capsys, monkeypatch):
+    class Gone(io.StringIO):  # `miner result --json | head -1`: head has left
+        def write(self, text):
+            raise BrokenPipeError
+
+    job = fake.add_job(JobStatus.FINISHED)
+    monkeypatch.setattr("sys.stdout", Gone())
+    assert miner("result", job, "--json") == 0
+    monkeypatch.undo()
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"", "is empty"), (b"\xff\xfe\x00", "is not a text CSV"), (b"time,price\n1,2\n", "missing column(s)")])
+def test_a_defective_csv_is_the_user_s_input(miner, fake, capsys, tmp_path, content, words):
+    csv = tmp_path / "eth.csv"
+    csv.write_bytes(content)
+    assert miner("datasets", "upload", str(csv)) == ExitCode.USAGE
+    assert words in capsys.readouterr().err
+    csv.write_bytes(b"timestamp,open,high,low,close,volume\n0,1,1,1,1,1\n")
+    assert miner("datasets", "upload", str(csv)) == 0 and "uploaded eth" in capsys.readouterr().out
+
+
+def test_follow_of_an_ended_job_shows_the_rate_of_the_service_s_clock(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED, population=8, generations=2)  # events one second apart
+    assert miner("follow", job) == 0
+    rates = [line.split("  ")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("generation ")]
+    assert rates == ["4 evals/s", "4 evals/s"]
+
+
+def test_trade_statistics_of_a_side_without_trades_are_not_shown(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED)
+    result = fake.results[job]
+    result.holdout = result.holdout.model_copy(update={"metrics": {**METRICS, "trades": 0.0, "profit_factor": 100.0,
+                                                                   "win_rate": 0.0}})
+    assert miner("result", job) == 0
+    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") == 4}
+    assert rows["profit_factor"].split("│")[3].strip() == "-" and rows["win_rate"].split("│")[3].strip() == "-"
+    assert rows["profit_factor"].split("│")[2].strip() == "1.30"
