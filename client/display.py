@@ -75,6 +75,10 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                 console.print(f"[red]job {job_id} failed: {data.error}")
             elif isinstance(data, ev.Cancelled):
                 console.print(f"[yellow]job {job_id} cancelled at generation {data.generation}")
+            elif isinstance(data, ev.Paused):
+                console.print(f"[yellow]job {job_id} paused: {data.reason}", soft_wrap=True)
+            elif isinstance(data, ev.Resumed):
+                console.print(f"job {job_id} resumed: the disk has room again")
             if event.type in wire.ENDED:
                 return wire.JobStatus(event.type)
     return None

@@ -51,6 +51,7 @@ class JobSpec(_Wire, ValidationSettings, SearchSettings):
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    PAUSED = "paused"  # the disk under the job store is full: it resumes by itself when writes succeed again
     CANCELLING = "cancelling"  # only in the answer to a cancel: it is stored, the job stops between batches
     FINISHED = "finished"
     FAILED = "failed"
@@ -62,6 +63,7 @@ class JobStatus(StrEnum):
 
 
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)  # also the types of a log's last event
+UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED)  # resumed at every start of the service
 
 
 class BestSoFar(_Wire):

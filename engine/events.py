@@ -22,8 +22,6 @@ from schema.events import (
     ValidationStarted,
 )
 
-_Event = events.EventData  # what every engine event is (the annotations of the miner and the coordinator)
-
 
 class GenerationBest(events.GenerationBest):
     """The wire's event with the genome itself; its readable line (``strategy``) is derived from it."""

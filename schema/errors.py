@@ -67,6 +67,7 @@ ERRORS: dict[str, ErrorKind] = {kind.code: kind for kind in (
     ErrorKind("internal", 500),
     ErrorKind("unavailable", 503),
     ErrorKind("cannot_start", 503),
+    ErrorKind("storage_full", 503),  # the disk under the job store is full: running jobs pause until it is not
 )}
 HTTP_ERROR = "http_error"  # any other refusal, by the web framework or Serve's proxy, with its own status
 

@@ -93,9 +93,23 @@ class Cancelled(EventData):
     generation: int
 
 
+class Paused(EventData):
+    """The disk under the job store filled up: the job waits, its last committed generation kept, and resumes by
+    itself when writes succeed again (or at the service's next start)."""
+
+    type: Literal["paused"] = "paused"
+    reason: str
+
+
+class Resumed(EventData):
+    """Writes succeed again: the job goes on from its last committed generation, to the result it would have had."""
+
+    type: Literal["resumed"] = "resumed"
+
+
 AnyEventData = Annotated[
     JobStarted | GenerationStarted | BatchEvaluated | GenerationBest | ValidationStarted | ValidationSearchFinished
-    | Finished | Failed | Cancelled,
+    | Finished | Failed | Cancelled | Paused | Resumed,
     Field(discriminator="type"),
 ]
 EVENT_TYPES = frozenset(kind.model_fields["type"].default for kind in get_args(get_args(AnyEventData)[0]))

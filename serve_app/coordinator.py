@@ -28,16 +28,19 @@ from engine.features import FeatureStore
 from engine.miner import MiningSession
 from engine.scoring import fold_windows
 from engine.validation import ValidationTask, validation_tasks
+from schema.events import EventData, Failed, Paused, Resumed
 from serve_app import backups, mapping
 from serve_app.config import EvaluatorLimits, RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry, menu_features, put_tables
-from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, TooMany
+from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, StorageFull, TooMany
 from serve_app.evaluators import EvaluatorRegistry, trial_failure
 from serve_app.pool import WorkerPool
+from serve_app.reserve import Reserve
 from serve_app.store import JobStore
 from serve_app.versions import runtime_versions
 
 EVENT_WAIT_S = 20.0
+PAUSE_PROBE_S = 2.0  # how often a job paused by a full disk tries whether writes succeed again
 log = logging.getLogger("ray")
 
 
@@ -57,6 +60,7 @@ class MinerCoordinator:
         self.settings = ServiceSettings(**settings)
         s = self.settings
         self.store = JobStore(s.path(s.store_path))
+        self.reserve = Reserve(self.store.path)
         # the last user_config survives a coordinator restart (the ingress only sends it on deploys)
         self.runtime = RuntimeConfig(**(self.store.get_setting("runtime") or {}))
         self.datasets = DatasetRegistry(s.path(s.data_dir) if s.data_dir else None, s.path(s.upload_dir),
@@ -83,6 +87,8 @@ class MinerCoordinator:
                 return
             self._slot_free = asyncio.Condition()
             await self.pool.start()
+            if not await asyncio.to_thread(self.reserve.take):
+                log.warning("the disk holding %s is full: no reserve, so a pause may not be told", self.store.path)
             self._cancelled |= self.store.cancels_pending()  # acknowledged before a crash: carried out now
             for job in self.store.unfinished_jobs():
                 self._launch(job["id"])
@@ -150,14 +156,11 @@ class MinerCoordinator:
         return [info.model_dump() for info in self.evaluators.list()]
 
     # ---- events ------------------------------------------------------------------------------------
-    def _emit(self, job_id: str, type_: str, data: dict) -> None:
-        self.store.append_event(job_id, type_, data)
+    def _emit_engine(self, job_id: str, event: EventData) -> None:
+        self.store.append_event(job_id, *mapping.event_data(event))
         changed = self._changed.pop(job_id, None)
         if changed is not None:
             changed.set()
-
-    def _emit_engine(self, job_id: str, event: ev._Event) -> None:
-        self._emit(job_id, *mapping.event_data(event))
 
     async def events(self, job_id: str, since: int, wait_s: float = EVENT_WAIT_S) -> dict:
         """{"events": stored events after ``since``, "ended": whether the job's log is complete}.
@@ -165,13 +168,13 @@ class MinerCoordinator:
         With nothing new yet on a live job, waits up to ``wait_s`` for the next event (long poll).
         """
         await self._ensure_started()
-        ended = self._job(job_id)["status"] in ("finished", "failed", "cancelled")
+        ended = self._job(job_id)["status"] in wire.ENDED
         events = self.store.events_after(job_id, since)
         if not events and not ended:  # no await since the read above: an emit cannot slip in between
             changed = self._changed.setdefault(job_id, asyncio.Event())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), wait_s)
-            ended = self._job(job_id)["status"] in ("finished", "failed", "cancelled")
+            ended = self._job(job_id)["status"] in wire.ENDED
             events = self.store.events_after(job_id, since)
         return {"events": events, "ended": ended and len(events) < 1000}
 
@@ -249,7 +252,7 @@ class MinerCoordinator:
 
     async def cancel(self, job_id: str) -> dict:
         job = self._job(job_id)
-        if job["status"] in ("finished", "failed", "cancelled"):
+        if job["status"] in wire.ENDED:
             raise Conflict(f"job '{job_id}' is already {job['status']}")
         self.store.request_cancel(job_id)
         self._cancelled.add(job_id)
@@ -260,7 +263,7 @@ class MinerCoordinator:
                 self._finish_cancelled(job_id)
             else:
                 runner.cancel()  # still waiting for a slot: it ends now
-        return {"id": job_id, "status": "cancelling"}
+        return wire.CancelAccepted(id=job_id, status=wire.JobStatus.CANCELLING).model_dump(mode="json")
 
     def _finish_cancelled(self, job_id: str) -> None:
         generation = self._job(job_id)["progress"].get("generation", 0)
@@ -286,18 +289,42 @@ class MinerCoordinator:
             if job_id in self._cancelled:  # cancelled before a restart: no need to wait for a slot
                 raise _Cancelled
             async with self._slot():
-                job = self._job(job_id)
-                await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"])
+                while True:
+                    job = self._job(job_id)
+                    try:
+                        await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"])
+                        break
+                    except StorageFull as exc:  # nothing of the generation under way was stored: mine it again
+                        await self._pause_until_writable(job_id, exc.message)
         except (_Cancelled, asyncio.CancelledError):
             if job_id not in self._cancelled:
                 raise
             self._finish_cancelled(job_id)
         except Exception as exc:
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            self.store.set_status(job_id, "failed", error=message)
-            self._emit(job_id, "failed", {"error": message})
+            with self.store.transaction():
+                self.store.set_status(job_id, "failed", error=message)
+                self._emit_engine(job_id, Failed(error=message))
         finally:
             self._cancelled.discard(job_id)  # per-job memory ends with the job (events live in the store)
+
+    async def _pause_until_writable(self, job_id: str, reason: str) -> None:
+        """The disk is full: store (in the room the reserve leaves) that the job is paused, then wait until the
+        reserve can be taken back, i.e. writes succeed again, and store that it resumes."""
+        self.reserve.free()
+        try:
+            with self.store.transaction():
+                self.store.set_status(job_id, "paused")
+                self._emit_engine(job_id, Paused(reason=reason))
+        except StorageFull:  # even the reserve's room is gone (other writers): followers learn it on resuming
+            log.error("job %s paused, and the disk is too full to store that", job_id)
+        while not await asyncio.to_thread(self.reserve.take):
+            if job_id in self._cancelled:
+                raise _Cancelled
+            await asyncio.sleep(PAUSE_PROBE_S)
+        with self.store.transaction():
+            self.store.set_status(job_id, "running")
+            self._emit_engine(job_id, Resumed())
 
     async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> None:
         dataset = self.datasets.get(spec.dataset)
@@ -315,7 +342,7 @@ class MinerCoordinator:
             resume_state=self.store.load_checkpoint(job_id)))
         progress = wire.Progress(**progress)
         costs = (spec.costs or wire.Costs()).model_dump()
-        told = self.store.last_event(job_id)
+        told = self.store.last_progress_event(job_id)
         if told is None:
             self._emit_engine(job_id, session.started())
         told_generation, told_evaluated = self._told_of_generation_under_way(told)

@@ -21,7 +21,7 @@ from engine.candles import CandleDataError, Candles, load_candles
 from engine.features import FeatureStore
 from engine.settings import DEFAULT_PERIOD_MENU
 from engine.synthetic import synthetic_candles
-from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge
+from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge, disk_full_is_storage_full
 from serve_app.private import private_dir
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -138,8 +138,9 @@ class DatasetRegistry:
         if len(content) > self.max_upload_bytes:
             raise TooLarge(f"upload is {len(content) / 1e6:.1f} MB; the limit is {self.max_upload_bytes / 1e6:.0f} MB")
         staged = self.upload_dir / f".{name}.staged.csv"  # hidden: refresh() skips dot-files
-        staged.write_bytes(content)
         try:
+            with disk_full_is_storage_full(self.upload_dir):  # a partial file is removed below, never kept
+                staged.write_bytes(content)
             candles = load_candles(staged)
             self.refresh()
             existing = self._datasets.get(name)
@@ -147,7 +148,7 @@ class DatasetRegistry:
                 if existing.info.fingerprint == candles.fingerprint:
                     return existing.info
                 raise Conflict(f"dataset '{name}' already exists with different candles; upload under a new name")
-            staged.replace(self.upload_dir / f"{name}.csv")
+            staged.replace(self.upload_dir / f"{name}.csv")  # a rename: needs no space
         except CandleDataError as exc:
             raise InvalidData(str(exc).replace(str(staged), f"upload '{name}'")) from None
         finally:

@@ -7,6 +7,10 @@ exception in the caller as a subclass of the original class, so the ingress can 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import sqlite3
+
 from schema.errors import ERRORS, ErrorKind
 
 
@@ -42,8 +46,29 @@ class Unavailable(MinerError):
     kind = ERRORS["unavailable"]
 
 
+class StorageFull(MinerError):
+    """The disk under the job store (or the upload folder) is full: nothing was stored, nothing already stored is
+    lost; running jobs pause and resume by themselves once writes succeed again."""
+
+    kind = ERRORS["storage_full"]
+
+
 class CannotStart(MinerError):
     """The coordinator's constructor failed (e.g. a damaged or lost job store): Ray does not restart it, so retrying
     cannot help until the cause named in the message is fixed."""
 
     kind = ERRORS["cannot_start"]
+
+
+@contextlib.contextmanager
+def disk_full_is_storage_full(where: str):
+    """SQLite's SQLITE_FULL or the system's ENOSPC inside the block becomes ``StorageFull`` naming ``where``."""
+    try:
+        yield
+    except (sqlite3.OperationalError, OSError) as exc:
+        full = (exc.sqlite_errorcode == sqlite3.SQLITE_FULL if isinstance(exc, sqlite3.OperationalError)
+                else exc.errno == errno.ENOSPC)
+        if not full:
+            raise
+        raise StorageFull(f"the disk holding {where} is full: nothing was stored and nothing stored before is lost; "
+                          "running jobs are paused and resume by themselves once space is freed") from None

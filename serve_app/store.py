@@ -19,8 +19,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from client.models import ENDED
+from client.models import ENDED, UNFINISHED
 from serve_app import backups
+from serve_app.errors import disk_full_is_storage_full
 from serve_app.private import private_dir, private_file
 from serve_app.store_guard import StoreUnusable, check_integrity, mark_jobs_held, refuse_if_lost
 
@@ -147,16 +148,18 @@ class JobStore:
             if self._db.in_transaction:
                 yield
                 return
-            self._db.execute("BEGIN")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+            with disk_full_is_storage_full(self.path):
+                self._db.execute("BEGIN")
+                try:
+                    yield
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:  # a failed COMMIT (a full disk) leaves it open
+                        self._db.execute("ROLLBACK")
+                    raise
 
     def _write(self, sql: str, args: tuple = ()) -> None:
-        with self._lock:
+        with self._lock, disk_full_is_storage_full(self.path):
             self._db.execute(sql, args)
 
     # ---- service settings -----------------------------------------------------------------------------
@@ -243,8 +246,8 @@ class JobStore:
         return [self._job(row) for row in rows]
 
     def unfinished_jobs(self) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM jobs WHERE status IN ('queued', 'running') "
-                                "ORDER BY created_at").fetchall()
+        rows = self._db.execute("SELECT * FROM jobs WHERE status IN (?, ?, ?) ORDER BY created_at",
+                                UNFINISHED).fetchall()
         return [self._job(row) for row in rows]
 
     def request_cancel(self, job_id: str) -> None:
@@ -255,11 +258,11 @@ class JobStore:
     def cancels_pending(self) -> set[str]:
         """Unfinished jobs whose cancel was acknowledged but not yet carried out."""
         rows = self._db.execute("SELECT c.job_id FROM cancel_requests c JOIN jobs j ON j.id = c.job_id "
-                                "WHERE j.status IN ('queued', 'running')").fetchall()
+                                "WHERE j.status IN (?, ?, ?)", UNFINISHED).fetchall()
         return {row["job_id"] for row in rows}
 
     def count_unfinished(self) -> int:
-        (count,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')").fetchone()
+        (count,) = self._db.execute("SELECT COUNT(*) FROM jobs WHERE status IN (?, ?, ?)", UNFINISHED).fetchone()
         return count
 
     # ---- events ------------------------------------------------------------------------------------
@@ -269,8 +272,8 @@ class JobStore:
             (last,) = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?",
                                        (job_id,)).fetchone()
             event = {"seq": last + 1, "job_id": job_id, "type": type_, "time": time.time(), "data": data}
-            self._db.execute("INSERT INTO events (job_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
-                             (job_id, event["seq"], type_, event["time"], json.dumps(data)))
+            self._write("INSERT INTO events (job_id, seq, type, time, data) VALUES (?, ?, ?, ?, ?)",
+                        (job_id, event["seq"], type_, event["time"], json.dumps(data)))
         return event
 
     def events_after(self, job_id: str, since: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -278,9 +281,10 @@ class JobStore:
                                 "ORDER BY seq LIMIT ?", (job_id, since, limit)).fetchall()
         return [self._event(job_id, row) for row in rows]
 
-    def last_event(self, job_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT seq, type, time, data FROM events WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
-                               (job_id,)).fetchone()
+    def last_progress_event(self, job_id: str) -> dict[str, Any] | None:
+        """The job's last event that says how far it got (a pause and its resumption say nothing of that)."""
+        row = self._db.execute("SELECT seq, type, time, data FROM events WHERE job_id = ? AND type NOT IN "
+                               "('paused', 'resumed') ORDER BY seq DESC LIMIT 1", (job_id,)).fetchone()
         return None if row is None else self._event(job_id, row)
 
     @staticmethod

@@ -334,3 +334,18 @@ def test_trade_statistics_of_a_side_without_trades_are_not_shown(miner, fake, ca
     rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") == 4}
     assert rows["profit_factor"].split("│")[3].strip() == "-" and rows["win_rate"].split("│")[3].strip() == "-"
     assert rows["profit_factor"].split("│")[2].strip() == "1.30"
+
+
+def test_follow_says_when_a_full_disk_pauses_the_job_and_when_it_resumes(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED)
+    log = fake.logs[job]
+    pause = [{"seq": 0, "job_id": job, "type": "paused", "time": 0.0,
+              "data": {"reason": "the disk holding /x/miner.db is full"}},
+             {"seq": 0, "job_id": job, "type": "resumed", "time": 0.0, "data": {}}]
+    log[3:3] = pause
+    for seq, entry in enumerate(log, start=1):
+        entry["seq"] = seq
+    assert miner("follow", job) == 0
+    out = capsys.readouterr().out
+    assert f"job {job} paused: the disk holding /x/miner.db is full" in out
+    assert out.index("paused") < out.index(f"job {job} resumed") < out.index("VERDICT")

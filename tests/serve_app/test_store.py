@@ -1,5 +1,8 @@
 """JobStore on its own: no Ray, a real SQLite file."""
 
+import pytest
+
+from serve_app.errors import StorageFull
 from serve_app.store import JobStore
 
 
@@ -43,10 +46,29 @@ def test_sequences_are_per_job_and_unfinished_jobs_are_found(tmp_path):
     store.set_status(b, "running")
     assert {j["id"] for j in store.unfinished_jobs()} == {a, b} and store.count_unfinished() == 2
     store.append_event(a, "y", {"generation": 3})
-    assert store.last_event(a)["seq"] == 2 and store.last_event(a)["data"] == {"generation": 3}
+    store.append_event(a, "paused", {"reason": "full"})
+    store.append_event(a, "resumed", {})
+    told = store.last_progress_event(a)  # a pause says nothing of how far the job got
+    assert told["seq"] == 2 and told["data"] == {"generation": 3}
+    store.set_status(b, "paused")
+    assert {j["id"] for j in store.unfinished_jobs()} == {a, b} and store.count_unfinished() == 2
     store.set_status(a, "finished")
-    assert store.count_unfinished() == 1 and store.last_event("nope") is None
+    assert store.count_unfinished() == 1 and store.last_progress_event("nope") is None
     store.request_cancel(a)
     store.request_cancel(b)
     assert store.cancels_pending() == {b}  # a has finished: nothing left to carry out
     assert store.get_job("nope") is None and store.get_result(a) is None
+
+
+def test_a_full_disk_is_storage_full_and_rolls_back_whole(tmp_path):
+    """SQLite's SQLITE_FULL, forced here with max_page_count: nothing of the transaction lands, reads go on."""
+    store = JobStore(tmp_path / "m.db")
+    job = store.create_job({}, {})
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StorageFull, match="is full: nothing was stored"), store.transaction():
+        store.set_status(job, "running")
+        store.append_event(job, "e", {"pad": "x" * 100_000})
+    assert store.get_job(job)["status"] == "queued" and store.last_progress_event(job) is None
+    with pytest.raises(StorageFull):
+        store.append_event(job, "e", {"pad": "x" * 100_000})

@@ -1,0 +1,33 @@
+import subprocess
+
+import pytest
+
+from serve_app.reserve import Reserve
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MB tmpfs (root, as on CI): a disk that really fills up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_the_reserve_is_freed_on_a_full_disk_and_taken_back_only_when_there_is_room(small_disk):
+    reserve = Reserve(small_disk / "miner.db", size=4 * 1024 * 1024)
+    assert reserve.take() and reserve.held
+    filler = small_disk / "filler"
+    with pytest.raises(OSError), open(filler, "wb") as f:  # the disk fills up
+        while True:
+            f.write(bytes(1024 * 1024))
+            f.flush()
+    reserve.free()
+    assert not reserve.held
+    (small_disk / "pause").write_bytes(bytes(1024 * 1024))  # the room it leaves is there to be used
+    assert not reserve.take() and not reserve.path.exists()  # no room for it again: no partial file either
+    filler.unlink()
+    assert reserve.take() and reserve.held
