@@ -208,7 +208,8 @@ def test_a_node_that_joins_gets_workers_and_one_that_leaves_loses_them(service, 
 
 @pytest.mark.slow
 def test_a_full_restart_of_ray_keeps_every_job_and_result_and_resumes_the_unfinished(service, client, btc_path):
-    spec, local = btc_job(btc_path, seed=8)
+    service.deploy(max_running_jobs=1)  # the doomed job waits behind the first: however slow the machine, it cannot
+    spec, local = btc_job(btc_path, seed=8)  # end before the cut (start() below deploys the plain configuration)
     job = client.submit(**spec)
     doomed = client.submit(**{**spec, "seed": 9})
     wait_for_generation(client, job.id, 2)
@@ -216,7 +217,11 @@ def test_a_full_restart_of_ray_keeps_every_job_and_result_and_resumes_the_unfini
     results = {i: client.result(i) for i, j in before.items() if j.status == "finished"}
     follower = Follower(service, job.id)  # keeps reconnecting while the service is down
     service.stop()  # every Ray process dies, the coordinator and workers with it
-    JobStore(service.state_dir / "miner.db").request_cancel(doomed.id)  # acknowledged, then the power went
+    store = JobStore(service.state_dir / "miner.db")
+    at_the_cut = {job_id: store.get_job(job_id)["status"] for job_id in (job.id, doomed.id)}
+    assert at_the_cut == {job.id: "running", doomed.id: "queued"}, at_the_cut  # what this test is about
+    store.request_cancel(doomed.id)  # acknowledged, then the power went
+    store.close()
     service.start()  # same data and state directories, same port
     wait_until_finished(client, job.id)
     assert_same_result(client.result(job.id), local)
