@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from client import models as wire
 from schema.errors import ERRORS, HTTP_ERROR, NORMAL_CLOSE, SERVICE_FAILED_CLOSE, ErrorBody, ErrorKind
 from schema.events import Event
+from serve_app import dashboard
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, ON_HEAD_NODE, RuntimeConfig, ServiceSettings
 from serve_app.coordinator import MinerCoordinator
 from serve_app.errors import CannotStart, MinerError, Unavailable
@@ -202,6 +203,8 @@ def _body_limit(request: Request, settings: ServiceSettings) -> tuple[str, int, 
 
 
 app.add_middleware(Gate)
+app.include_router(dashboard.pages)
+app.include_router(dashboard.routes, dependencies=auth, responses=errors(*V1_ERRORS))
 
 
 async def _refuse(websocket: WebSocket, kind: ErrorKind, reason: str) -> None:
@@ -348,16 +351,18 @@ class MinerAPI:
             name, push.source, push.params, push.make_default)))
 
     @app.websocket("/v1/jobs/{job_id}/events")
-    async def events(self, websocket: WebSocket, job_id: str, since: str = "0", token: str | None = None) -> None:
+    async def events(self, websocket: WebSocket, job_id: str, since: str = "0", token: str | None = None,
+                     ticket: str | None = None) -> None:
         """Replay stored events with seq > since, then stream live ones; closes after the terminal event.
 
-        Authenticate with the Authorization header, or ``?token=`` where a client cannot set headers.
+        Authenticate with the Authorization header, or ``?ticket=`` (from ``POST /v1/ws-ticket``) where a client
+        cannot set headers; ``?token=`` stays for old clients.
         Refusals close the socket with a 44xx code whose reason names the problem (see docs/api.md).
         """
         await websocket.accept()  # accept first: a close before accept reaches clients as a bare HTTP 403
         presented = _bearer(websocket.headers.get("authorization")) or token
-        if not _token_matches(websocket.app.state.token, presented):
-            await _refuse(websocket, ERRORS["unauthorized"], "missing or wrong token")
+        if not (_token_matches(websocket.app.state.token, presented) or dashboard.TICKETS.redeem(ticket)):
+            await _refuse(websocket, ERRORS["unauthorized"], "missing or wrong token or ticket")
             return
         if not (since.isdigit() and int(since) < 2**63):
             await _refuse(websocket, ERRORS["bad_request"], f"since must be a whole number >= 0, got '{since[:40]}'")
