@@ -28,9 +28,10 @@ from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.table import Table
 
+from client import export
 from client import models as wire
 from client.api import MinerClient, StreamOpener, websocket_stream
-from client.display import follow, print_result
+from client.display import METRIC_FORMATS, follow, print_result
 from client.doctor import diagnose
 from client.errors import MinerClientError, NotFoundError, ServiceError
 from client.settings import ConfigError, resolve
@@ -251,15 +252,12 @@ def cmd_show(client: MinerClient, args, console: Console) -> int:
 
 
 def cmd_result(client: MinerClient, args, console: Console) -> int:
+    if args.top is not None and args.top < 1:
+        raise UsageError(f"--top {args.top}: must be at least 1")
     if args.plot and not Path(args.plot).expanduser().parent.is_dir():
         raise UsageError(f"--plot {args.plot}: the folder {Path(args.plot).expanduser().parent} does not exist")
     job_id = _job_id(client, args.job)
-    try:
-        result = client.result(job_id)
-    except ServiceError as exc:  # 409: not finished; one that never will is the job's failure, not the request's
-        if exc.status == 409 and _unsuccessful(client.job(job_id).status):
-            raise JobUnsuccessful(exc.message) from None
-        raise
+    result = _result_of(client, job_id)
     if args.plot:
         from client.plot import plot_result
 
@@ -270,9 +268,15 @@ def cmd_result(client: MinerClient, args, console: Console) -> int:
         except OSError as exc:
             raise UsageError(f"--plot {args.plot}: {exc.strerror or exc}") from None
     if args.json:
-        _print_json(result)
-    elif not args.plot:
-        print_result(result, console)
+        _print_json(result.model_copy(update={"hall_of_fame": result.hall_of_fame[:args.top]}) if args.top else result)
+        return ExitCode.OK
+    if result.cancelled:  # ended early: the best of the generations it completed
+        status = client.job(job_id).status.value
+        tested = "" if result.validation.verdict != "not_validated" else "; not validated"
+        console.print(f"job {job_id} {status} at generation {result.generations_run}{tested}: the best of the "
+                      "generations it completed", style="bold yellow", soft_wrap=True, markup=False)
+    if not args.plot:
+        print_result(result, console, args.top or 0)
     return ExitCode.OK
 
 
@@ -403,6 +407,76 @@ def cmd_evaluator(client: MinerClient, args, console: Console) -> int:
         time.sleep(0.5)
 
 
+# ---- export and compare ----------------------------------------------------------------------------------------
+
+def _result_of(client: MinerClient, job_id: str) -> wire.JobResult:
+    """A job's result; one the job will never have is the job's failure (exit 4), not the request's."""
+    try:
+        return client.result(job_id)
+    except ServiceError as exc:
+        if exc.status == 409 and _unsuccessful(client.job(job_id).status):
+            raise JobUnsuccessful(exc.message) from None
+        raise
+
+
+def cmd_export(client: MinerClient, args, console: Console) -> int:
+    if args.rank < 1:
+        raise UsageError(f"--rank {args.rank}: must be at least 1 (1 is the best strategy)")
+    out = Path(args.out).expanduser() if args.out else None
+    if out and not out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: the folder {out.parent} does not exist")
+    fmt = args.format or ("python" if out and out.suffix == ".py" else "json")
+    job_id = _job_id(client, args.job)
+    result = _result_of(client, job_id)
+    try:
+        document = export.strategy_document(client.job(job_id), result, args.rank)
+    except export.RankError as exc:
+        raise UsageError(f"--rank {args.rank}: {exc}") from None
+    text = export.render(document, fmt)
+    if out is None:
+        sys.stdout.write(text)
+        return ExitCode.OK
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise UsageError(f"--out {args.out}: {exc.strerror or exc}") from None
+    run = f"; run it: python {shlex.quote(args.out)} CANDLES.csv" if fmt == "python" else ""
+    console.print(f"wrote {args.out}: rank {args.rank} of job {job_id}: {document['strategy']}{run}", markup=False,
+                  highlight=False, soft_wrap=True)
+    return ExitCode.OK
+
+
+COMPARED_METRICS = ("return_pct", "trades", "max_drawdown")  # per side, formatted as `miner result` shows them
+
+
+def _comparison(result: wire.JobResult) -> dict[str, Any]:
+    sides = {"train": result.train, "holdout": result.holdout}
+    return {"job_id": result.job_id, "dataset": result.dataset, "fitness": result.fitness,
+            "verdict": result.validation.verdict, "p_value": result.validation.p_value,
+            **{side: {name: backtest.metrics.get(name) for name in COMPARED_METRICS} if backtest else None
+               for side, backtest in sides.items()},
+            "strategy": result.strategy}
+
+
+def cmd_compare(client: MinerClient, args, console: Console) -> int:
+    rows = [_comparison(_result_of(client, _job_id(client, job))) for job in args.jobs]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return ExitCode.OK
+    table = _table("best strategies side by side", "", *(row["job_id"] for row in rows))
+    table.add_row("dataset", *(row["dataset"] for row in rows))
+    table.add_row("fitness", *(f"{row['fitness']:+.4f}" for row in rows))
+    table.add_row("verdict", *(row["verdict"] + ("" if row["p_value"] is None else f" (p = {row['p_value']:.2f})")
+                               for row in rows))
+    for side in ("train", "holdout"):
+        for name in COMPARED_METRICS:
+            values = [(row[side] or {}).get(name) for row in rows]
+            table.add_row(f"{side} {name}", *("-" if v is None else METRIC_FORMATS[name].format(v) for v in values))
+    table.add_row("strategy", *(row["strategy"] for row in rows))
+    console.print(table)
+    return ExitCode.OK
+
+
 # ---- parser and entry point ------------------------------------------------------------------------------
 
 class MinerParser(argparse.ArgumentParser):
@@ -447,8 +521,11 @@ def build_parser() -> argparse.ArgumentParser:
     jobs = add("jobs", cmd_jobs, "list recent jobs", json_output=True)
     jobs.add_argument("--limit", type=_whole_number, default=20, help="how many (default: 20)")
     add("show", cmd_show, "one job's status, progress and best strategy so far", json_output=True).add_argument("job")
-    result = add("result", cmd_result, "the best strategy of a finished job", json_output=True)
+    result = add("result", cmd_result, "the best strategy of a job that finished, or was cancelled or failed after "
+                                       "completing a generation", json_output=True)
     result.add_argument("job")
+    result.add_argument("--top", type=_whole_number, metavar="N",
+                        help="also list the job's N best distinct strategies (with --json: keep N of them)")
     result.add_argument("--plot", metavar="PNG", help="plot equity and drawdown to this file (needs the plot extra)")
     add("cancel", cmd_cancel, "stop a job between batches").add_argument("job")
     add("cluster", cmd_cluster, "nodes, CPUs, workers and genomes backtested per node", json_output=True)
@@ -466,6 +543,17 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("action", nargs="?", choices=["list", "upload"], default="list")
     datasets.add_argument("file", nargs="?")
     datasets.add_argument("--name", help="name for the upload (default: the file name)")
+    exporting = add("export", cmd_export, "write a job's best strategy as JSON (the strategy document of "
+                                          "docs/strategy.md) or as a Python file that backtests it with numpy alone")
+    exporting.add_argument("job")
+    exporting.add_argument("--rank", type=_whole_number, default=1, metavar="K",
+                           help="the K-th of the job's best distinct strategies (default: 1, the best)")
+    exporting.add_argument("--format", choices=export.FORMATS,
+                           help="json or python (run it: python FILE candles.csv); default: python for an --out "
+                                "ending in .py, else json")
+    exporting.add_argument("--out", metavar="FILE", help="write it to FILE (default: standard output)")
+    compare = add("compare", cmd_compare, "the best strategies of several jobs side by side", json_output=True)
+    compare.add_argument("jobs", nargs="+", metavar="JOB")
     return parser
 
 

@@ -84,9 +84,9 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
     return None
 
 
-def _metric(backtest: wire.Backtest | None, name: str) -> str:
+def _metric(metrics: dict[str, float] | None, name: str) -> str:
     """One metric of one side, '-' where it does not exist: no holdout, or a statistic of trades without a trade."""
-    metrics = backtest.metrics if backtest else {}
+    metrics = metrics or {}
     if name not in metrics or (name in PER_TRADE and not metrics.get("trades")):
         return "-"
     return METRIC_FORMATS[name].format(metrics[name])
@@ -98,12 +98,27 @@ def result_table(result: wire.JobResult) -> Table:
     table.add_column("train", justify="right")
     table.add_column("holdout", justify="right")
     for name in METRIC_FORMATS:
-        table.add_row(name, _metric(result.train, name), _metric(result.holdout, name))
+        table.add_row(name, _metric(result.train.metrics, name),
+                      _metric(result.holdout.metrics if result.holdout else None, name))
     return table
 
 
-def print_result(result: wire.JobResult, console: Console | None = None) -> None:
-    """The verdict first (is it an edge or luck?), then the strategy, its metrics, folds and baselines."""
+def hall_of_fame_table(result: wire.JobResult, top: int) -> Table:
+    """The job's ``top`` best distinct strategies, ranked on training fitness; the holdout is shown beside."""
+    table = Table(title=f"hall of fame of job {result.job_id} (ranked on training fitness)")
+    for name in ("rank", "fitness", "train return", "train trades", "holdout return", "holdout trades"):
+        table.add_column(name, justify="right")
+    table.add_column("strategy", overflow="fold")
+    for rank, entry in enumerate(result.hall_of_fame[:top], 1):
+        table.add_row(str(rank), f"{entry.fitness:+.4f}", _metric(entry.train_metrics, "return_pct"),
+                      _metric(entry.train_metrics, "trades"), _metric(entry.holdout_metrics, "return_pct"),
+                      _metric(entry.holdout_metrics, "trades"), entry.strategy)
+    return table
+
+
+def print_result(result: wire.JobResult, console: Console | None = None, top: int = 0) -> None:
+    """The verdict first (is it an edge or luck?), then the strategy, its metrics, folds and baselines; then the
+    ``top`` entries of the hall of fame."""
     console = console or Console()
     lines = research_lines(result.validation, result.folds, result.profitable_folds, result.baselines,
                            result.fitness)
@@ -115,3 +130,5 @@ def print_result(result: wire.JobResult, console: Console | None = None) -> None
         console.print(line, soft_wrap=True, markup=False, highlight=False)
     console.print(f"fitness {result.fitness:+.4f}  evaluator {result.evaluator_version}  seed {result.seed}  "
                   f"data {result.dataset} ({result.data_fingerprint})", soft_wrap=True)
+    if top:
+        console.print(hall_of_fame_table(result, top))

@@ -132,7 +132,21 @@ class Backtest(_Wire):
     equity: EquityCurve
 
 
+class HallOfFameEntry(_Wire):
+    """One of a job's best distinct strategies, ranked on training fitness (the holdout is shown, never ranked on)."""
+
+    fitness: float
+    generation: int = Field(description="the generation that found it")
+    genome: dict[str, Any]
+    strategy: str = Field(description="the genome in one readable line")
+    train_metrics: dict[str, float] = Field(description="backtested on the whole training window")
+    holdout_metrics: dict[str, float] | None
+
+
 class JobResult(_Wire):
+    """The best strategy of a job, its evidence and its hall of fame; a job that ended early (cancelled, or failed
+    after completing a generation) has one too, of the generations it completed."""
+
     job_id: str
     dataset: str
     strategy: str
@@ -149,6 +163,11 @@ class JobResult(_Wire):
     profitable_folds: int
     baselines: Baselines
     validation: Validation
+    cancelled: bool = Field(False, description="the job ended early (cancelled, or failed): not validated unless "
+                                               "the permutation test had run")
+    hall_of_fame: list[HallOfFameEntry] = Field(default_factory=list,
+                                                description="the best distinct strategies, best first (the first "
+                                                            "is the result's)")
 
 
 class DatasetInfo(_Wire):

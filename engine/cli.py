@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--islands", type=int, default=defaults.islands,
                         help="sub-populations of the search, each at least 8 genomes")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="backtest threads (default: all cores)")
+    parser.add_argument("--hall-of-fame", type=int, default=defaults.hall_of_fame,
+                        help="best distinct strategies the result keeps (1-100)")
+    parser.add_argument("--top", type=int, default=0, metavar="N", help="also list the N best of them")
     parser.add_argument("--out", default="best_strategy.json", help="where to write the result JSON")
     return parser
 
@@ -65,13 +68,24 @@ def _summary(result: MiningResult) -> str:
     return "\n".join(lines + research[1:])
 
 
+def _hall_of_fame(result: MiningResult, top: int) -> str:
+    """The ``top`` best distinct strategies, ranked on training fitness, with their holdout beside."""
+    lines = [f"hall of fame, ranked on training fitness:\n{'rank':>4} {'fitness':>9} {'train':>9} {'trades':>6} "
+             f"{'holdout':>9} {'trades':>6}  strategy"]
+    for rank, entry in enumerate(result.hall_of_fame[:top], 1):
+        sides = [f"{m['return_pct']:>+8.2f}% {m['trades']:>6.0f}" if m else f"{'-':>9} {'-':>6}"
+                 for m in (entry.train_metrics, entry.holdout_metrics)]
+        lines.append(f"{rank:>4} {entry.fitness:>+9.4f} {sides[0]} {sides[1]}  {entry.strategy}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = MinerSettings(population=args.population, generations=args.generations, risk=args.risk,
                                  seed=args.seed, holdout_fraction=args.holdout, folds=args.folds,
                                  min_trades=args.min_trades, permutations=args.permutations,
-                                 islands=args.islands,
+                                 islands=args.islands, hall_of_fame=args.hall_of_fame,
                                  costs=Costs(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps))
         evaluator = get_evaluator(args.evaluator)
         if args.data:
@@ -108,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(_summary(result))
+    if args.top > 0:
+        print(_hall_of_fame(result, args.top))
     Path(args.out).write_text(json.dumps(result.model_dump(mode="json"), indent=2))
     print(f"result written to {args.out}")
     return 0

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import partial
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from engine import events as ev
 from engine import layout as L
@@ -31,6 +31,7 @@ from engine.candles import Candles
 from engine.evaluator import Evaluator, get_evaluator
 from engine.ga import GeneticSearch
 from engine.genome import Genome, decode
+from engine.hall_of_fame import Famed, HallOfFame, HallOfFameEntry
 from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness
 from engine.settings import MinerSettings
 from engine.validation import TrialLog, ValidationTask, task_candles, task_search, validation_tasks, verdict
@@ -54,7 +55,8 @@ class MiningResult(BaseModel):
     holdout_bars: int
     generations_run: int
     history: list[float]
-    cancelled: bool = False
+    hall_of_fame: list[HallOfFameEntry]
+    cancelled: bool = Field(False, description="the job ended early: the best of the generations it completed")
     settings: MinerSettings
 
 
@@ -104,6 +106,7 @@ class MiningSession(SearchRun):
         super().__init__(GeneticSearch(settings, state=state.get("search")), fold_windows(self.train, settings.folds),
                          evaluator or get_evaluator(), settings.min_trades)
         self.trials = TrialLog(settings.min_trades, state.get("trials"))
+        self.hall = HallOfFame(settings.hall_of_fame, state.get("hall_of_fame"))
         self.validated: dict[str, dict] = dict(state.get("validated", {}))  # task key -> best fitness and row
 
     def started(self) -> ev.JobStarted:
@@ -115,15 +118,21 @@ class MiningSession(SearchRun):
 
     def tell_generation(self, population: np.ndarray, fold_metrics: np.ndarray,
                         fitness: np.ndarray | None = None) -> ev.GenerationBest:
-        """``tell`` for the real search, which also logs the distinct strategies tried; returns the event."""
+        """``tell`` for the real search, which also logs the distinct strategies tried and enters the best in the
+        hall of fame; returns the event."""
         generation = self.search.generation
         self.trials.add(population, fold_metrics)
         fitness = self.tell(fold_metrics, fitness)
+        self.hall.add(population, fitness, fold_metrics, generation)
         top = int(np.argmax(fitness))
         summary = combine_folds(fold_metrics[top:top + 1], self.fold_bars)[0]
         return ev.GenerationBest(generation=generation, fitness=float(fitness[top]),
                                  best_fitness_so_far=self.search.best_fitness, genome=decode(population[top]),
                                  metrics=metrics_dict(summary))
+
+    def summary(self, famed: Famed) -> dict[str, float]:
+        """A famed strategy's training folds combined into one set of metrics, as generation events report them."""
+        return metrics_dict(combine_folds(famed.fold_metrics[None], self.fold_bars)[0])
 
     # ---- validation ----------------------------------------------------------------------------------------
     def pending_tasks(self) -> list[ValidationTask]:
@@ -146,7 +155,8 @@ class MiningSession(SearchRun):
                                            done=len(self.validated), total=total)
 
     def checkpoint(self) -> dict:
-        return {"search": self.search.state(), "trials": self.trials.state(), "validated": dict(self.validated)}
+        return {"search": self.search.state(), "trials": self.trials.state(), "validated": dict(self.validated),
+                "hall_of_fame": self.hall.state()}
 
     # ---- result --------------------------------------------------------------------------------------------
     def result(self, tester: LocalBacktester, cancelled: bool = False) -> MiningResult:
@@ -185,8 +195,25 @@ class MiningSession(SearchRun):
             validation=validation, evaluator_version=self.evaluator.version, seed=s.seed,
             data_fingerprint=self.data_fingerprint, train_bars=self.train.bars,
             holdout_bars=self.holdout.bars if self.holdout else 0, generations_run=self.search.generation,
-            history=list(self.search.history), cancelled=cancelled, settings=s,
+            history=list(self.search.history), hall_of_fame=self._hall_of_fame(tester), cancelled=cancelled,
+            settings=s,
         )
+
+    def _hall_of_fame(self, tester: LocalBacktester) -> list[HallOfFameEntry]:
+        """The hall's strategies, best first, each backtested on the whole training window and on the holdout."""
+        if not self.hall.entries:
+            return []
+        rows = np.stack([famed.row for famed in self.hall.entries])
+        train = tester.evaluate(rows, self.train)
+        holdout = None if self.holdout is None else tester.evaluate(rows, self.holdout)
+        entries = []
+        for i, famed in enumerate(self.hall.entries):
+            genome = decode(famed.row)
+            entries.append(HallOfFameEntry(
+                fitness=famed.fitness, generation=famed.generation, genome=genome, strategy=genome.describe(),
+                train_metrics=metrics_dict(train[i]),
+                holdout_metrics=None if holdout is None else metrics_dict(holdout[i])))
+        return entries
 
     def _folds(self, tester: LocalBacktester, best: np.ndarray) -> tuple[list[FoldResult], np.ndarray]:
         """Each fold's report of the best genome, and its per-trade returns over all folds."""

@@ -12,3 +12,5 @@ class SearchSettings(BaseModel):
     islands: int = Field(4, ge=1, le=64,
                          description="sub-populations that breed apart and swap their best genomes; a population "
                                      "under 8 per island runs fewer islands")
+    hall_of_fame: int = Field(10, ge=1, le=100,
+                              description="best distinct strategies a result keeps, ranked on training fitness")

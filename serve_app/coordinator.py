@@ -247,7 +247,8 @@ class MinerCoordinator:
         job = self._job(job_id)
         result = self.store.get_result(job_id)
         if result is None:
-            raise Conflict(f"job '{job_id}' is {job['status']}: a result exists only once it has finished")
+            raise Conflict(f"job '{job_id}' is {job['status']}: a result exists once a job has ended (finished, or "
+                           "cancelled or failed after completing a generation)")
         return result
 
     async def cancel(self, job_id: str) -> dict:
@@ -260,16 +261,40 @@ class MinerCoordinator:
         runner = self._runners.get(job_id)
         if job["status"] == "queued":
             if runner is None:
-                self._finish_cancelled(job_id)
+                await self._end_early(job_id)
             else:
                 runner.cancel()  # still waiting for a slot: it ends now
         return wire.CancelAccepted(id=job_id, status=wire.JobStatus.CANCELLING).model_dump(mode="json")
 
-    def _finish_cancelled(self, job_id: str) -> None:
+    async def _end_early(self, job_id: str, error: str | None = None) -> None:
+        """End a job that did not finish (cancelled, or failed with ``error``): its result, if it completed a
+        generation, its status and its last event land together."""
+        result = await self._early_result(job_id)
         generation = self._job(job_id)["progress"].get("generation", 0)
         with self.store.transaction():
-            self.store.set_status(job_id, "cancelled")
-            self._emit_engine(job_id, ev.Cancelled(generation=generation))
+            if result is not None:
+                self.store.save_result(job_id, result.model_dump(mode="json"))
+            self.store.set_status(job_id, "failed" if error else "cancelled", error=error)
+            self._emit_engine(job_id, Failed(error=error) if error else ev.Cancelled(generation=generation))
+
+    async def _early_result(self, job_id: str) -> wire.JobResult | None:
+        """The best of the generations a job completed, hall of fame included, from the state committed with the
+        last of them (deleted once the job has ended); None if it completed none or the result cannot be built."""
+        state = self.store.load_checkpoint(job_id)
+        if state is None:
+            return None
+        spec = wire.JobSpec(**self._job(job_id)["spec"])
+        try:
+            dataset = self.datasets.get(spec.dataset)
+            candles = dataset.candles
+            session, features = await asyncio.to_thread(lambda: (MiningSession(
+                len(candles), candles.fingerprint, mapping.settings_for(spec),
+                self.evaluators.compiled(spec.evaluator), resume_state=state), dataset.features))
+            return await self._result(job_id, spec, candles, features, session, self.runtime.evaluator_limits,
+                                      cancelled=True)
+        except Exception:  # a job failing for want of its data or evaluator must still end
+            log.exception("job %s ended early and its result could not be built", job_id)
+            return None
 
     @contextlib.asynccontextmanager
     async def _slot(self):
@@ -299,12 +324,9 @@ class MinerCoordinator:
         except (_Cancelled, asyncio.CancelledError):
             if job_id not in self._cancelled:
                 raise
-            self._finish_cancelled(job_id)
+            await self._end_early(job_id)
         except Exception as exc:
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            with self.store.transaction():
-                self.store.set_status(job_id, "failed", error=message)
-                self._emit_engine(job_id, Failed(error=message))
+            await self._end_early(job_id, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
         finally:
             self._cancelled.discard(job_id)  # per-job memory ends with the job (events live in the store)
 
@@ -371,10 +393,11 @@ class MinerCoordinator:
                 session.tell_generation(p, m, f), session.checkpoint()))
             progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
                                                    "evaluations": progress.evaluations + len(population)})
+            famed = mapping.best_so_far(session)
             with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
                 self.store.save_checkpoint(job_id, session.generation, checkpoint)
                 self.store.set_progress(job_id, progress.model_dump(),
-                                        mapping.best_so_far(best).model_dump(mode="json"))
+                                        None if famed is None else famed.model_dump(mode="json"))
                 self._emit_engine(job_id, best)
         await self._validate(job_id, candles, (candles.fingerprint, dataset_ref), session, costs, scorer,
                              told, progress)
@@ -439,20 +462,24 @@ class MinerCoordinator:
             return None, 0
         return last_event["data"]["generation"], last_event["data"].get("evaluated", 0)
 
-    async def _finish(self, job_id: str, spec: wire.JobSpec, candles: Candles, features: FeatureStore,
-                      session: MiningSession, limits: EvaluatorLimits) -> None:
+    async def _result(self, job_id: str, spec: wire.JobSpec, candles: Candles, features: FeatureStore,
+                      session: MiningSession, limits: EvaluatorLimits, cancelled: bool = False) -> wire.JobResult:
         """Result with full reports, computed here (a few backtests) so it needs no worker; a pushed evaluator
         scores the best genome's folds in the coordinator's sandbox process, under ``limits``."""
         tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=features)
 
         def build() -> wire.JobResult:
             with self.evaluators.sandbox.limited(limits):
-                result = session.result(tester)
+                result = session.result(tester, cancelled)
             best = session.search.best_row
             holdout = tester.report(best, session.holdout) if session.holdout else None
             return mapping.job_result(job_id, spec.dataset, result, tester.report(best, session.train), holdout)
 
-        result = await asyncio.to_thread(build)
+        return await asyncio.to_thread(build)
+
+    async def _finish(self, job_id: str, spec: wire.JobSpec, candles: Candles, features: FeatureStore,
+                      session: MiningSession, limits: EvaluatorLimits) -> None:
+        result = await self._result(job_id, spec, candles, features, session, limits)
         with self.store.transaction():  # result, status and terminal event land together or not at all
             self.store.save_result(job_id, result.model_dump(mode="json"))
             self.store.set_status(job_id, "finished")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from client import models as wire
-from engine import events as ev
 from engine.backtester import Report
-from engine.genome import Genome
-from engine.miner import MiningResult
+from engine.genome import Genome, decode
+from engine.miner import MiningResult, MiningSession
 from engine.settings import Costs, MinerSettings
 from schema.events import EventData
 from serve_app.config import RuntimeConfig
@@ -29,6 +28,7 @@ def settings_for(spec: wire.JobSpec) -> MinerSettings:
     return MinerSettings(population=spec.population, generations=spec.generations, risk=spec.risk, seed=spec.seed,
                          holdout_fraction=spec.holdout_fraction, folds=spec.folds, min_trades=spec.min_trades,
                          permutations=spec.permutations, islands=spec.islands,
+                         hall_of_fame=spec.hall_of_fame,
                          costs=Costs(fee_bps=costs.fee_bps, slippage_bps=costs.slippage_bps,
                                      initial_cash=costs.initial_cash))
 
@@ -38,9 +38,14 @@ def event_data(event: EventData) -> tuple[str, dict]:
     return event.type, event.model_dump(mode="json", exclude={"type"})
 
 
-def best_so_far(event: ev.GenerationBest) -> wire.BestSoFar:
-    return wire.BestSoFar(generation=event.generation, fitness=event.fitness, strategy=event.genome.describe(),
-                          genome=event.genome.model_dump(mode="json"), metrics=event.metrics)
+def best_so_far(session: MiningSession) -> wire.BestSoFar | None:
+    """The first of the job's hall of fame (None while no strategy was scorable): what a cancel would keep."""
+    famed = session.hall.best
+    if famed is None:
+        return None
+    genome = decode(famed.row)
+    return wire.BestSoFar(generation=famed.generation, fitness=famed.fitness, strategy=genome.describe(),
+                          genome=genome.model_dump(mode="json"), metrics=session.summary(famed))
 
 
 def _curve(report: Report) -> wire.EquityCurve:
@@ -63,4 +68,6 @@ def job_result(job_id: str, dataset: str, result: MiningResult, train: Report,
                           evaluator_version=result.evaluator_version, seed=result.seed,
                           data_fingerprint=result.data_fingerprint, generations_run=result.generations_run,
                           history=result.history, folds=result.folds, profitable_folds=result.profitable_folds,
-                          baselines=result.baselines, validation=result.validation)
+                          baselines=result.baselines, validation=result.validation, cancelled=result.cancelled,
+                          hall_of_fame=[wire.HallOfFameEntry.model_validate(entry.model_dump(mode="json"))
+                                        for entry in result.hall_of_fame])

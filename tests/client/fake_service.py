@@ -228,3 +228,23 @@ class _Stream:
             yield json.dumps(entry)
         if service.jobs[self.job_id].status.terminal:
             self.close_code = NORMAL_CLOSE
+
+
+def hall_of_fame(count: int) -> list[wire.HallOfFameEntry]:
+    """``count`` distinct strategies, best first, with a holdout."""
+    return [wire.HallOfFameEntry(fitness=0.4 - 0.1 * rank, generation=rank, genome={**GENOME, "stop_loss": 0.01 * rank},
+                                 strategy=f"{STRATEGY} (stop {rank} %)", train_metrics=METRICS,
+                                 holdout_metrics={**METRICS, "return_pct": -0.5 * rank})
+            for rank in range(count)]
+
+
+def add_ended_early(fake: FakeService, status: wire.JobStatus, **spec_fields) -> str:
+    """A job cancelled (or failed) after completing a generation, with the result such a job keeps."""
+    job_id = fake.add_job(status, **spec_fields)
+    ended = job_result(job_id, fake.jobs[job_id].spec)
+    validation = ended.validation.model_copy(update={"verdict": "not_validated", "p_value": None,
+                                                     "evidence": "not validated: the job ended before the "
+                                                                 "permutation test ran; 16 strategies tried"})
+    fake.results[job_id] = ended.model_copy(update={"cancelled": True, "generations_run": 1, "validation": validation,
+                                                    "hall_of_fame": hall_of_fame(3)})
+    return job_id

@@ -14,7 +14,7 @@ from client.cli import main
 from client.models import JobStatus
 from schema.errors import ERRORS, ExitCode
 
-from .fake_service import METRICS, FakeService, Refused
+from .fake_service import METRICS, STRATEGY, FakeService, Refused, add_ended_early
 
 
 @pytest.fixture
@@ -349,3 +349,118 @@ def test_follow_says_when_a_full_disk_pauses_the_job_and_when_it_resumes(miner, 
     out = capsys.readouterr().out
     assert f"job {job} paused: the disk holding /x/miner.db is full" in out
     assert out.index("paused") < out.index(f"job {job} resumed") < out.index("VERDICT")
+
+
+# ---- a job that ended early, and the hall of fame ----------------------------------------------------------
+
+@pytest.mark.parametrize("status", [JobStatus.CANCELLED, JobStatus.FAILED])
+def test_result_of_a_job_that_ended_after_a_generation_is_its_best_so_far(miner, fake, capsys, status):
+    job = add_ended_early(fake, status)
+    assert miner("result", job) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"job {job} {status.value} at generation 1; not validated")
+    assert "VERDICT: not validated: the job ended before the permutation test ran" in out and "net_pnl" in out
+    assert "hall of fame" not in out  # only with --top
+    assert miner("result", job, "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["cancelled"] is True and len(result["hall_of_fame"]) == 3
+
+
+def test_result_top_lists_the_best_distinct_strategies_with_their_holdout(miner, fake, capsys):
+    job = add_ended_early(fake, JobStatus.CANCELLED)
+    assert miner("result", job, "--top", "2") == 0
+    out = capsys.readouterr().out
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in out.splitlines() if "(stop " in line]
+    assert len(rows) == 2 and "hall of fame of job" in out
+    assert rows[0][:2] == ["1", "+0.4000"] and rows[1][4:] == ["-0.50 %", "40", f"{STRATEGY} (stop 1 %)"]
+    assert miner("result", job, "--top", "10") == 0  # more than it holds: all of them
+    assert len([line for line in capsys.readouterr().out.splitlines() if "(stop " in line]) == 3
+    assert miner("result", job, "--top", "1", "--json") == 0
+    assert [e["fitness"] for e in json.loads(capsys.readouterr().out)["hall_of_fame"]] == [0.4]
+    assert miner("result", job, "--top", "0") == ExitCode.USAGE
+    assert capsys.readouterr().err == "error: --top 0: must be at least 1\n"
+
+
+# ---- export and compare ----------------------------------------------------------------------------------------
+
+def test_export_prints_the_strategy_document(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED, costs={"fee_bps": 10}, holdout_fraction=0.25)
+    assert miner("export", job[:4]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out)
+    assert len(out) < 3000  # compact: no trades, no equity curve
+    assert (doc["schema"], doc["job_id"], doc["rank"], doc["strategy"]) == ("strategy-miner/strategy/1", job, 1,
+                                                                           STRATEGY)
+    assert doc["genome"] == fake.results[job].genome and doc["metrics"]["train"] == METRICS
+    assert doc["costs"] == {"fee_bps": 10.0, "slippage_bps": 5.0, "initial_cash": 10_000.0}
+    assert (doc["dataset"], doc["evaluator_version"], doc["holdout_fraction"]) == ("synthetic", "balanced@1", 0.25)
+
+
+@pytest.mark.parametrize(("rank", "exit_code", "words"), [
+    ("2", 0, None), ("3", 0, None), ("4", ExitCode.USAGE, "error: --rank 4: job job1 kept 3 strategies: --rank 1 to 3"),
+    ("0", ExitCode.USAGE, "error: --rank 0: must be at least 1 (1 is the best strategy)")])
+def test_export_rank_k_is_the_k_th_of_the_hall_of_fame(miner, fake, capsys, rank, exit_code, words):
+    job = add_ended_early(fake, JobStatus.CANCELLED)
+    assert miner("export", job, "--rank", rank) == exit_code
+    out, err = capsys.readouterr()
+    if words:
+        assert err == words + "\n"
+    else:
+        entry = fake.results[job].hall_of_fame[int(rank) - 1]
+        doc = json.loads(out)
+        assert (doc["rank"], doc["genome"], doc["strategy"]) == (int(rank), entry.genome, entry.strategy)
+        assert doc["metrics"] == {"train": entry.train_metrics, "holdout": entry.holdout_metrics}
+
+
+@pytest.mark.parametrize(("setup", "argv", "exit_code", "words"), [
+    (JobStatus.FINISHED, ["--rank", "2"], ExitCode.USAGE, "error: --rank 2: job job1's result holds only its best "
+                                                          "strategy (the service kept no hall of fame): only --rank 1"),
+    (JobStatus.FINISHED, ["--out", "/nonexistent/dir/s.py"], ExitCode.USAGE, "error: --out /nonexistent/dir/s.py: "
+                                                                             "the folder /nonexistent/dir does not"),
+    (JobStatus.FINISHED, ["--format", "yaml"], ExitCode.USAGE, "error: --format: invalid choice: 'yaml'"),
+    (JobStatus.RUNNING, [], ExitCode.USAGE, "error: job 'job1' is running: a result exists only once"),
+    (JobStatus.FAILED, [], ExitCode.JOB_FAILED, "error: job 'job1' is failed: a result exists only once")])
+def test_export_refusals_are_one_line_with_their_exit_code(miner, fake, capsys, setup, argv, exit_code, words):
+    fake.add_job(setup)
+    assert miner("export", "job1", *argv) == exit_code
+    err = capsys.readouterr().err
+    assert err.startswith(words) and err.count("\n") == 1
+
+
+def test_export_of_an_unknown_job_names_it(miner, fake, capsys):
+    assert miner("export", "nope") == ExitCode.USAGE
+    assert capsys.readouterr().err.startswith("error: no job 'nope'")
+
+
+def test_compare_shows_the_best_strategies_side_by_side(miner, fake, capsys):
+    finished, cancelled = fake.add_job(JobStatus.FINISHED), add_ended_early(fake, JobStatus.CANCELLED)
+    fake.results[finished] = fake.results[finished].model_copy(update={"holdout": None})
+    assert miner("compare", finished, cancelled) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [cell.strip() for cell in next(line for line in lines if "┃" in line).split("┃")[2:-1]] == [
+        finished, cancelled]
+    rows = {cells[0]: cells[1:] for cells in ([cell.strip() for cell in line.split("│")[1:-1]]
+                                              for line in lines if "│" in line)}
+    assert rows["verdict"] == ["no_edge (p = 0.50)", "not_validated"]
+    assert rows["fitness"] == ["+0.4000", "+0.4000"] and rows["train return_pct"] == ["+1.20 %", "+1.20 %"]
+    assert rows["holdout return_pct"] == ["-", "+1.20 %"] and rows["train trades"] == ["40", "40"]
+    assert rows["train max_drawdown"] == ["8.0%", "8.0%"] and rows["strategy"] == [STRATEGY, STRATEGY]
+    assert miner("compare", finished, cancelled, "--json") == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert [c["job_id"] for c in compared] == [finished, cancelled] and compared[0]["holdout"] is None
+    assert compared[1] == {"job_id": cancelled, "dataset": "synthetic", "fitness": 0.4, "verdict": "not_validated",
+                           "p_value": None, "train": {"return_pct": 1.2, "trades": 40.0, "max_drawdown": 0.08},
+                           "holdout": {"return_pct": 1.2, "trades": 40.0, "max_drawdown": 0.08},
+                           "strategy": STRATEGY}
+
+
+@pytest.mark.parametrize(("status", "exit_code", "words"), [
+    (None, ExitCode.USAGE, "error: no job 'nope'"),
+    (JobStatus.RUNNING, ExitCode.USAGE, "error: job 'job2' is running"),
+    (JobStatus.FAILED, ExitCode.JOB_FAILED, "error: job 'job2' is failed")])
+def test_compare_names_the_job_it_cannot_compare(miner, fake, capsys, status, exit_code, words):
+    fake.add_job(JobStatus.FINISHED)
+    other = fake.add_job(status) if status else "nope"
+    assert miner("compare", "job1", other) == exit_code
+    err = capsys.readouterr().err
+    assert err.startswith(words) and err.count("\n") == 1

@@ -20,6 +20,8 @@ STATUSES = (JobStatus.FINISHED, JobStatus.RUNNING, JobStatus.FAILED, JobStatus.C
 BY_STATUS = {
     "show": {JobStatus.FINISHED: 0, JobStatus.RUNNING: 0, JobStatus.FAILED: 4, JobStatus.CANCELLED: 4},
     "result": {JobStatus.FINISHED: 0, JobStatus.RUNNING: 2, JobStatus.FAILED: 4, JobStatus.CANCELLED: 4},
+    "export": {JobStatus.FINISHED: 0, JobStatus.RUNNING: 2, JobStatus.FAILED: 4, JobStatus.CANCELLED: 4},
+    "compare": {JobStatus.FINISHED: 0, JobStatus.RUNNING: 2, JobStatus.FAILED: 4, JobStatus.CANCELLED: 4},
     "follow": {JobStatus.FINISHED: 0, JobStatus.FAILED: 4, JobStatus.CANCELLED: 4},
     "cancel": {JobStatus.FINISHED: 2, JobStatus.RUNNING: 0, JobStatus.FAILED: 2, JobStatus.CANCELLED: 2},
 }
@@ -28,12 +30,12 @@ GOOD = {"--population": st.integers(4, 16), "--generations": st.integers(1, 3),
         "--seed": st.integers(0, 2**63 - 1), "--holdout": st.floats(0, 0.5), "--fee-bps": st.floats(0, 1000),
         "--slippage-bps": st.floats(0, 1000), "--initial-cash": st.floats(1, 1e12), "--folds": st.integers(1, 20),
         "--min-trades": st.integers(0, 10_000), "--permutations": st.integers(0, 3), "--islands": st.integers(1, 64),
-        "--evaluator": st.just("balanced")}
+        "--hall-of-fame": st.integers(1, 100), "--evaluator": st.just("balanced")}
 BAD = {"--population": st.integers(-5, 3), "--generations": st.integers(max_value=0), "--risk": st.just("wild"),
        "--seed": st.integers(max_value=-1), "--holdout": st.floats(0.51, 10), "--fee-bps": st.floats(-1e6, -0.01),
        "--slippage-bps": st.floats(1000.5, 1e9), "--initial-cash": st.floats(-10, 0.99), "--folds": st.integers(21),
        "--min-trades": st.integers(max_value=-1), "--permutations": st.integers(1000), "--islands": st.integers(65),
-       "--dataset": st.just("")}
+       "--hall-of-fame": st.integers(max_value=0), "--dataset": st.just("")}
 assert set(GOOD) | {"--dataset"} == {spec_flag.flag for spec_flag in SPEC_FLAGS}  # every JobSpec field is tried
 
 
@@ -79,8 +81,8 @@ def listing_case(draw):
 @st.composite
 def noise_case(draw):
     """Any words after any command: never a traceback, whatever they mean."""
-    command = draw(st.sampled_from(["submit", "follow", "jobs", "show", "result", "cancel", "cluster", "evaluator",
-                                    "datasets", "nope"]))
+    command = draw(st.sampled_from(["submit", "follow", "jobs", "show", "result", "export", "compare", "cancel",
+                                    "cluster", "evaluator", "datasets", "nope"]))
     words = draw(st.lists(st.one_of(st.text(max_size=6), st.sampled_from(["--json", "--limit", "--url", "-x",
                                                                            "--population", "job1", "push"])),
                           max_size=4))
