@@ -6,7 +6,9 @@ For each seed, ``engine.planted.calibrated_planted_candles(seed)`` at the defaul
 min_trades, evaluator, costs): the planted rule (long when roc(10) < -1.5, stop 1.5 %, trailing 1.5 %, target
 3 %) and its neighbours (ROC period 5-20, threshold -0.75 to -2, four exit settings; RSI below 20-30), each
 scored as the search would score it. A search is guided by neighbours that score well; where only the exact
-rule does, finding it is luck (docs/research.md).
+rule does, finding it is luck (docs/research.md). Then ``--random`` genomes drawn from the job's genome space as the
+search's first generation draws them: how many per 10,000 score at least half the rule's fitness (the needle's
+size: a search of 3,000 evaluations that samples at that rate finds one with probability 1 - (1 - rate)^3000).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from engine.backtester import LocalBacktester
 from engine.genome import ConstantOperand, IndicatorOperand, Rule, encode
 from engine.miner import MiningSession, evaluate_folds
 from engine.planted import PLANTED_RULE, calibrated_planted_candles
-from engine.settings import MinerSettings
+from engine.settings import RISK_PRESETS, MinerSettings
+from engine.space import GenomeSpace
 
 EXITS = ((0.015, 0.03, 0.015), (0.0, 0.0, 0.0), (0.03, 0.0, 0.0), (0.02, 0.04, 0.0))  # stop, target, trailing
 
@@ -50,11 +53,12 @@ def neighbours() -> list[tuple[str, object]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--random", type=int, default=20_000, help="random genomes per seed (0: none)")
     args = parser.parse_args()
     names, genomes = zip(*neighbours(), strict=True)
     population = np.stack([encode(g) for g in genomes])
     print(f"{'seed':>4}  {'rule':>6}  {'best other':>10}  {'others > 0.5':>12}  {'others >= rule/2':>16}  "
-          f"{'under min_trades':>16}  best other")
+          f"{'under min_trades':>16}  {'random >= rule/2':>16}  {'best random':>11}  best other")
     for seed in (int(s) for s in args.seeds.split(",")):
         candles = calibrated_planted_candles(seed=seed)
         settings = MinerSettings(seed=seed)
@@ -65,8 +69,15 @@ def main() -> None:
         rule = fitness[0]  # the first neighbour is the planted rule itself
         others = fitness[1:]
         best = int(np.argmax(others)) + 1
+        drawn = GenomeSpace(RISK_PRESETS[settings.risk], settings.period_menu).random_population(
+            args.random, np.random.default_rng(seed)) if args.random else population[:0]
+        scores = session.fitness(evaluate_folds(LocalBacktester(candles, settings.costs), drawn, session.folds,
+                                                settings.batch_size, lambda: False, lambda *_: None))
+        rate = f"{(scores >= rule / 2).mean() * 1e4:.1f} per 10k" if args.random else "-"
+        best_random = f"{scores.max():+.2f}" if args.random else "-"
         print(f"{seed:>4}  {rule:>+6.2f}  {others.max():>+10.2f}  {(others > 0.5).mean():>12.0%}  "
-              f"{(others >= rule / 2).mean():>16.0%}  {(others < -1e9).mean():>16.0%}  {names[best]}")
+              f"{(others >= rule / 2).mean():>16.0%}  {(others < -1e9).mean():>16.0%}  {rate:>16}  {best_random:>11}"
+              f"  {names[best]}")
 
 
 if __name__ == "__main__":
