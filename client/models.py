@@ -11,18 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schema.costs import Costs
 from schema.research import Baselines, FoldResult, Validation, ValidationSettings
 from schema.search import SearchSettings
 
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Costs(_Wire):
-    fee_bps: float = Field(60.0, ge=0, le=1000, description="fee per side, basis points (60 = 0.60 %)")
-    slippage_bps: float = Field(5.0, ge=0, le=1000, description="adverse slippage per fill, basis points")
-    initial_cash: float = Field(10_000.0, ge=1, le=1e12, description="starting cash, USD (1 to 10^12)")
 
 
 class JobSpec(_Wire, ValidationSettings, SearchSettings):

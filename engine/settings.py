@@ -1,8 +1,4 @@
-"""Typed settings for a mining job: costs, risk presets and GA parameters.
-
-Defaults for costs are for a Coinbase Advanced Trade retail account trading BTC-USD with market
-orders (docs/backtest.md explains the choice); override them for your own fee tier.
-"""
+"""Typed settings for a mining job: risk presets and GA parameters (costs are ``schema.costs.Costs``)."""
 
 from __future__ import annotations
 
@@ -11,27 +7,13 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine import layout as L
+from schema.costs import Costs
 from schema.research import ValidationSettings
 from schema.search import SearchSettings
 
 
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Costs(_Settings):
-    fee_bps: float = Field(60.0, ge=0, le=1000, description="fee per side in basis points (60 = 0.60 %)")
-    slippage_bps: float = Field(5.0, ge=0, le=1000, description="adverse slippage per fill in basis points")
-    initial_cash: float = Field(10_000.0, ge=1, le=1e12,
-                                description="starting cash, USD; bounded so every metric stays finite")
-
-    @property
-    def fee(self) -> float:
-        return self.fee_bps / 10_000
-
-    @property
-    def slippage(self) -> float:
-        return self.slippage_bps / 10_000
 
 
 class RiskLevel(StrEnum):

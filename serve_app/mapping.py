@@ -24,13 +24,10 @@ def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig, evaluator_version: 
 
 
 def settings_for(spec: wire.JobSpec) -> MinerSettings:
-    costs = spec.costs or wire.Costs()
     return MinerSettings(population=spec.population, generations=spec.generations, risk=spec.risk, seed=spec.seed,
                          holdout_fraction=spec.holdout_fraction, folds=spec.folds, min_trades=spec.min_trades,
                          permutations=spec.permutations, islands=spec.islands,
-                         hall_of_fame=spec.hall_of_fame,
-                         costs=Costs(fee_bps=costs.fee_bps, slippage_bps=costs.slippage_bps,
-                                     initial_cash=costs.initial_cash))
+                         hall_of_fame=spec.hall_of_fame, costs=spec.costs or Costs())
 
 
 def event_data(event: EventData) -> tuple[str, dict]:
