@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ from serve_app.pool import WorkerPool
 from serve_app.reserve import Reserve
 from serve_app.store import JobStore
 from serve_app.versions import runtime_versions
+from serve_app.worker import Scoring
 
 EVENT_WAIT_S = 20.0
 PAUSE_PROBE_S = 2.0  # how often a job paused by a full disk tries whether writes succeed again
@@ -356,14 +358,15 @@ class MinerCoordinator:
         dataset_ref, features = await asyncio.to_thread(lambda: (dataset.ref, dataset.features))
         evaluator = self.evaluators.compiled(spec.evaluator)  # the version pinned at submission
         limits = self.runtime.evaluator_limits  # for pushed code; a job keeps the limits it (re)started with
-        scorer = (evaluator.version, self.evaluators.ref(evaluator.version), limits)
+        scoring = Scoring(dataset_id=candles.fingerprint, dataset=[dataset_ref], costs=mapping.settings_for(spec).costs,
+                          evaluator_version=evaluator.version, evaluator=[self.evaluators.ref(evaluator.version)],
+                          limits=limits, min_trades=spec.min_trades)
         # GA work (seeding, breeding: seconds at the largest populations) runs in a thread, so the event loop
         # keeps answering clients and feeding workers meanwhile
         session = await asyncio.to_thread(lambda: MiningSession(
             len(candles), candles.fingerprint, mapping.settings_for(spec), evaluator,
             resume_state=self.store.load_checkpoint(job_id)))
         progress = wire.Progress(**progress)
-        costs = (spec.costs or wire.Costs()).model_dump()
         told = self.store.last_progress_event(job_id)
         if told is None:
             self._emit_engine(job_id, session.started())
@@ -387,8 +390,7 @@ class MinerCoordinator:
                     self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
                     self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
 
-            metrics, fitness = await self.pool.evaluate(job_id, candles.fingerprint, dataset_ref, population,
-                                                        session.folds, costs, scorer, spec.min_trades, on_progress)
+            metrics, fitness = await self.pool.evaluate(job_id, scoring, population, session.folds, on_progress)
             best, checkpoint = await asyncio.to_thread(lambda p=population, m=metrics, f=fitness: (
                 session.tell_generation(p, m, f), session.checkpoint()))
             progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
@@ -399,13 +401,11 @@ class MinerCoordinator:
                 self.store.set_progress(job_id, progress.model_dump(),
                                         None if famed is None else famed.model_dump(mode="json"))
                 self._emit_engine(job_id, best)
-        await self._validate(job_id, candles, (candles.fingerprint, dataset_ref), session, costs, scorer,
-                             told, progress)
+        await self._validate(job_id, candles, scoring, session, told, progress)
         await self._finish(job_id, spec, candles, features, session, limits)
 
-    async def _validate(self, job_id: str, candles: Candles, real_data: tuple[str, ray.ObjectRef],
-                        session: MiningSession, costs: dict, scorer: tuple, told: dict | None,
-                        progress: wire.Progress) -> None:
+    async def _validate(self, job_id: str, candles: Candles, scoring: Scoring, session: MiningSession,
+                        told: dict | None, progress: wire.Progress) -> None:
         """Run the validation searches still pending (a few at once), spread over the pool like any batch.
 
         Each finished search is stored with its event in one transaction; after a restart the unfinished ones
@@ -425,17 +425,16 @@ class MinerCoordinator:
             async with limit:
                 if job_id in self._cancelled:
                     raise _Cancelled
-                data_id, data_ref = real_data
                 data = await asyncio.to_thread(session.task_data, task, candles)  # a shuffle: tens of ms
+                run = await asyncio.to_thread(session.task_run, task)
+                on_data = dataclasses.replace(scoring, min_trades=run.min_trades)
                 if data is not candles:
                     data_ref = await asyncio.to_thread(lambda: put_tables(data, menu_features(data)))
-                    data_id = data.fingerprint
-                run = await asyncio.to_thread(session.task_run, task)
+                    on_data = dataclasses.replace(on_data, dataset_id=data.fingerprint, dataset=[data_ref])
                 while not run.done:
                     if job_id in self._cancelled:
                         raise _Cancelled
-                    metrics, fitness = await self.pool.evaluate(job_id, data_id, data_ref, run.population(),
-                                                                run.folds, costs, scorer, run.min_trades)
+                    metrics, fitness = await self.pool.evaluate(job_id, on_data, run.population(), run.folds)
                     await asyncio.to_thread(run.tell, metrics, fitness)
                 nonlocal progress
                 finished = session.record(task, run)
@@ -491,7 +490,8 @@ class MinerCoordinator:
         return [d.model_dump() for d in self.datasets.list()]
 
     async def upload_dataset(self, name: str, content: bytes) -> dict:
-        return self.datasets.add_upload(name, content).model_dump()
+        """Parsed in a thread: a large file takes seconds, and jobs and other requests must not wait for it."""
+        return (await asyncio.to_thread(self.datasets.add_upload, name, content)).model_dump()
 
     async def cluster(self) -> dict:
         await self._ensure_started()

@@ -32,7 +32,7 @@ from engine.backtester import Window
 from engine.layout import N_METRICS
 from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.sandbox import START_TIMEOUT_S
-from serve_app.worker import BacktestWorker
+from serve_app.worker import BacktestWorker, Scoring
 
 WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
 
@@ -55,7 +55,7 @@ class _Chunk:
     lo: int
     hi: int
     bars: int  # bars each genome is backtested on (all folds)
-    args: tuple
+    args: tuple[Scoring, np.ndarray, list[tuple[int, int]]]  # BacktestWorker.evaluate's: scoring, genomes, windows
     future: asyncio.Future
     sent_at: list[float] = field(default_factory=list)
 
@@ -182,15 +182,13 @@ class WorkerPool:
         by_spread = math.ceil(n_genomes / max(1, self.ready_workers))
         return max(1, min(by_time, by_spread))
 
-    async def evaluate(self, job: str, dataset_id: str, dataset_ref: ray.ObjectRef, genomes: np.ndarray,
-                       windows: list[Window], costs: dict, evaluator: tuple[str, ray.ObjectRef, EvaluatorLimits],
-                       min_trades: int,
+    async def evaluate(self, job: str, scoring: Scoring, genomes: np.ndarray, windows: list[Window],
                        on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(metrics (n, folds, metrics), fitness) for every genome row on every fold window, computed by the pool;
         row i is genome row i. A job may have several calls under way at once (its validation searches).
 
-        ``evaluator`` is (version id, ObjectRef of its source, limits for pushed code): workers score with
-        exactly that version, and a batch whose scoring fails or passes a limit fails the call.
+        Workers score with exactly ``scoring``'s evaluator version; a batch whose scoring fails or passes a limit
+        fails the call.
         """
         n = genomes.shape[0]
         bars = sum(w.bars for w in windows)
@@ -198,11 +196,8 @@ class WorkerPool:
         fitness = np.empty(n)
         size = self.chunk_size(n, bars)
         loop = asyncio.get_running_loop()
-        version, source_ref, limits = evaluator
         spans = [(w.start, w.end) for w in windows]
-        chunks = [_Chunk(job, lo, min(lo + size, n), bars,
-                         (dataset_id, [dataset_ref], genomes[lo:lo + size], spans, costs,
-                          (version, [source_ref], limits), min_trades),
+        chunks = [_Chunk(job, lo, min(lo + size, n), bars, (scoring, genomes[lo:lo + size], spans),
                          loop.create_future()) for lo in range(0, n, size)]
         self._enqueue(job, chunks)
         done = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import numpy as np
 import ray
@@ -44,6 +45,22 @@ def sample_backtests() -> tuple[np.ndarray, float]:
     metrics = tester.evaluate(genomes, Window(0, len(candles)))
     tester.report(genomes[0], Window(0, len(candles)))
     return metrics, time.perf_counter() - started
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """What a worker scores a batch of genomes against, besides the genomes and the windows: the dataset, the costs,
+    the evaluator version (under its limits for pushed code) and min_trades. Refs come boxed in one-item lists so
+    Ray does not fetch them with every call: a worker fetches a dataset or an evaluator the first time it sees its id.
+    """
+
+    dataset_id: str
+    dataset: list  # [ObjectRef of (candles, indicator tables)]
+    costs: Costs
+    evaluator_version: str
+    evaluator: list  # [ObjectRef of (name, source, params, trusted)]
+    limits: EvaluatorLimits
+    min_trades: int
 
 
 @ray.remote(num_cpus=1)
@@ -88,32 +105,26 @@ class BacktestWorker:
                                          SandboxedEvaluator(self._sandbox, name, source, params))
         return self._evaluators[version]
 
-    def _fitness(self, evaluator: tuple[str, list, EvaluatorLimits], metrics: np.ndarray,
-                 min_trades: int) -> np.ndarray:
+    def _fitness(self, scoring: Scoring, metrics: np.ndarray) -> np.ndarray:
         """The batch's fitness; a failure or a passed limit is raised naming the version (it fails the job)."""
-        version, boxed_ref, limits = evaluator
+        version = scoring.evaluator_version
         try:
-            with self._sandbox.limited(limits):
-                return job_fitness(self._evaluator(version, boxed_ref), metrics, min_trades)
+            with self._sandbox.limited(scoring.limits):
+                return job_fitness(self._evaluator(version, scoring.evaluator), metrics, scoring.min_trades)
         except EvaluatorError as exc:
             raise EvaluatorError(f"evaluator {version} failed on a batch of {len(metrics)} genomes: {exc}") from None
 
-    def evaluate(self, dataset_id: str, boxed_ref: list, genomes: np.ndarray, windows: list[tuple[int, int]],
-                 costs: dict, evaluator: tuple[str, list, EvaluatorLimits],
-                 min_trades: int) -> tuple[np.ndarray, np.ndarray, float]:
-        """(metrics (n, folds, metrics), fitness, kernel seconds) for one batch on every fold window, scored with
-        the given evaluator version (under its limits) and the engine's fold and min_trades rules.
-
-        Refs come boxed in lists so Ray does not fetch them on every call: the worker fetches a dataset
-        or an evaluator only the first time it sees its id.
-        """
-        store = self._store(dataset_id, boxed_ref)
+    def evaluate(self, scoring: Scoring, genomes: np.ndarray,
+                 windows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, float]:
+        """(metrics (n, folds, metrics), fitness, kernel seconds) for one batch on every fold window, scored as
+        ``scoring`` says with the engine's fold and min_trades rules."""
+        store = self._store(scoring.dataset_id, scoring.dataset)
         store.prepare(genomes)  # new indicators are computed here, outside the timed kernel call
-        tester = LocalBacktester(store.candles, Costs(**costs), features=store)
+        tester = LocalBacktester(store.candles, scoring.costs, features=store)
         started = time.perf_counter()
         metrics = np.stack([tester.evaluate(genomes, Window(start, end)) for start, end in windows], axis=1)
         seconds = time.perf_counter() - started
-        return metrics, self._fitness(evaluator, metrics, min_trades), seconds
+        return metrics, self._fitness(scoring, metrics), seconds
 
     def trial(self, name: str, source: str, params: dict, limits: EvaluatorLimits) -> dict:
         """Load a would-be evaluator in the sandbox and score a sample of real backtests with it, all within one
