@@ -9,6 +9,8 @@ every period of the GA's menu) are computed once, here; workers receive candles 
 from __future__ import annotations
 
 import re
+import threading
+import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -80,6 +82,7 @@ class DatasetRegistry:
         self._datasets: dict[str, Dataset] = {}
         self._errors: dict[str, str] = {}
         self._mined: OrderedDict[str, Dataset] = OrderedDict()  # most recently mined last
+        self._lock = threading.RLock()  # uploads are parsed in threads; the registry changes under this lock
 
     def _files(self) -> list[tuple[Path, str]]:
         found = []
@@ -96,6 +99,10 @@ class DatasetRegistry:
 
     def refresh(self) -> None:
         """Load files not seen yet; a file that fails validation is reported, not served."""
+        with self._lock:
+            self._load_new()
+
+    def _load_new(self) -> None:
         for path, source in self._files():
             name = self._name(path)
             if name not in self._datasets and name not in self._errors:
@@ -108,18 +115,20 @@ class DatasetRegistry:
             self._datasets[SYNTHETIC] = Dataset(_info(SYNTHETIC, candles, "synthetic"), candles)
 
     def list(self) -> list[DatasetInfo]:
-        self.refresh()
-        return [d.info for _, d in sorted(self._datasets.items())]
+        with self._lock:
+            self._load_new()
+            return [d.info for _, d in sorted(self._datasets.items())]
 
     def get(self, name: str) -> Dataset:
-        if name not in self._datasets:
-            self.refresh()
-        if name in self._errors:
-            raise InvalidData(f"dataset '{name}' cannot be used: {self._errors[name]}")
-        if name not in self._datasets:
-            known = ", ".join(sorted(self._datasets)) or "none"
-            raise NotFound(f"unknown dataset '{name}'; available: {known}")
-        return self._datasets[name]
+        with self._lock:
+            if name not in self._datasets:
+                self._load_new()
+            if name in self._errors:
+                raise InvalidData(f"dataset '{name}' cannot be used: {self._errors[name]}")
+            if name not in self._datasets:
+                known = ", ".join(sorted(self._datasets)) or "none"
+                raise NotFound(f"unknown dataset '{name}'; available: {known}")
+            return self._datasets[name]
 
     def mined(self, dataset: Dataset) -> None:
         """Note that a job mines ``dataset``; beyond MAX_DATASETS_WITH_TABLES, the least recently mined one's
@@ -131,28 +140,32 @@ class DatasetRegistry:
             oldest.forget_tables()
 
     def add_upload(self, name: str, content: bytes) -> DatasetInfo:
-        """Validate and keep an uploaded CSV. An existing name is only accepted with identical content."""
+        """Validate and keep an uploaded CSV. An existing name is only accepted with identical content.
+
+        Thread-safe, and meant to run in a thread: parsing a large file takes seconds, during which the caller's event
+        loop keeps serving; only the registration at the end holds the registry's lock."""
         if not NAME_PATTERN.match(name):
             raise InvalidData(f"dataset name '{name}' must be 1-100 letters, digits, '.', '_' or '-', "
                               "starting with a letter or digit")
         if len(content) > self.max_upload_bytes:
             raise TooLarge(f"upload is {len(content) / 1e6:.1f} MB; the limit is {self.max_upload_bytes / 1e6:.0f} MB")
-        staged = self.upload_dir / f".{name}.staged.csv"  # hidden: refresh() skips dot-files
+        staged = self.upload_dir / f".{name}.{uuid.uuid4().hex[:8]}.staged.csv"  # hidden: refresh() skips dot-files
         try:
             with disk_full_is_storage_full(self.upload_dir):  # a partial file is removed below, never kept
                 staged.write_bytes(content)
             candles = load_candles(staged)
-            self.refresh()
-            existing = self._datasets.get(name)
-            if existing is not None:
-                if existing.info.fingerprint == candles.fingerprint:
-                    return existing.info
-                raise Conflict(f"dataset '{name}' already exists with different candles; upload under a new name")
-            staged.replace(self.upload_dir / f"{name}.csv")  # a rename: needs no space
+            with self._lock:
+                self._load_new()
+                existing = self._datasets.get(name)
+                if existing is not None:
+                    if existing.info.fingerprint == candles.fingerprint:
+                        return existing.info
+                    raise Conflict(f"dataset '{name}' already exists with different candles; upload under a new name")
+                staged.replace(self.upload_dir / f"{name}.csv")  # a rename: needs no space
+                info = _info(name, candles, "upload")
+                self._datasets[name] = Dataset(info, candles)
+                return info
         except CandleDataError as exc:
             raise InvalidData(str(exc).replace(str(staged), f"upload '{name}'")) from None
         finally:
             staged.unlink(missing_ok=True)
-        info = _info(name, candles, "upload")
-        self._datasets[name] = Dataset(info, candles)
-        return info
