@@ -70,7 +70,7 @@ def test_upload_through_the_cli(miner, tmp_path, capsys):
     assert miner("datasets", "upload", str(path)) == ExitCode.OK
     assert "cli_upload" in capsys.readouterr().out
     assert miner("datasets", "upload", str(tmp_path / "missing.csv")) == ExitCode.USAGE
-    assert "no such file" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err.lower()
 
 
 def test_a_cancelled_job_exits_4(miner, client, capsys):
@@ -87,9 +87,9 @@ def test_wrong_token_unknown_job_unreachable_url_bad_usage(miner, service, capsy
     assert miner("--token", "wrong", "jobs") == ExitCode.USAGE
     assert "missing or wrong token" in capsys.readouterr().err
     assert miner("show", "nope") == ExitCode.USAGE
-    assert "unknown job 'nope'" in capsys.readouterr().err
+    assert "no job 'nope'" in capsys.readouterr().err
     assert miner("follow", "nope") == ExitCode.USAGE
-    assert "unknown job 'nope'" in capsys.readouterr().err
+    assert "no job 'nope'" in capsys.readouterr().err
     assert miner("--url", "http://127.0.0.1:9", "jobs") == ExitCode.SERVICE
     err = capsys.readouterr().err
     assert "cannot reach the miner service at http://127.0.0.1:9" in err and "Traceback" not in err
@@ -97,6 +97,5 @@ def test_wrong_token_unknown_job_unreachable_url_bad_usage(miner, service, capsy
     assert "--population" in capsys.readouterr().err
     assert miner("submit", "--dataset", "nope") == ExitCode.USAGE
     assert "unknown dataset 'nope'" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as usage:
-        miner("submit")  # argparse: --dataset is required
-    assert usage.value.code == ExitCode.USAGE
+    assert miner("submit") == ExitCode.USAGE  # --dataset is required
+    assert "--dataset" in capsys.readouterr().err
