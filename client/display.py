@@ -15,7 +15,7 @@ METRIC_FORMATS = {
     "net_pnl": "{:+,.2f}", "return_pct": "{:+.2f} %", "trades": "{:.0f}", "win_rate": "{:.1%}",
     "max_drawdown": "{:.1%}", "sharpe": "{:+.2f}", "sortino": "{:+.2f}", "profit_factor": "{:.2f}",
     "exposure": "{:.1%}", "avg_trade_return": "{:+.3%}", "trade_t_stat": "{:+.2f}",
-    "trade_z": "{:+.2f}",
+    "trade_z": "{:+.2f}", "bar_z": "{:+.2f}",
 }
 PER_TRADE = ("win_rate", "profit_factor", "avg_trade_return", "trade_t_stat", "trade_z")  # none without a trade
 
