@@ -18,16 +18,6 @@ from .fake_service import METRICS, STRATEGY, FakeService, Refused, add_ended_ear
 
 
 @pytest.fixture
-def fake(monkeypatch, tmp_path) -> FakeService:
-    service = FakeService()
-    monkeypatch.setenv("MINER_URL", service.url)
-    monkeypatch.setenv("MINER_TOKEN", service.token)
-    monkeypatch.setenv("MINER_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr("client.api.RECONNECT_DELAYS_S", (0.0,))
-    return service
-
-
-@pytest.fixture
 def miner(fake):
     def run(*argv: str) -> int:
         return main(list(argv), transport=fake.transport, open_stream=fake.open_stream)

@@ -20,7 +20,7 @@ from engine.genome import Genome, encode
 from engine.planted import PLANTED_RULE
 from engine.settings import Costs
 
-from .fake_service import FakeService, hall_of_fame, job_result
+from .fake_service import hall_of_fame, job_result
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "BTC-USD_FIVE_MINUTE.csv.gz"
 
@@ -74,15 +74,6 @@ CASES = {
 @pytest.fixture(scope="module")
 def candles():
     return load_candles(DATA)
-
-
-@pytest.fixture
-def fake_env(monkeypatch, tmp_path) -> FakeService:
-    service = FakeService()
-    monkeypatch.setenv("MINER_URL", service.url)
-    monkeypatch.setenv("MINER_TOKEN", service.token)
-    monkeypatch.setenv("MINER_HOME", str(tmp_path / "home"))
-    return service
 
 
 def document(genome: Genome, costs: wire.Costs) -> dict:
@@ -186,8 +177,7 @@ def test_rank_k_is_the_k_th_of_the_hall_of_fame():
         export.ranked(fame, 4)
 
 
-def test_miner_export_writes_a_py_file_that_runs(fake_env, capsys, tmp_path):
-    fake = fake_env
+def test_miner_export_writes_a_py_file_that_runs(fake, capsys, tmp_path):
     job = fake.add_job(wire.JobStatus.FINISHED)
     rsi = Genome(direction="long", entry=[rule(ind("rsi", 5), "<", {"constant": 40})], stop_loss=0.01, take_profit=0.01)
     fake.results[job] = fake.results[job].model_copy(update={"genome": rsi.model_dump(mode="json"),
