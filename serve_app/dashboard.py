@@ -113,11 +113,9 @@ class CandleSource:
         data_dir = settings.path(settings.data_dir) if settings.data_dir else None
         self.registry = DatasetRegistry(data_dir, settings.path(settings.upload_dir),
                                         int(settings.max_upload_mb * 1e6))
-        self.lock = threading.Lock()
 
     def series(self, name: str, points: int, start: int | None, end: int | None) -> CandleSeries:
-        with self.lock:
-            dataset = self.registry.get(name)
+        dataset = self.registry.get(name)  # the registry is thread-safe
         c = dataset.candles
         first, stop = np.searchsorted(c.timestamp, [start if start is not None else c.timestamp[0],
                                                     end + 1 if end is not None else c.timestamp[-1] + 1])
