@@ -210,6 +210,10 @@ class MinerCoordinator:
             if known is not None:
                 return {"id": known[0], "status": self._job(known[0])["status"], "replayed": True}
         self._check_limits(requested)
+        if not await asyncio.to_thread(self.reserve.take):
+            # the reserve is out (a job paused for the full disk): refuse new work, even where SQLite could still
+            # squeeze a row into pages it already holds; a job that cannot be mined should not be accepted
+            raise StorageFull.at(self.store.path)
         version = self.evaluators.resolve(requested.evaluator)["version"]
         resolved = mapping.resolve_spec(requested, self.runtime, version)
         dataset = self.datasets.get(resolved.dataset)  # unknown or broken dataset: 4xx now, not a failed job later

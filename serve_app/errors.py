@@ -52,6 +52,11 @@ class StorageFull(MinerError):
 
     kind = ERRORS["storage_full"]
 
+    @classmethod
+    def at(cls, where) -> StorageFull:
+        return cls(f"the disk holding {where} is full: nothing was stored and nothing stored before is lost; "
+                   "running jobs are paused and resume by themselves once space is freed")
+
 
 class CannotStart(MinerError):
     """The coordinator's constructor failed (e.g. a damaged or lost job store): Ray does not restart it, so retrying
@@ -70,5 +75,4 @@ def disk_full_is_storage_full(where: str):
                 else exc.errno == errno.ENOSPC)
         if not full:
             raise
-        raise StorageFull(f"the disk holding {where} is full: nothing was stored and nothing stored before is lost; "
-                          "running jobs are paused and resume by themselves once space is freed") from None
+        raise StorageFull.at(where) from None
