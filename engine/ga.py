@@ -64,9 +64,8 @@ class SeenGenomes:
     def __contains__(self, key: int) -> bool:
         return key in self.keys
 
-    def claim(self, row: np.ndarray) -> bool:
-        """Remember ``row``'s key; False (nothing changes) if it was already remembered."""
-        key = int(genome_keys(row[None, :])[0])
+    def claim_key(self, key: int) -> bool:
+        """Remember ``key``; False (nothing changes) if it was already remembered."""
         if key in self.keys:
             return False
         self.add(key)
@@ -187,24 +186,27 @@ class GeneticSearch:
         s, rng = self.settings, self.rng
         parents = self._tournaments(fitness, 2 * count).reshape(count, 2)
         crossing = rng.random(count) < s.crossover_rate
-        children = []
-        for (mother, father), cross in zip(parents, crossing, strict=True):
-            child = self.space.crossover(pool[mother], pool[father], rng) if cross else pool[mother].copy()
-            children.append(self._new(self.space.mutate(child, s.mutation_rate, rng)))
-        return np.stack(children)
-
-    def _new(self, row: np.ndarray) -> np.ndarray:
-        """``row`` if the search has not asked for it yet, else a further mutation of it, else a random genome."""
-        for _ in range(REDRAW_TRIES):
-            if self.seen.claim(row):
-                return row
-            row = self.space.mutate(row, self.settings.mutation_rate, self.rng)
-        while not self.seen.claim(row := self.space.random_genome(self.rng)):
-            pass
-        return row
+        return self._claim(self.space.breed(pool, parents, crossing, s.mutation_rate, rng))
 
     def _fresh(self, count: int) -> np.ndarray:
-        return np.stack([self._new(self.space.random_genome(self.rng)) for _ in range(count)])
+        return self._claim(self.space.random_population(count, self.rng))
+
+    def _claim(self, rows: np.ndarray) -> np.ndarray:
+        """``rows``, each one claimed as asked for. A row the search has asked for already (before, or earlier in
+        ``rows``) is mutated again, up to ``REDRAW_TRIES`` times, then replaced by random genomes until it is new;
+        each round claims in row order, so the outcome depends on the generator alone."""
+        pending = np.arange(len(rows))
+        for attempt in range(REDRAW_TRIES + 1):
+            keys = genome_keys(rows[pending])
+            pending = pending[[not self.seen.claim_key(int(key)) for key in keys]]
+            if not pending.size:
+                return rows
+            if attempt < REDRAW_TRIES:
+                rows[pending] = self.space.mutate(rows[pending], self.settings.mutation_rate, self.rng)
+        while pending.size:
+            rows[pending] = self.space.random_population(pending.size, self.rng)
+            pending = pending[[not self.seen.claim_key(int(key)) for key in genome_keys(rows[pending])]]
+        return rows
 
     def _tournaments(self, fitness: np.ndarray, count: int) -> np.ndarray:
         """Winners of ``count`` tournaments of ``tournament_size`` genomes drawn with replacement.

@@ -126,9 +126,9 @@ def test_seen_genomes_forget_the_oldest_first():
 def test_the_genome_key_ignores_rule_order_and_the_sign_of_zero():
     space = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], (5, 10, 20))
     rng = np.random.default_rng(3)
-    row = space._with_rules(space.random_genome(rng), [space.random_rule(rng) for _ in range(3)], [])
+    row = space.with_rules(space.random_genome(rng), [space.random_rule(rng) for _ in range(3)], [])
     row[L.TRAILING_STOP] = 0.0
-    swapped = space._with_rules(row, space.rules(row, L.ENTRY_OFFSET, 3)[::-1], [])
+    swapped = space.with_rules(row, space.rules(row, L.ENTRY_OFFSET, 3)[::-1], [])
     negative_zero = row.copy()
     negative_zero[L.TRAILING_STOP] = -0.0
     keys = genome_keys(np.stack([row, swapped, negative_zero]))
