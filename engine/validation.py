@@ -87,11 +87,13 @@ class TrialLog:
         return int(self.keys.size)
 
     def add(self, population: np.ndarray, fold_metrics: np.ndarray) -> None:
-        keys = genome_keys(population)
-        unique, first = np.unique(keys, return_index=True)
-        fresh = ~np.isin(unique, self.keys, assume_unique=True)
+        unique, first = np.unique(genome_keys(population), return_index=True)
+        at = np.searchsorted(self.keys, unique)  # self.keys stays sorted: a merge, not a re-sort of every key
+        fresh = np.ones(unique.size, bool)
+        if self.keys.size:
+            fresh = self.keys[np.minimum(at, self.keys.size - 1)] != unique
         rows = first[fresh]
-        self.keys = np.union1d(self.keys, unique[fresh])
+        self.keys = np.insert(self.keys, at[fresh], unique[fresh])
         trades, mean, std = pooled_trade_stats(fold_metrics[rows])
         defined = (trades >= max(self.min_trades, 2)) & (std > 0)
         # winsorised at +-1: with min_trades trades a per-trade Sharpe beyond 1 is an artefact of near-identical

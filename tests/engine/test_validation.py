@@ -62,6 +62,18 @@ def test_distinct_strategies_are_counted_once_and_survive_a_checkpoint():
     assert restored.count == 2
 
 
+def test_the_count_of_distinct_strategies_holds_over_many_overlapping_generations():
+    rng = np.random.default_rng(2)
+    log, everyone = TrialLog(min_trades=0), set()
+    for _ in range(30):
+        rows = np.zeros((50, L.GENOME_WIDTH))
+        rows[:, L.SIZE] = rng.integers(0, 400, size=50)  # 400 strategies in all: generations overlap more and more
+        log.add(rows, np.zeros((50, 2, L.N_METRICS)))
+        everyone |= set(genome_keys(rows).tolist())
+        assert log.count == len(everyone)
+    assert np.array_equal(log.keys, np.unique(log.keys))  # kept sorted, each key once
+
+
 def test_verdict_rules():
     common = dict(strategies_tried=100, min_trades=30, trade_returns=np.zeros(0), sharpe_variance=0.0)
     assert verdict(permutations=19, best_fitness=3.0, copies_best=[1.0] * 19, meets_min_trades=True,
