@@ -1,8 +1,8 @@
 """Ask/tell island-model genetic search over encoded genomes.
 
 The search does not know where genomes are evaluated: ``ask()`` returns the generation's genomes, ``tell(fitness)``
-takes one fitness per row (by row index, never by completion order) and breeds the next generation. Its whole
-state is JSON-able, so a job can be checkpointed after any generation and resumed bit-for-bit.
+takes one fitness per row (by row index, never by completion order) and breeds the next generation. Its state is
+small and JSON-able, so a job can be checkpointed after any generation and resumed bit-for-bit.
 
 **Islands** (D. Whitley, S. Rana, R. Heckendorn, "The island model genetic algorithm: on separability, population
 size and convergence", 1999): the population is split into ``islands`` sub-populations that breed apart and pass
@@ -14,13 +14,16 @@ is a job setting, never the cluster's shape, so the result is the same on one la
 **Every genome asked for is new.** A child equal to a genome the search already asked for (same canonical key,
 ``engine.genome.genome_keys``) is mutated again, and after ``REDRAW_TRIES`` replaced by a random genome: the
 budget, population x generations, is spent on distinct strategies, and elites keep their fitness instead of being
-backtested again. The memory of keys is bounded (``SEEN_LIMIT``, oldest forgotten first) and is part of the state.
+backtested again. The memory of keys is bounded (``SEEN_LIMIT``, oldest generations forgotten first). It is not in
+the state, which would then grow with every generation, but rebuilt from the keys of the populations asked for,
+which the caller keeps: one array per generation, appended once (``asked``).
 """
 
 from __future__ import annotations
 
 import base64
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,12 +57,20 @@ def _unpack(text: str, dtype, width: int | None = None) -> np.ndarray:
 
 
 class SeenGenomes:
-    """Keys of the genomes a search has asked for, oldest first; past ``limit`` the oldest are forgotten."""
+    """Keys of the genomes a search has asked for, one chunk per generation asked; past ``limit`` keys the oldest
+    generations are forgotten whole. So the memory is the keys of the populations asked for, and rebuilds from them
+    exactly (``chunks``, in generation order): the checkpoint need not carry it."""
 
-    def __init__(self, keys: np.ndarray | None = None, limit: int = SEEN_LIMIT):
+    def __init__(self, chunks: Sequence[np.ndarray] = (), limit: int = SEEN_LIMIT):
         self.limit = limit
-        self.order: deque[int] = deque(int(k) for k in ([] if keys is None else keys))
-        self.keys = set(self.order)
+        self.chunks: deque[np.ndarray] = deque()
+        self.keys: set[int] = set()
+        self.size = 0
+        self._open: list[int] = []
+        for chunk in chunks:
+            for key in chunk.tolist():
+                self.claim_key(key)
+            self.seal()
 
     def __contains__(self, key: int) -> bool:
         return key in self.keys
@@ -68,17 +79,21 @@ class SeenGenomes:
         """Remember ``key``; False (nothing changes) if it was already remembered."""
         if key in self.keys:
             return False
-        self.add(key)
+        self.keys.add(key)
+        self._open.append(key)
         return True
 
-    def add(self, key: int) -> None:
-        self.order.append(key)
-        self.keys.add(key)
-        if len(self.order) > self.limit:
-            self.keys.discard(self.order.popleft())
-
-    def state(self) -> str:
-        return _pack(np.fromiter(self.order, dtype=np.uint64, count=len(self.order)))
+    def seal(self) -> None:
+        """The keys claimed since the last seal are one generation's; forget the oldest generations past ``limit``
+        (never the newest)."""
+        if self._open:
+            self.chunks.append(np.array(self._open, dtype=np.uint64))
+            self.size += len(self._open)
+            self._open = []
+        while self.size > self.limit and len(self.chunks) > 1:
+            oldest = self.chunks.popleft()
+            self.size -= oldest.size
+            self.keys.difference_update(oldest.tolist())
 
 
 @dataclass
@@ -104,9 +119,12 @@ class Island:
 
 
 class GeneticSearch:
-    """``stream`` > 0 draws from an independent random stream of the same seed (used by baselines)."""
+    """``stream`` > 0 draws from an independent random stream of the same seed (used by baselines). A search resumes
+    from ``state`` and ``asked``: the keys of the populations it asked for and was told about, one array per
+    generation in order (``genome_keys`` of each; kept by the caller, so that the checkpoint stays small)."""
 
-    def __init__(self, settings: MinerSettings, *, state: dict | None = None, stream: int = 0):
+    def __init__(self, settings: MinerSettings, *, state: dict | None = None, stream: int = 0,
+                 asked: Sequence[np.ndarray] = ()):
         self.settings = settings
         self.space = GenomeSpace(settings.preset, settings.period_menu)
         seed = settings.seed if stream == 0 else np.random.SeedSequence([settings.seed, stream])
@@ -120,8 +138,14 @@ class GeneticSearch:
             self.best_fitness = -np.inf
             self.history: list[float] = []
             self.islands = [Island(self._fresh(n)) for n in self.sizes]
+            self.seen.seal()
         else:
             self._restore(state)
+            if len(asked) != self.generation:
+                raise ValueError(f"a search at generation {self.generation} needs the asked keys of as many "
+                                 f"generations to resume, got {len(asked)}")
+            bred = [] if self.done else [genome_keys(self.ask())]  # asked for, not yet told about
+            self.seen = SeenGenomes([*asked, *bred])
 
     @property
     def done(self) -> bool:
@@ -155,6 +179,7 @@ class GeneticSearch:
                 island.rows = self._breed(pool, pool_fitness, island.rows.shape[0])
         if len(self.islands) > 1 and self.generation % MIGRATION_INTERVAL == 0:
             self._migrate()
+        self.seen.seal()
 
     def _score(self, island: Island, fitness: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Record a generation on its island (best, staleness, elites); return the breeding pool: the elites it
@@ -221,7 +246,6 @@ class GeneticSearch:
         return {
             "generation": self.generation,
             "islands": [island.state() for island in self.islands],
-            "seen": self.seen.state(),
             "best_row": None if self.best_row is None else _pack(self.best_row),
             "best_fitness": _pack(np.array([self.best_fitness])),
             "history": _pack(np.array(self.history)),
@@ -231,7 +255,6 @@ class GeneticSearch:
     def _restore(self, state: dict) -> None:
         self.generation = int(state["generation"])
         self.islands = [Island.restore(island) for island in state["islands"]]
-        self.seen = SeenGenomes(_unpack(state["seen"], np.uint64))
         self.best_row = None if state["best_row"] is None else _unpack(state["best_row"], np.float64)
         self.best_fitness = float(_unpack(state["best_fitness"], np.float64)[0])
         self.history = _unpack(state["history"], np.float64).tolist()

@@ -9,7 +9,8 @@ index, so how the population is split, or where batches run, changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import numpy as np
@@ -30,7 +31,7 @@ from engine.baselines import budget, buy_and_hold_pct
 from engine.candles import Candles
 from engine.evaluator import Evaluator, get_evaluator
 from engine.ga import GeneticSearch
-from engine.genome import Genome, decode
+from engine.genome import Genome, decode, genome_keys
 from engine.hall_of_fame import Famed, HallOfFame, HallOfFameEntry
 from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness
 from engine.settings import MinerSettings
@@ -98,14 +99,19 @@ class MiningSession(SearchRun):
     batches run. ``mine`` drives it in-process; the service's coordinator drives it with its worker pool."""
 
     def __init__(self, n_bars: int, data_fingerprint: str, settings: MinerSettings,
-                 evaluator: Evaluator | None = None, resume_state: dict | None = None):
+                 evaluator: Evaluator | None = None, resume_state: dict | None = None,
+                 asked: Sequence[np.ndarray] | None = None):
         self.settings = settings
         self.data_fingerprint = data_fingerprint
         self.train, self.holdout = split_windows(n_bars, settings.holdout_fraction)
         state = resume_state or {}
-        super().__init__(GeneticSearch(settings, state=state.get("search")), fold_windows(self.train, settings.folds),
-                         evaluator or get_evaluator(), settings.min_trades)
-        self.trials = TrialLog(settings.min_trades, state.get("trials"))
+        # the keys of every population evaluated, one array per generation: the search's memory of what it asked
+        # for and the count of strategies tried are rebuilt from them; ``checkpoint`` carries them, ``state`` not
+        self.asked: list[np.ndarray] = list(asked) if asked is not None else [
+            np.frombuffer(base64.b64decode(chunk), dtype=np.uint64) for chunk in state.get("asked", [])]
+        super().__init__(GeneticSearch(settings, state=state.get("search"), asked=self.asked),
+                         fold_windows(self.train, settings.folds), evaluator or get_evaluator(), settings.min_trades)
+        self.trials = TrialLog(settings.min_trades, state.get("trials"), self.asked)
         self.hall = HallOfFame(settings.hall_of_fame, state.get("hall_of_fame"))
         self.validated: dict[str, dict] = dict(state.get("validated", {}))  # task key -> best fitness and row
 
@@ -121,7 +127,8 @@ class MiningSession(SearchRun):
         """``tell`` for the real search, which also logs the distinct strategies tried and enters the best in the
         hall of fame; returns the event."""
         generation = self.search.generation
-        self.trials.add(population, fold_metrics)
+        self.asked.append(genome_keys(population))
+        self.trials.add(self.asked[-1], fold_metrics)
         fitness = self.tell(fold_metrics, fitness)
         self.hall.add(population, fitness, fold_metrics, generation)
         top = int(np.argmax(fitness))
@@ -154,9 +161,15 @@ class MiningSession(SearchRun):
         return ev.ValidationSearchFinished(kind=task.kind, index=task.index, best_fitness=run.search.best_fitness,
                                            done=len(self.validated), total=total)
 
-    def checkpoint(self) -> dict:
+    def state(self) -> dict:
+        """The job's state after the last generation or validation search, without the asked keys: small (tens of
+        kB at 1,000 genomes), so a store can write it every generation and append only ``self.asked[-1]``."""
         return {"search": self.search.state(), "trials": self.trials.state(), "validated": dict(self.validated),
                 "hall_of_fame": self.hall.state()}
+
+    def checkpoint(self) -> dict:
+        """``state`` with every generation's asked keys: JSON-able, and all a resume needs."""
+        return {**self.state(), "asked": [base64.b64encode(chunk.tobytes()).decode() for chunk in self.asked]}
 
     # ---- result --------------------------------------------------------------------------------------------
     def result(self, tester: LocalBacktester, cancelled: bool = False) -> MiningResult:
@@ -248,7 +261,11 @@ def mine(
     session = MiningSession(len(candles), candles.fingerprint, settings, evaluator, resume_state)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
-    checkpoint = on_checkpoint or (lambda state: None)
+
+    def checkpoint() -> None:
+        if on_checkpoint is not None:  # building one costs milliseconds per generation: only when asked for
+            on_checkpoint(session.checkpoint())
+
     tester = _backtester(candles, settings, threads)
     try:
         emit(session.started())
@@ -262,7 +279,7 @@ def mine(
                 emit(ev.Cancelled(generation=generation))
                 return session.result(_local(tester), cancelled=True)
             emit(session.tell_generation(population, metrics))
-            checkpoint(session.checkpoint())
+            checkpoint()
         tasks = session.pending_tasks()
         if tasks:
             emit(ev.ValidationStarted(searches=len(validation_tasks(settings)), permutations=settings.permutations))
@@ -278,7 +295,7 @@ def mine(
                 if task_tester is not tester:
                     _close(task_tester)
             emit(session.record(task, run))
-            checkpoint(session.checkpoint())
+            checkpoint()
         final = session.result(_local(tester))
     finally:
         _close(tester)

@@ -15,8 +15,8 @@ kurtosis of the strategy's own trade returns.
 
 from __future__ import annotations
 
-import base64
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
 from typing import Literal, NamedTuple
 
@@ -26,7 +26,6 @@ from engine.backtester import Window
 from engine.baselines import RandomSearch
 from engine.candles import Candles
 from engine.ga import GeneticSearch
-from engine.genome import genome_keys
 from engine.scoring import pooled_trade_stats
 from engine.settings import MinerSettings
 from engine.shuffle import shuffled_copy
@@ -72,22 +71,22 @@ class TrialLog:
     could have been reported (at least ``min_trades`` and two trades; winsorised at +-``SHARPE_LIMIT``): a handful
     of trades gives a Sharpe estimate so noisy that it would swamp the spread of the real candidates.
 
-    Its state is small and JSON-able (part of the checkpoint), so a resumed job counts exactly as an
-    uninterrupted one.
+    Its state is three numbers (part of the checkpoint); the strategies are rebuilt from the keys of the populations
+    evaluated (``asked``, as the search resumes from), so a resumed job counts exactly as an uninterrupted one.
     """
 
-    def __init__(self, min_trades: int, state: dict | None = None):
+    def __init__(self, min_trades: int, state: dict | None = None, asked: Sequence[np.ndarray] = ()):
         self.min_trades = min_trades
-        state = state or {}
-        self.keys = np.frombuffer(base64.b64decode(state.get("keys", "")), dtype=np.uint64).copy()
-        self.sharpe_count, self.sharpe_sum, self.sharpe_squares = state.get("sharpe", (0, 0.0, 0.0))
+        self.keys = np.unique(np.concatenate(asked)) if len(asked) else np.empty(0, np.uint64)
+        self.sharpe_count, self.sharpe_sum, self.sharpe_squares = (state or {}).get("sharpe", (0, 0.0, 0.0))
 
     @property
     def count(self) -> int:
         return int(self.keys.size)
 
-    def add(self, population: np.ndarray, fold_metrics: np.ndarray) -> None:
-        unique, first = np.unique(genome_keys(population), return_index=True)
+    def add(self, keys: np.ndarray, fold_metrics: np.ndarray) -> None:
+        """A generation evaluated: ``keys`` (``genome_keys`` of its rows) and its per-fold metrics."""
+        unique, first = np.unique(keys, return_index=True)
         at = np.searchsorted(self.keys, unique)  # self.keys stays sorted: a merge, not a re-sort of every key
         fresh = np.ones(unique.size, bool)
         if self.keys.size:
@@ -111,8 +110,7 @@ class TrialLog:
         return max((self.sharpe_squares - self.sharpe_sum**2 / n) / (n - 1), 0.0)
 
     def state(self) -> dict:
-        return {"keys": base64.b64encode(self.keys.tobytes()).decode(),
-                "sharpe": [self.sharpe_count, self.sharpe_sum, self.sharpe_squares]}
+        return {"sharpe": [self.sharpe_count, self.sharpe_sum, self.sharpe_squares]}
 
 
 # ---- statistics -----------------------------------------------------------------------------------------------

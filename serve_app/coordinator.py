@@ -295,7 +295,8 @@ class MinerCoordinator:
             candles = dataset.candles
             session, features = await asyncio.to_thread(lambda: (MiningSession(
                 len(candles), candles.fingerprint, mapping.settings_for(spec),
-                self.evaluators.compiled(spec.evaluator), resume_state=state), dataset.features))
+                self.evaluators.compiled(spec.evaluator), resume_state=state, asked=self.store.load_asked(job_id)),
+                dataset.features))
             return await self._result(job_id, spec, candles, features, session, self.runtime.evaluator_limits,
                                       cancelled=True)
         except Exception:  # a job failing for want of its data or evaluator must still end
@@ -369,7 +370,7 @@ class MinerCoordinator:
         # keeps answering clients and feeding workers meanwhile
         session = await asyncio.to_thread(lambda: MiningSession(
             len(candles), candles.fingerprint, mapping.settings_for(spec), evaluator,
-            resume_state=self.store.load_checkpoint(job_id)))
+            resume_state=self.store.load_checkpoint(job_id), asked=self.store.load_asked(job_id)))
         progress = wire.Progress(**progress)
         told = self.store.last_progress_event(job_id)
         if told is None:
@@ -396,12 +397,12 @@ class MinerCoordinator:
 
             metrics, fitness = await self.pool.evaluate(job_id, scoring, population, session.folds, on_progress)
             best, checkpoint = await asyncio.to_thread(lambda p=population, m=metrics, f=fitness: (
-                session.tell_generation(p, m, f), session.checkpoint()))
+                session.tell_generation(p, m, f), session.state()))
             progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
                                                    "evaluations": progress.evaluations + len(population)})
             famed = mapping.best_so_far(session)
             with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
-                self.store.save_checkpoint(job_id, session.generation, checkpoint)
+                self.store.save_checkpoint(job_id, session.generation, checkpoint, asked=session.asked[-1])
                 self.store.set_progress(job_id, progress.model_dump(),
                                         None if famed is None else famed.model_dump(mode="json"))
                 self._emit_engine(job_id, best)
@@ -445,7 +446,7 @@ class MinerCoordinator:
                 progress = progress.model_copy(update={"validation_done": finished.done,
                                                        "evaluations": progress.evaluations + budget(session.settings)})
                 with self.store.transaction():
-                    self.store.save_checkpoint(job_id, session.generation, session.checkpoint())
+                    self.store.save_checkpoint(job_id, session.generation, session.state())
                     self.store.set_progress(job_id, progress.model_dump())
                     self._emit_engine(job_id, finished)
 

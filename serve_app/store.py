@@ -19,13 +19,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from client.models import ENDED, UNFINISHED
 from serve_app import backups
 from serve_app.errors import disk_full_is_storage_full
 from serve_app.private import private_dir, private_file
 from serve_app.store_guard import StoreUnusable, check_integrity, mark_jobs_held, refuse_if_lost
 
-SCHEMA_VERSION = 2  # PRAGMA user_version: 1 = before idempotency keys (stores from before versions were kept read 0)
+SCHEMA_VERSION = 3  # PRAGMA user_version: 1 = before idempotency keys (stores from before versions were kept read 0),
+# 2 = before the asked keys moved out of the checkpoint
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -81,6 +84,14 @@ UPGRADES = {
         job_id TEXT NOT NULL REFERENCES jobs(id),
         request TEXT NOT NULL  -- fingerprint of the validated request body
     )"""],
+    # the genome keys of each generation a job evaluated (uint64 bytes), written once with that generation's
+    # checkpoint: the search's memory of what it asked for is rebuilt from them, so the checkpoint stays small
+    3: ["""CREATE TABLE IF NOT EXISTS asked_keys (
+        job_id TEXT NOT NULL REFERENCES jobs(id),
+        generation INTEGER NOT NULL,
+        keys BLOB NOT NULL,
+        PRIMARY KEY (job_id, generation)
+    )"""],
 }
 
 
@@ -107,7 +118,10 @@ class JobStore:
         for suffix in ("-wal", "-shm"):  # SQLite gives them the store's mode; older stores may have 0644 ones
             if (side := self.path.with_name(self.path.name + suffix)).exists():
                 private_file(side)
-        self._write("DELETE FROM checkpoints WHERE job_id IN (SELECT id FROM jobs WHERE status IN (?, ?, ?))", ENDED)
+        with self.transaction():
+            for table in ("checkpoints", "asked_keys"):
+                self._db.execute(f"DELETE FROM {table} WHERE job_id IN (SELECT id FROM jobs WHERE status IN (?, ?, ?))",
+                                 ENDED)
 
     def _upgrade(self) -> None:
         """Create a new store at this version, or bring an older one up to it after a backup."""
@@ -220,6 +234,7 @@ class JobStore:
                 self._db.execute("UPDATE jobs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
                                  (status, now, error, job_id))
                 self._db.execute("DELETE FROM checkpoints WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM asked_keys WHERE job_id = ?", (job_id,))
         else:
             self._write("UPDATE jobs SET status = ? WHERE id = ?", (status, job_id))
 
@@ -293,10 +308,23 @@ class JobStore:
                 "data": json.loads(row["data"])}
 
     # ---- checkpoints and results --------------------------------------------------------------------
-    def save_checkpoint(self, job_id: str, generation: int, state: dict) -> None:
-        self._write("INSERT INTO checkpoints (job_id, generation, state) VALUES (?, ?, ?) "
-                    "ON CONFLICT(job_id) DO UPDATE SET generation = excluded.generation, state = excluded.state",
-                    (job_id, generation, json.dumps(state)))
+    def save_checkpoint(self, job_id: str, generation: int, state: dict, asked: np.ndarray | None = None) -> None:
+        """The job's state after ``generation`` generations; ``asked``: the keys of the one just evaluated, kept
+        apart (appended, never rewritten), so a checkpoint costs the same at generation 1 and 1,000."""
+        with self.transaction():
+            self._db.execute("INSERT INTO checkpoints (job_id, generation, state) VALUES (?, ?, ?) ON CONFLICT(job_id) "
+                             "DO UPDATE SET generation = excluded.generation, state = excluded.state",
+                             (job_id, generation, json.dumps(state)))
+            if asked is not None:
+                self._db.execute("INSERT OR REPLACE INTO asked_keys (job_id, generation, keys) VALUES (?, ?, ?)",
+                                 (job_id, generation - 1, np.ascontiguousarray(asked, dtype=np.uint64).tobytes()))
+
+    def load_asked(self, job_id: str) -> list[np.ndarray]:
+        """The keys of every generation the job's checkpoint has told, in order (see ``save_checkpoint``)."""
+        rows = self._db.execute("SELECT keys FROM asked_keys WHERE job_id = ? AND generation < "
+                                "(SELECT generation FROM checkpoints WHERE job_id = ?) ORDER BY generation",
+                                (job_id, job_id)).fetchall()
+        return [np.frombuffer(row["keys"], dtype=np.uint64) for row in rows]
 
     def load_checkpoint(self, job_id: str) -> dict | None:
         row = self._db.execute("SELECT state FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()

@@ -1,4 +1,3 @@
-import base64
 import json
 
 import numpy as np
@@ -115,12 +114,19 @@ def test_a_stagnant_island_restarts_from_random_genomes_and_the_job_keeps_its_be
     assert search.best_fitness == 15.0
 
 
-def test_seen_genomes_forget_the_oldest_first():
-    seen = SeenGenomes(limit=3)
-    for key in (1, 2, 3, 4):
-        seen.add(key)
-    assert 1 not in seen and all(k in seen for k in (2, 3, 4))
-    assert list(SeenGenomes(np.frombuffer(base64.b64decode(seen.state()), dtype=np.uint64)).order) == [2, 3, 4]
+def test_seen_genomes_forget_the_oldest_generations_whole_and_rebuild_from_their_keys():
+    seen = SeenGenomes(limit=4)
+    generations = [np.array([1, 2], np.uint64), np.array([3, 4], np.uint64), np.array([5, 6], np.uint64)]
+    for keys in generations:
+        assert all(seen.claim_key(int(k)) for k in keys)
+        seen.seal()
+    assert seen.keys == {3, 4, 5, 6} and not seen.claim_key(4)
+    assert seen.claim_key(1)  # forgotten, so new again
+    seen.seal()
+    generations.append(np.array([1], np.uint64))
+    assert seen.keys == {5, 6, 1}  # 3 and 4 went as one generation: never half of one
+    rebuilt = SeenGenomes(generations, limit=4)
+    assert rebuilt.keys == seen.keys and [c.tolist() for c in rebuilt.chunks] == [c.tolist() for c in seen.chunks]
 
 
 def test_the_genome_key_ignores_rule_order_and_the_sign_of_zero():
@@ -152,16 +158,23 @@ def test_checkpoint_state_is_json_and_resumes_bit_for_bit():
     train, _ = split_windows(len(candles), 0.2)
     scorer = get_evaluator()
 
+    asked = []
+
     def step(search):
+        asked.append(genome_keys(search.ask()))
         search.tell(scorer.fitness(tester.evaluate(search.ask(), train)))
 
     straight = GeneticSearch(settings)
     for _ in range(14):
         step(straight)
+    asked.clear()
     first = GeneticSearch(settings)
     for _ in range(7):
         step(first)
-    resumed = GeneticSearch(settings, state=json.loads(json.dumps(first.state())))
+    resumed = GeneticSearch(settings, state=json.loads(json.dumps(first.state())), asked=asked)
+    assert resumed.seen.keys == first.seen.keys
+    with pytest.raises(ValueError, match="asked keys of as many generations"):
+        GeneticSearch(settings, state=first.state(), asked=asked[:-1])
     for _ in range(7):
         step(resumed)
     np.testing.assert_array_equal(resumed.best_row, straight.best_row)

@@ -5,7 +5,7 @@ import pytest
 
 from engine import layout as L
 from engine.backtester import LocalBacktester, split_windows
-from engine.genome import encode
+from engine.genome import encode, genome_keys
 from engine.miner import MiningSession, mine
 from engine.planted import PLANTED_RULE, planted_edge_candles, random_walk_candles
 from engine.settings import Costs, MinerSettings
@@ -13,7 +13,6 @@ from engine.validation import (
     TrialLog,
     deflated_sharpe,
     expected_max_sharpe,
-    genome_keys,
     permutation_p_value,
     task_candles,
     validation_tasks,
@@ -55,10 +54,10 @@ def test_distinct_strategies_are_counted_once_and_survive_a_checkpoint():
     rows[3, 0] = -0.0  # the same gene as 0.0
     metrics = np.zeros((4, 2, L.N_METRICS))
     log = TrialLog(min_trades=0)
-    log.add(rows, metrics)
+    log.add(genome_keys(rows), metrics)
     assert log.count == 2 and len(set(genome_keys(rows).tolist())) == 2
-    restored = TrialLog(0, log.state())
-    restored.add(rows[:2], metrics[:2])
+    restored = TrialLog(0, log.state(), asked=[genome_keys(rows)])
+    restored.add(genome_keys(rows[:2]), metrics[:2])
     assert restored.count == 2
 
 
@@ -68,7 +67,7 @@ def test_the_count_of_distinct_strategies_holds_over_many_overlapping_generation
     for _ in range(30):
         rows = np.zeros((50, L.GENOME_WIDTH))
         rows[:, L.SIZE] = rng.integers(0, 400, size=50)  # 400 strategies in all: generations overlap more and more
-        log.add(rows, np.zeros((50, 2, L.N_METRICS)))
+        log.add(genome_keys(rows), np.zeros((50, 2, L.N_METRICS)))
         everyone |= set(genome_keys(rows).tolist())
         assert log.count == len(everyone)
     assert np.array_equal(log.keys, np.unique(log.keys))  # kept sorted, each key once
@@ -147,6 +146,6 @@ def test_near_identical_trade_returns_do_not_set_the_bar_for_the_deflated_sharpe
     metrics[:, 0, L.M_TRADE_T_STAT] = [0.3, -0.3, 2_000.0]  # the last: std = mean * sqrt(40) / 2000
     rows = np.arange(3 * L.GENOME_WIDTH, dtype=float).reshape(3, L.GENOME_WIDTH)
     log = TrialLog(min_trades=30)
-    log.add(rows, metrics)
+    log.add(genome_keys(rows), metrics)
     assert log.sharpe_count == 3
     assert log.sharpe_variance == pytest.approx(np.var([0.3 / 40**0.5, -0.3 / 40**0.5, 1.0], ddof=1))

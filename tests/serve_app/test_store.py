@@ -1,5 +1,6 @@
 """JobStore on its own: no Ray, a real SQLite file."""
 
+import numpy as np
 import pytest
 
 from serve_app.errors import StorageFull
@@ -20,7 +21,11 @@ def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
     store.set_status(job_id, "finished")
     store.put_setting("runtime", {"pool": {}})
     running = store.create_job({"dataset": "y"}, {}, key=("client-key", "fingerprint"))
-    store.save_checkpoint(running, 3, {"generation": 3})
+    for generation in (1, 2, 3):
+        store.save_checkpoint(running, generation, {"generation": generation},
+                              asked=np.arange(generation, dtype=np.uint64))
+    store.save_checkpoint(job_id, 3, {"generation": 3}, asked=np.ones(4, np.uint64))  # then it ended
+    store.set_status(job_id, "finished")
     store.close()
 
     again = JobStore(path)
@@ -32,6 +37,8 @@ def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
     assert again.append_event(job_id, "e", {})["seq"] == 4  # numbering continues after a restart
     assert again.load_checkpoint(job_id) is None  # an ended job's checkpoint is gone: its result is what counts
     assert again.load_checkpoint(running) == {"generation": 3}
+    assert [keys.tolist() for keys in again.load_asked(running)] == [[0], [0, 1], [0, 1, 2]]  # appended, in order
+    assert again.load_asked(job_id) == []  # deleted with the ended job's checkpoint
     assert again.job_for_key("client-key") == (running, "fingerprint") and again.job_for_key("other") is None
     assert again.get_result(job_id) == {"fitness": 1.5}
     assert again.get_setting("runtime") == {"pool": {}}

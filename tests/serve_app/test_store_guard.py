@@ -149,8 +149,11 @@ def test_checkpoints_of_ended_jobs_are_deleted(tmp_path):
     assert store.load_checkpoint(ids[3]) is not None
     with sqlite3.connect(db) as raw:  # one left behind (a crash between the status and the delete)
         raw.execute("INSERT INTO checkpoints (job_id, generation, state) VALUES (?, 1, '{}')", (ids[0],))
+        raw.execute("INSERT INTO asked_keys (job_id, generation, keys) VALUES (?, 0, x'00')", (ids[0],))
     store.close()
-    assert JobStore(db).load_checkpoint(ids[0]) is None  # cleared when the store opens
+    again = JobStore(db)
+    assert again.load_checkpoint(ids[0]) is None  # cleared when the store opens
+    assert not sqlite3.connect(db).execute("SELECT 1 FROM asked_keys WHERE job_id = ?", (ids[0],)).fetchall()
 
 
 def mode(path) -> int:
