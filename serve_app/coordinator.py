@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -43,6 +44,9 @@ from serve_app.worker import Scoring
 
 EVENT_WAIT_S = 20.0
 PAUSE_PROBE_S = 2.0  # how often a job paused by a full disk tries whether writes succeed again
+# a job's batch progress is stored and told at most this often: each telling is a durable commit on the event loop,
+# and 22 workers answering ~10 batches a second each would otherwise spend the loop on commits
+PROGRESS_EVERY_S = 0.25
 log = logging.getLogger("ray")
 
 
@@ -378,6 +382,7 @@ class MinerCoordinator:
         told_generation, told_evaluated = self._told_of_generation_under_way(told)
         self.store.set_status(job_id, "running")
         self.store.set_progress(job_id, progress.model_dump(), evaluator_version=session.evaluator.version)
+        progress_told_at = [-math.inf]  # the first batch is always told
         while not session.done:
             if job_id in self._cancelled:
                 raise _Cancelled
@@ -389,8 +394,9 @@ class MinerCoordinator:
 
             def on_progress(done: int, total: int, generation=generation, progress=progress,
                             already_told=already_told) -> None:
-                if done <= already_told:
+                if done <= already_told or time.monotonic() - progress_told_at[0] < PROGRESS_EVERY_S:
                     return
+                progress_told_at[0] = time.monotonic()
                 with self.store.transaction():
                     self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
                     self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
