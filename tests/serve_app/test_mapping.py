@@ -25,7 +25,7 @@ def test_a_thinned_equity_curve_keeps_the_depth_of_the_deepest_drawdown_and_both
     equity = 10_000 * np.exp(np.cumsum(rng.normal(0, 0.002, size=59_206)))
     equity[rng.integers(59_206)] *= 0.9  # a one-bar spike down that every n-th point would step over
     kept = curve_points(equity)
-    assert kept.size <= MAX_CURVE_POINTS + 4 and kept[0] == 0 and kept[-1] == equity.size - 1
+    assert kept.size <= MAX_CURVE_POINTS and kept[0] == 0 and kept[-1] == equity.size - 1
     assert np.all(np.diff(kept) > 0)
     assert max_drawdown(equity[kept]) == max_drawdown(equity)
     assert np.array_equal(curve_points(equity[:500]), np.arange(500))  # short curves are kept whole
