@@ -138,6 +138,19 @@ class MinerClient:
     def cancel(self, job_id: str) -> wire.CancelAccepted:
         return wire.CancelAccepted(**self._request("DELETE", _job_path(job_id)))
 
+    # ---- backtests -----------------------------------------------------------------------------------
+    def backtest(self, request: wire.BacktestRequest | None = None, **fields) -> wire.BacktestResult:
+        """Backtest one strategy on a registered dataset, window and costs (``POST /v1/backtests``):
+
+            miner.backtest(strategy=json.loads(Path("strategy.json").read_text()), dataset="BTC-USD_FIVE_MINUTE",
+                           start="2025-12-01", costs={"fee_bps": 25})
+
+        ``strategy`` is a genome or the strategy document ``miner export`` writes; costs left out are the service's
+        defaults."""
+        request = request or wire.BacktestRequest(**fields)
+        body = request.model_dump(mode="json", exclude_none=True, exclude_unset=True)  # the service fills the rest
+        return wire.BacktestResult(**self._request("POST", "/v1/backtests", json=body))
+
     # ---- evaluators ----------------------------------------------------------------------------------
     def evaluators(self) -> list[wire.EvaluatorInfo]:
         return [wire.EvaluatorInfo(**e) for e in self._request("GET", "/v1/evaluators")]

@@ -31,7 +31,7 @@ from rich.table import Table
 from client import export
 from client import models as wire
 from client.api import MinerClient, StreamOpener, websocket_stream
-from client.display import METRIC_FORMATS, follow, print_result
+from client.display import METRIC_FORMATS, backtest_table, follow, print_result
 from client.doctor import diagnose
 from client.errors import MinerClientError, NotFoundError, ServiceError
 from client.settings import ConfigError, resolve
@@ -477,6 +477,120 @@ def cmd_compare(client: MinerClient, args, console: Console) -> int:
     return ExitCode.OK
 
 
+# ---- backtest ----------------------------------------------------------------------------------------------------
+
+BACKTEST_FIELDS = {spec_flag.loc: spec_flag for spec_flag in (
+    *(SpecFlag((name,), wire.BacktestRequest.model_fields[name]) for name in ("dataset", "start", "end")),
+    *(spec_flag for spec_flag in SPEC_FLAGS if spec_flag.is_cost))}  # each field of a flag, by its place
+BACKTEST_FLAGS = {loc: spec_flag.flag for loc, spec_flag in BACKTEST_FIELDS.items()}
+TIME_WORDS = "not a date or time: give an ISO-8601 date or time (2025-10-01, 2025-10-01T12:00Z) or epoch seconds"
+
+
+def _strategy_file(file: str) -> dict[str, Any]:
+    """The JSON object a strategy file holds (a strategy document or a genome); the service checks the rest."""
+    try:
+        text = Path(file).expanduser().read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        strategy = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{file} is not JSON ({exc}): expected a strategy document (miner export JOB --out "
+                         "strategy.json) or a genome") from None
+    if not isinstance(strategy, dict):
+        raise UsageError(f"{file} holds a JSON {type(strategy).__name__}, not an object: expected a strategy document "
+                         "(miner export JOB --out strategy.json) or a genome")
+    return strategy
+
+
+def _strategy_of(client: MinerClient, args) -> dict[str, Any]:
+    """STRATEGY: a file (a strategy document or a genome), or with --rank, or when no such file exists, a job whose
+    K-th best strategy it takes (as `miner export` would write it)."""
+    if not args.strategy:
+        raise UsageError("STRATEGY is empty: give a strategy file (miner export JOB --out strategy.json) or a JOB")
+    if args.rank is not None and args.rank < 1:
+        raise UsageError(f"--rank {args.rank}: must be at least 1 (1 is the best strategy)")
+    looks_like_file = Path(args.strategy).expanduser().exists() or any(c in args.strategy for c in "./\\")
+    if looks_like_file and args.rank is None:
+        return _strategy_file(args.strategy)
+    if looks_like_file and Path(args.strategy).expanduser().is_file():
+        raise UsageError(f"--rank {args.rank}: picks from a job's best strategies; {args.strategy} is a file, which "
+                         "holds one (give a JOB instead)")
+    try:
+        job_id = _job_id(client, args.strategy)
+    except UsageError as exc:
+        raise UsageError(f"{exc}; nor is {args.strategy!r} a strategy file") from None
+    try:
+        return export.strategy_document(client.job(job_id), _result_of(client, job_id), args.rank or 1)
+    except export.RankError as exc:
+        raise UsageError(f"--rank {args.rank}: {exc}") from None
+
+
+def _backtest_request(args, strategy: dict[str, Any]) -> wire.BacktestRequest:
+    """The request of the flags given (costs not given are left to the service), refused in the flags' words."""
+    given = {loc: getattr(args, loc[-1]) for loc in BACKTEST_FLAGS if getattr(args, loc[-1]) is not None}
+    fields: dict[str, Any] = {"strategy": strategy}
+    for loc, value in given.items():
+        if len(loc) == 1:
+            fields[loc[0]] = value
+        else:
+            fields.setdefault(loc[0], {})[loc[1]] = value
+    try:
+        return wire.BacktestRequest(**fields)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            flag, words = BACKTEST_FLAGS.get(loc), error["msg"].removeprefix("Value error, ")
+            if loc in (("start",), ("end",)) and error["type"].startswith(("datetime", "date")):
+                words = TIME_WORDS
+            elif loc == ("end",) and error["type"] == "value_error":  # not after start
+                words = f"must be after --start {shlex.quote(str(given[('start',)]))}"
+            elif loc in BACKTEST_FIELDS and error["type"] != "value_error":
+                words = BACKTEST_FIELDS[loc].rule() or words
+            problems.append(f"{flag} {shlex.quote(str(given[loc]))}: {words}" if flag else words)
+        raise UsageError("; ".join(problems)) from None
+
+
+def _refused_in_our_words(exc: ServiceError, args) -> UsageError | ServiceError:
+    """A 422 whose details name fields, told as the flag (or the strategy file) at fault."""
+    if exc.status != 422 or not exc.details:
+        return exc
+    flags = {".".join(loc): (flag, getattr(args, loc[-1])) for loc, flag in BACKTEST_FLAGS.items()}
+    problems = []
+    for detail in exc.details:
+        field, message = str(detail.get("field", "")), detail.get("message", "")
+        if field in flags:
+            flag, value = flags[field]
+            problems.append(f"{flag}{'' if value is None else ' ' + shlex.quote(str(value))}: {message}")
+        elif field == "strategy" or field.startswith("strategy."):
+            problems.append(f"{args.strategy}: {field.removeprefix('strategy').removeprefix('.') or 'strategy'}: "
+                            f"{message}")
+        else:
+            problems.append(f"{field}: {message}" if field else message)
+    return UsageError("; ".join(problems))
+
+
+def cmd_backtest(client: MinerClient, args, console: Console) -> int:
+    flags = _backtest_request(args, {})  # the flags first: a bad one is refused before any file or job is read
+    request = flags.model_copy(update={"strategy": _strategy_of(client, args)})
+    try:
+        tested = client.backtest(request)
+    except ServiceError as exc:
+        raise _refused_in_our_words(exc, args) from None
+    if args.json:
+        _print_json(tested)
+        return ExitCode.OK
+    costs = tested.costs
+    console.print(f"strategy: {tested.strategy}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"{tested.dataset} ({tested.data_fingerprint}): {tested.bars:,} bars from {_when(tested.first_time)} "
+                  f"to {_when(tested.last_time)} UTC; fee {costs.fee_bps:g} bps, slippage {costs.slippage_bps:g} bps, "
+                  f"cash {costs.initial_cash:,.2f}", markup=False, highlight=False, soft_wrap=True)
+    console.print(backtest_table(tested))
+    console.print(f"{len(tested.trades):,} trades (--json lists them, with the equity curve)", highlight=False)
+    return ExitCode.OK
+
+
 # ---- parser and entry point ------------------------------------------------------------------------------
 
 class MinerParser(argparse.ArgumentParser):
@@ -554,6 +668,23 @@ def build_parser() -> argparse.ArgumentParser:
     exporting.add_argument("--out", metavar="FILE", help="write it to FILE (default: standard output)")
     compare = add("compare", cmd_compare, "the best strategies of several jobs side by side", json_output=True)
     compare.add_argument("jobs", nargs="+", metavar="JOB")
+    backtest = add("backtest", cmd_backtest, "backtest a strategy on any dataset, period and costs: a strategy file "
+                                             "(miner export JOB --out strategy.json, or a genome), or JOB [--rank K]",
+                   json_output=True)
+    backtest.add_argument("strategy", metavar="STRATEGY",
+                          help="a strategy document or genome JSON file; or a job id (or its start): its best "
+                               "strategy, or with --rank the K-th")
+    backtest.add_argument("--dataset", required=True, help="dataset to test on (miner datasets lists them)")
+    backtest.add_argument("--start", metavar="TIME",
+                          help="trade from the first bar at or after TIME: an ISO-8601 date or time (UTC unless it "
+                               "says otherwise) or epoch seconds (default: the dataset's first bar)")
+    backtest.add_argument("--end", metavar="TIME", help="trade up to the last bar before TIME (default: the dataset's "
+                                                        "last bar)")
+    for spec_flag in SPEC_FLAGS:
+        if spec_flag.is_cost:
+            _add_spec_flag(backtest, spec_flag)
+    backtest.add_argument("--rank", type=_whole_number, metavar="K",
+                          help="with a JOB: the K-th of its best distinct strategies (default: 1, the best)")
     return parser
 
 

@@ -92,15 +92,25 @@ def _metric(metrics: dict[str, float] | None, name: str) -> str:
     return METRIC_FORMATS[name].format(metrics[name])
 
 
-def result_table(result: wire.JobResult) -> Table:
-    table = Table(title=f"best strategy of job {result.job_id}")
+def metrics_table(title: str, columns: dict[str, dict[str, float] | None]) -> Table:
+    """Every metric, formatted as `miner result` shows it, one column per backtest ('-' where one has none)."""
+    table = Table(title=title)
     table.add_column("metric")
-    table.add_column("train", justify="right")
-    table.add_column("holdout", justify="right")
+    for column in columns:
+        table.add_column(column, justify="right")
     for name in METRIC_FORMATS:
-        table.add_row(name, _metric(result.train.metrics, name),
-                      _metric(result.holdout.metrics if result.holdout else None, name))
+        table.add_row(name, *(_metric(metrics, name) for metrics in columns.values()))
     return table
+
+
+def result_table(result: wire.JobResult) -> Table:
+    return metrics_table(f"best strategy of job {result.job_id}",
+                         {"train": result.train.metrics, "holdout": result.holdout.metrics if result.holdout else None})
+
+
+def backtest_table(backtest: wire.BacktestResult) -> Table:
+    """A re-test's metrics (``miner backtest``), in the same rows and formats as a result's."""
+    return metrics_table(f"backtest on {backtest.dataset}", {"backtest": backtest.metrics})
 
 
 def hall_of_fame_table(result: wire.JobResult, top: int) -> Table:

@@ -6,10 +6,11 @@ Pure pydantic, so a laptop with only the base install (no Ray, no Numba, no nump
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from schema.costs import Costs
 from schema.research import Baselines, FoldResult, Validation, ValidationSettings
@@ -125,6 +126,46 @@ class Backtest(_Wire):
     metrics: dict[str, float]
     trades: list[Trade]
     equity: EquityCurve
+
+
+class BacktestRequest(_Wire):
+    """One strategy re-tested on a registered dataset, window and costs (``POST /v1/backtests``).
+
+    ``start`` and ``end`` are ISO-8601 dates or times (naive ones are UTC) or epoch seconds; the window is the bars
+    from the first at or after ``start`` up to the last before ``end``, inside the dataset (docs/api.md).
+    """
+
+    strategy: dict[str, Any] = Field(description="the genome JSON (README, 'A strategy, in JSON'), or the strategy "
+                                                 "document `miner export` writes (docs/strategy.md) as it is: its "
+                                                 "`genome` is tested, its costs and dataset are not used")
+    dataset: str = Field(min_length=1, max_length=200, description="dataset name, see GET /v1/datasets")
+    start: datetime | None = Field(None, description="trade from the first bar at or after this time; default: the "
+                                                     "dataset's first bar")
+    end: datetime | None = Field(None, description="trade up to the last bar before this time; default: up to the "
+                                                   "dataset's last bar")
+    costs: Costs | None = Field(None, description="each cost left out takes the service's default, as for a job")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        value = value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+        start = info.data.get("start")
+        if info.field_name == "end" and value is not None and start is not None and value <= start:
+            raise ValueError(f"must be after start ({start.isoformat()})")
+        return value
+
+
+class BacktestResult(Backtest):
+    """A strategy's backtest (metrics, trades, equity curve thinned like a job result's) and what was tested."""
+
+    strategy: str = Field(description="the genome in one readable line")
+    genome: dict[str, Any] = Field(description="the genome tested, as the service read it")
+    dataset: str
+    data_fingerprint: str = Field(description="content hash of the dataset's rows (compare with a job result's)")
+    first_time: int = Field(description="epoch seconds of the first bar of the window")
+    last_time: int = Field(description="epoch seconds of the last bar of the window")
+    bars: int = Field(description="bars in the window")
+    costs: Costs = Field(description="the costs used: the request's, each left out being the service's default")
 
 
 class HallOfFameEntry(_Wire):

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from client import models as wire
 from schema.errors import ERRORS, HTTP_ERROR, NORMAL_CLOSE, SERVICE_FAILED_CLOSE, ErrorBody, ErrorKind
 from schema.events import Event
-from serve_app import dashboard
+from serve_app import backtests, dashboard
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, ON_HEAD_NODE, RuntimeConfig, ServiceSettings
 from serve_app.coordinator import MinerCoordinator
 from serve_app.errors import CannotStart, MinerError, Unavailable
@@ -50,7 +50,7 @@ def _answer(kind: ErrorKind, message: str, details: list | None = None) -> JSONR
 
 @app.exception_handler(MinerError)
 async def _miner_error(request: Request, exc: MinerError) -> JSONResponse:
-    return _answer(exc.kind, exc.message)
+    return _answer(exc.kind, exc.message, getattr(exc, "details", None))  # details: the fields at fault, if named
 
 
 @app.exception_handler(RequestValidationError)
@@ -329,6 +329,19 @@ class MinerAPI:
     async def cancel(self, job_id: str) -> wire.CancelAccepted:
         """Stop a job between batches; its events end with 'cancelled'."""
         return wire.CancelAccepted(**await call(self.coordinator.cancel.remote(job_id)))
+
+    @app.post("/v1/backtests", dependencies=auth, tags=["backtests"],
+              responses=errors(*V1_ERRORS, *BODY_ERRORS, "not_found", "invalid_data"))
+    async def backtest(self, request: wire.BacktestRequest) -> wire.BacktestResult:
+        """Backtest one strategy on a registered dataset, window and costs: metrics, trades and the equity curve.
+
+        ``strategy`` is the genome JSON or the strategy document ``miner export`` writes. A worker of the pool runs
+        it (milliseconds), beside the jobs' batches. 404 for an unknown dataset; 422 naming the field for a bad
+        strategy, a time outside the dataset or a window of fewer than 100 bars.
+        """
+        backtests.genome_of(request.strategy)  # a bad strategy is refused here, naming its fields
+        sent = request.model_dump(mode="json", exclude_unset=True)  # costs left out: the service's (as for a job)
+        return wire.BacktestResult(**await call(self.coordinator.backtest.remote(sent)))
 
     @app.get("/v1/evaluators", dependencies=auth, tags=["evaluators"], responses=errors(*V1_ERRORS))
     async def evaluators(self) -> list[wire.EvaluatorInfo]:

@@ -31,7 +31,7 @@ from engine.miner import MiningSession
 from engine.scoring import fold_windows
 from engine.validation import ValidationTask, validation_tasks
 from schema.events import EventData, Failed, Paused, Resumed
-from serve_app import backups, mapping
+from serve_app import backtests, backups, mapping
 from serve_app.config import EvaluatorLimits, RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry, menu_features, put_tables
 from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, StorageFull, TooMany
@@ -495,6 +495,11 @@ class MinerCoordinator:
             self.store.set_status(job_id, "finished")
             self._emit_engine(job_id, ev.Finished(best_fitness=result.fitness,
                                                   generations_run=result.generations_run))
+
+    async def backtest(self, request: dict) -> dict:
+        """``POST /v1/backtests``: one strategy on a dataset, window and costs, run by a worker (``backtests``)."""
+        await self._ensure_started()
+        return await backtests.run(wire.BacktestRequest(**request), self.datasets, self.runtime, self.pool)
 
     # ---- datasets and cluster ----------------------------------------------------------------------
     async def list_datasets(self) -> list[dict]:

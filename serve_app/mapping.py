@@ -15,12 +15,16 @@ from serve_app.config import RuntimeConfig
 MAX_CURVE_POINTS = 2_000
 
 
+def resolve_costs(costs: wire.Costs | None, runtime: RuntimeConfig) -> wire.Costs:
+    """Each cost left out takes the service's default (not the wire model's): for jobs and backtests alike."""
+    given = costs.model_dump(exclude_unset=True) if costs else {}
+    return runtime.default_costs.model_copy(update=given)
+
+
 def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig, evaluator_version: str) -> wire.JobSpec:
-    """Fill in the service defaults (each cost left out takes the service's) and pin the evaluator version, so a
-    stored job never changes meaning."""
-    given = spec.costs.model_dump(exclude_unset=True) if spec.costs else {}
-    return spec.model_copy(update={"costs": runtime.default_costs.model_copy(update=given),
-                                   "evaluator": evaluator_version})
+    """Fill in the service defaults (``resolve_costs``) and pin the evaluator version, so a stored job never changes
+    meaning."""
+    return spec.model_copy(update={"costs": resolve_costs(spec.costs, runtime), "evaluator": evaluator_version})
 
 
 def settings_for(spec: wire.JobSpec) -> MinerSettings:

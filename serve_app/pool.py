@@ -22,6 +22,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import ray
@@ -35,6 +36,7 @@ from serve_app.sandbox import START_TIMEOUT_S
 from serve_app.worker import BacktestWorker, Scoring
 
 WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
+READY_WAIT_S = 30.0  # how long a call outside the queues waits for a ready worker
 
 
 @dataclass
@@ -169,6 +171,38 @@ class WorkerPool:
             return await asyncio.wait_for(worker.handle.trial.remote(name, source, params, limits), timeout_s)
         except TimeoutError:
             return {"ok": False, "error": f"the worker trying it did not answer within {timeout_s:.0f} s"}
+
+    async def call(self, method: str, *args, attempts: int = 3) -> Any:
+        """One call of a ``BacktestWorker`` method beside the jobs' queues (``POST /v1/backtests``: one strategy's
+        report, milliseconds of kernel time). It goes to an idle ready worker, kept from batches until it answers, else
+        to a busy one, where it waits behind that worker's batch (about ``batch_target_s``). A worker lost, or silent
+        past ``batch_timeout_s``, is replaced by another, ``attempts`` times in all; TimeoutError when none answered,
+        or none was ready within READY_WAIT_S."""
+        for _ in range(attempts):
+            waited = 0.0
+            while not (ready := [w for w in self._workers.values() if w.ready and not w.retiring]):
+                if waited >= READY_WAIT_S:  # right after a (re)start the workers are still warming up
+                    raise TimeoutError(f"no worker was ready within {READY_WAIT_S:g} s")
+                await asyncio.sleep(0.2)
+                waited += 0.2
+            worker = min(ready, key=lambda w: w.busy)
+            reserved = not worker.busy
+            worker.busy = True
+            try:
+                return await asyncio.wait_for(getattr(worker.handle, method).remote(*args),
+                                              self.settings.batch_timeout_s)
+            except WORKER_LOST:
+                self._workers = {k: w for k, w in self._workers.items() if w is not worker}
+            except TimeoutError:
+                pass
+            finally:
+                if reserved:
+                    worker.busy = False
+                    if worker.retiring:
+                        self._kill(worker)
+                    self._wakeup.set()
+        raise TimeoutError(f"{attempts} workers in turn were lost or did not answer within "
+                           f"{self.settings.batch_timeout_s:g} s")
 
     async def memory(self) -> list[dict]:
         """Each ready worker's memory report (see ``BacktestWorker.memory``)."""

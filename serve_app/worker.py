@@ -24,6 +24,7 @@ from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
+from serve_app import mapping
 from serve_app.config import EvaluatorLimits
 from serve_app.sandbox import Sandbox, SandboxedEvaluator
 from serve_app.versions import runtime_versions
@@ -125,6 +126,13 @@ class BacktestWorker:
         metrics = np.stack([tester.evaluate(genomes, Window(start, end)) for start, end in windows], axis=1)
         seconds = time.perf_counter() - started
         return metrics, self._fitness(scoring, metrics), seconds
+
+    def report(self, dataset_id: str, dataset: list, costs: Costs, genome: np.ndarray, start: int, end: int) -> dict:
+        """One genome's full backtest on bars [start, end) of a dataset (``POST /v1/backtests``): metrics, trades and
+        the equity curve thinned as a job result's (``mapping.backtest``), as JSON."""
+        store = self._store(dataset_id, dataset)
+        report = LocalBacktester(store.candles, costs, features=store).report(genome, Window(start, end))
+        return mapping.backtest(report).model_dump(mode="json")
 
     def trial(self, name: str, source: str, params: dict, limits: EvaluatorLimits) -> dict:
         """Load a would-be evaluator in the sandbox and score a sample of real backtests with it, all within one

@@ -20,6 +20,7 @@ from websockets.exceptions import ConnectionClosedError
 from websockets.frames import Close
 
 from client import models as wire
+from client.export import SCHEMA
 from schema import events as ev
 from schema.errors import ERRORS, NORMAL_CLOSE, ErrorBody, ErrorKind
 from schema.research import Baselines, FoldResult, Validation
@@ -39,11 +40,15 @@ CLUSTER = wire.ClusterInfo(nodes=[wire.NodeInfo(node_id="a" * 40, address="100.6
 
 
 class Refused(Exception):
-    """What a route answers instead: an error of the table."""
+    """What a route answers instead: an error of the table (``details``: the fields at fault)."""
 
-    def __init__(self, kind: ErrorKind, message: str):
+    def __init__(self, kind: ErrorKind, message: str, details: list[dict] | None = None):
         super().__init__(message)
-        self.kind, self.message = kind, message
+        self.kind, self.message, self.details = kind, message, details
+
+    @classmethod
+    def at(cls, code: str, field: str, problem: str) -> Refused:
+        return cls(ERRORS[code], f"{field}: {problem}", [{"field": field, "message": problem}])
 
 
 def mining_log(spec: wire.JobSpec, ending: ev.EventData | None) -> list[ev.EventData]:
@@ -130,8 +135,8 @@ class FakeService:
                 raise Refused(ERRORS["unauthorized"], "missing or wrong token")
             status, body = self._route(request)
         except Refused as refused:
-            return httpx.Response(refused.kind.status, json=ErrorBody(error=refused.kind.code,
-                                                                      message=refused.message).model_dump())
+            return httpx.Response(refused.kind.status, json=ErrorBody(error=refused.kind.code, message=refused.message,
+                                                                      details=refused.details).model_dump())
         return httpx.Response(status, json=body)
 
     def _route(self, request: httpx.Request) -> tuple[int, object]:
@@ -142,6 +147,8 @@ class FakeService:
             return 201, self._upload(request.url.params["name"], request.content)
         if method == "PUT" and (name := re.fullmatch(r"/v1/evaluators/([a-z][a-z0-9_]*)", path)):
             return 201, self._evaluator(name[1], json.loads(request.content))
+        if (method, path) == ("POST", "/v1/backtests"):
+            return 200, self._backtest(json.loads(request.content))
         if (method, path) == ("GET", "/v1/jobs"):
             return 200, [job.model_dump(mode="json") for job in reversed(self.jobs.values())]
         if (method, path) == ("POST", "/v1/jobs"):
@@ -172,6 +179,38 @@ class FakeService:
             raise Refused(ERRORS["not_found"], f"unknown dataset '{spec.dataset}'")
         job_id = self.add_job(wire.JobStatus.FINISHED, **body)
         return wire.Submitted(id=job_id, status=wire.JobStatus.QUEUED).model_dump(mode="json")
+
+    def _backtest(self, body: dict) -> dict:
+        """As the service answers: 422 naming the field for a bad request, strategy or window, 404 for an unknown
+        dataset (each of the fake's datasets holds 1,000 bars of 300 s from time 0), else the canned metrics."""
+        try:
+            request = wire.BacktestRequest(**body)
+        except ValidationError as exc:
+            raise Refused(ERRORS["invalid_request"], str(exc), [{"field": ".".join(map(str, e["loc"])),
+                                                                 "message": e["msg"]} for e in exc.errors()]) from None
+        strategy, field = request.strategy, "strategy"
+        if "schema" in strategy or "genome" in strategy:
+            if strategy.get("schema") != SCHEMA:
+                raise Refused.at("invalid_request", "strategy.schema", f"a strategy document's schema is '{SCHEMA}'")
+            strategy, field = strategy.get("genome"), "strategy.genome"
+        if not isinstance(strategy, dict) or strategy.get("direction") not in ("long", "short"):
+            raise Refused.at("invalid_request", f"{field}.direction", "Input should be 'long' or 'short'")
+        if request.dataset not in self.datasets:
+            raise Refused(ERRORS["not_found"], f"unknown dataset '{request.dataset}'; available: "
+                                               f"{', '.join(self.datasets)}")
+        first, last = (int(t.timestamp()) if t else None for t in (request.start, request.end))
+        if first is not None and not 0 <= first <= 299_700:
+            raise Refused.at("invalid_data", "start", "is outside the data")
+        if last is not None and not 0 < last <= 300_000:
+            raise Refused.at("invalid_data", "end", "is outside the data")
+        lo, hi = (first or 0) // 300, -(-(last or 300_000) // 300)
+        if hi - lo < 100:
+            raise Refused.at("invalid_data", "end", f"the window holds {hi - lo} bars; a backtest needs at least 100")
+        given = request.costs.model_dump(exclude_unset=True) if request.costs else {}
+        return wire.BacktestResult(metrics=METRICS, trades=[], equity=wire.EquityCurve(time=[lo * 300], equity=[1e4]),
+                                   strategy=STRATEGY, genome=strategy, dataset=request.dataset, data_fingerprint="f1",
+                                   first_time=lo * 300, last_time=(hi - 1) * 300, bars=hi - lo,
+                                   costs=wire.Costs(**given)).model_dump(mode="json")
 
     def _dataset(self, name: str) -> dict:
         return wire.DatasetInfo(name=name, fingerprint="f1", candles=1000, first_time=0, last_time=299_700,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -99,3 +100,18 @@ def test_wrong_token_unknown_job_unreachable_url_bad_usage(miner, service, capsy
     assert "unknown dataset 'nope'" in capsys.readouterr().err
     assert miner("submit") == ExitCode.USAGE  # --dataset is required
     assert "--dataset" in capsys.readouterr().err
+
+
+def test_export_then_backtest_gives_the_job_s_own_metrics(miner, client, tmp_path, capsys):
+    job = client.submit(dataset="synthetic", population=8, generations=2, seed=6, permutations=0)
+    client.wait(job.id)
+    result = client.result(job.id)
+    path = tmp_path / "strategy.json"
+    assert miner("export", job.id[:6], "--out", str(path)) == ExitCode.OK
+    capsys.readouterr()
+    # the job left its costs to the service, and so does this backtest; the training bars end where the holdout starts
+    assert miner("backtest", str(path), "--dataset", "synthetic", "--end", str(result.holdout.equity.time[0]),
+                 "--json") == ExitCode.OK
+    assert json.loads(capsys.readouterr().out)["metrics"] == result.train.metrics
+    assert miner("backtest", job.id, "--dataset", "synthetic", "--start", "2030-01-01") == ExitCode.USAGE
+    assert capsys.readouterr().err.startswith("error: --start 2030-01-01: is outside the data: dataset 'synthetic'")

@@ -4,15 +4,18 @@ and a failure is exactly one line on stderr (naming the flag when a flag is at f
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from client.cli import SPEC_FLAGS, main
+from client.export import SCHEMA
 from client.models import JobStatus
 from schema.errors import ERRORS, ExitCode, exit_code_for
 
-from .fake_service import FakeService, Refused
+from .fake_service import GENOME, FakeService, Refused
 
 STATUSES = (JobStatus.FINISHED, JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED)
 # what each job command exits with for a job in each status (None: not generated, e.g. following a running job,
@@ -67,6 +70,59 @@ def job_case(draw):
     return [command, job, *extra], expected, []
 
 
+STRATEGY_FILES = {  # what a STRATEGY.json holds (the files are in the test's working folder), and whether it is taken
+    "genome.json": (json.dumps(GENOME), True),
+    "document.json": (json.dumps({"schema": SCHEMA, "genome": GENOME}), True),
+    "not_json.json": ("{genome", False), "list.json": ("[1]", False),
+    "wrong_schema.json": ('{"direction": "up"}', False),
+    "other_document.json": (json.dumps({"schema": "strategy-miner/strategy/9", "genome": GENOME}), False)}
+BACKTEST_GOOD = {"--start": st.sampled_from(["1970-01-01", "1970-01-01T02:00:00Z", "3600"]),
+                 "--end": st.sampled_from(["1970-01-04", "1970-01-04T11:20:00+00:00", "300000"]),
+                 **{flag: GOOD[flag] for flag in ("--fee-bps", "--slippage-bps", "--initial-cash")}}
+BACKTEST_BAD = {"--start": st.sampled_from(["yesterday", "2025-13-01"]), "--end": st.just("noon"),
+                "--dataset": st.just(""), "--rank": st.integers(max_value=0),
+                **{flag: BAD[flag] for flag in ("--fee-bps", "--slippage-bps", "--initial-cash")}}
+REFUSED_BY_THE_SERVICE = {"--start": st.just("1990-01-01"),  # outside the fake's data
+                          "--end": st.sampled_from(["1970-01-01T01:00", "1969-12-31"]),  # 12 bars; before the data
+                          "--dataset": st.just("nope")}
+
+
+@st.composite
+def backtest_case(draw):
+    """A strategy file (good or not) or a job (in any status), with good flags, and maybe a bad one that the CLI
+    refuses before reading anything or one that the service refuses once the strategy is read."""
+    argv = ["backtest"]
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(sorted(STRATEGY_FILES)))
+        argv.append(name)
+        expected = ExitCode.OK if STRATEGY_FILES[name][1] else ExitCode.USAGE
+    else:
+        status = draw(st.sampled_from(STATUSES))
+        argv.append(f"job{STATUSES.index(status) + 1}")
+        expected = BY_STATUS["result"][status]
+        if draw(st.booleans()):
+            argv += ["--rank", "1"]
+    argv += ["--dataset", "synthetic"]
+    kind = draw(st.sampled_from(["good", "bad", "refused"]))
+    bad = draw(st.sampled_from(sorted(BACKTEST_BAD if kind == "bad" else REFUSED_BY_THE_SERVICE)))
+    if kind == "good" or (bad == "--rank" and argv[1] in STRATEGY_FILES):  # --rank with a file: refused anyway
+        bad = None
+    # a bad time with a good other one could be refused as out of order, naming the other
+    flags = draw(st.lists(st.sampled_from(sorted(set(BACKTEST_GOOD) - {"--start", "--end"} if bad in (
+        "--start", "--end") else BACKTEST_GOOD)), unique=True, max_size=3))
+    for flag in flags:
+        argv += [flag, str(draw(BACKTEST_GOOD[flag]))]
+    if bad:
+        argv += [bad, str(draw((BACKTEST_BAD if kind == "bad" else REFUSED_BY_THE_SERVICE)[bad]))]
+    if draw(st.booleans()):
+        argv.append("--json")
+    if bad and kind == "bad":  # refused by the CLI in the flag's words, before the file or the job is read
+        return argv, ExitCode.USAGE, [bad]
+    if bad and expected == ExitCode.OK:  # the strategy is fine: the service refuses the flag, naming it
+        return argv, ExitCode.USAGE, [] if bad == "--dataset" else [bad]
+    return argv, expected, []
+
+
 @st.composite
 def listing_case(draw):
     argv = draw(st.sampled_from([["jobs"], ["datasets"], ["datasets", "list"], ["cluster"], ["evaluator"],
@@ -82,7 +138,7 @@ def listing_case(draw):
 def noise_case(draw):
     """Any words after any command: never a traceback, whatever they mean."""
     command = draw(st.sampled_from(["submit", "follow", "jobs", "show", "result", "export", "compare", "cancel",
-                                    "cluster", "evaluator", "datasets", "nope"]))
+                                    "cluster", "evaluator", "datasets", "backtest", "nope"]))
     words = draw(st.lists(st.one_of(st.text(max_size=6), st.sampled_from(["--json", "--limit", "--url", "-x",
                                                                            "--population", "job1", "push"])),
                           max_size=4))
@@ -95,10 +151,13 @@ def service(monkeypatch, tmp_path):
     monkeypatch.setenv("MINER_TOKEN", "test-token")
     monkeypatch.setenv("MINER_HOME", str(tmp_path / "home"))
     monkeypatch.setattr("client.api.RECONNECT_DELAYS_S", (0.0,))
+    for name, (content, _) in STRATEGY_FILES.items():  # the strategy files backtest cases name
+        (tmp_path / name).write_text(content)
+    monkeypatch.chdir(tmp_path)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=st.one_of(submit_case(), job_case(), listing_case(), noise_case()),
+@given(case=st.one_of(submit_case(), job_case(), listing_case(), backtest_case(), noise_case()),
        refusal=st.one_of(st.none(), st.sampled_from(sorted(ERRORS))))
 def test_every_command_line_ends_with_its_exit_code_and_at_most_one_line(service, capsys, case, refusal):
     argv, expected, bad_flags = case
