@@ -19,6 +19,7 @@ import os
 import sqlite3
 import time
 
+import numpy as np
 import ray
 
 from client import models as wire
@@ -382,36 +383,68 @@ class MinerCoordinator:
         told_generation, told_evaluated = self._told_of_generation_under_way(told)
         self.store.set_status(job_id, "running")
         self.store.set_progress(job_id, progress.model_dump(), evaluator_version=session.evaluator.version)
-        progress_told_at = [-math.inf]  # the first batch is always told
-        while not session.done:
-            if job_id in self._cancelled:
-                raise _Cancelled
+        progress_told_at = -math.inf  # the first batch is always told
+        announced = -1  # the generation whose start followers know of: only its progress may be told
+
+        def evaluate(population: np.ndarray, progress: wire.Progress) -> asyncio.Future:
+            """Send the generation under way to the pool; its batch progress is stored and told as it comes."""
             generation = session.generation
             already_told = told_evaluated if generation == told_generation else -1
-            if already_told < 0:
-                self._emit_engine(job_id, ev.GenerationStarted(generation=generation))
-            population = session.population()
 
-            def on_progress(done: int, total: int, generation=generation, progress=progress,
-                            already_told=already_told) -> None:
-                if done <= already_told or time.monotonic() - progress_told_at[0] < PROGRESS_EVERY_S:
+            def on_progress(done: int, total: int) -> None:
+                nonlocal progress_told_at
+                if (generation != announced or done <= already_told
+                        or time.monotonic() - progress_told_at < PROGRESS_EVERY_S):
                     return
-                progress_told_at[0] = time.monotonic()
+                progress_told_at = time.monotonic()
                 with self.store.transaction():
                     self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
                     self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
 
-            metrics, fitness = await self.pool.evaluate(job_id, scoring, population, session.folds, on_progress)
-            best, checkpoint = await asyncio.to_thread(lambda p=population, m=metrics, f=fitness: (
-                session.tell_generation(p, m, f), session.state()))
-            progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
-                                                   "evaluations": progress.evaluations + len(population)})
-            famed = mapping.best_so_far(session)
-            with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
-                self.store.save_checkpoint(job_id, session.generation, checkpoint, asked=session.asked[-1])
-                self.store.set_progress(job_id, progress.model_dump(),
-                                        None if famed is None else famed.model_dump(mode="json"))
-                self._emit_engine(job_id, best)
+            future = asyncio.ensure_future(self.pool.evaluate(job_id, scoring, population, session.folds,
+                                                              on_progress))
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even if never awaited
+            return future
+
+        def announce() -> None:
+            nonlocal announced
+            if session.generation != told_generation:  # after a restart, followers know the one under way
+                self._emit_engine(job_id, ev.GenerationStarted(generation=session.generation))
+            announced = session.generation
+
+        in_flight: asyncio.Future | None = None
+        try:
+            if job_id in self._cancelled:
+                raise _Cancelled
+            if not session.done:
+                population = session.population()
+                in_flight = evaluate(population, progress)
+                announce()
+            while in_flight is not None:
+                metrics, fitness = await in_flight
+                best = await asyncio.to_thread(session.tell_generation, population, metrics, fitness)
+                progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
+                                                       "evaluations": progress.evaluations + len(population)})
+                in_flight = None
+                if not session.done and job_id not in self._cancelled:
+                    # the workers start on the next generation while this one is stored: the store's commit is
+                    # serial time that would otherwise leave them idle (its checkpoint is this generation's state)
+                    population = session.population()
+                    in_flight = evaluate(population, progress)
+                checkpoint = await asyncio.to_thread(session.state)
+                famed = mapping.best_so_far(session)
+                with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
+                    self.store.save_checkpoint(job_id, session.generation, checkpoint, asked=session.asked[-1])
+                    self.store.set_progress(job_id, progress.model_dump(),
+                                            None if famed is None else famed.model_dump(mode="json"))
+                    self._emit_engine(job_id, best)
+                if job_id in self._cancelled:
+                    raise _Cancelled
+                if in_flight is not None:
+                    announce()
+        finally:
+            if in_flight is not None:
+                in_flight.cancel()
         await self._validate(job_id, candles, scoring, session, told, progress)
         await self._finish(job_id, spec, candles, features, session, limits)
 
