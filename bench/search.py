@@ -40,7 +40,10 @@ from engine.miner import MiningSession, run_search  # noqa: E402
 from engine.settings import MinerSettings  # noqa: E402
 
 DEFAULT_DATA = REPO / "data" / "BTC-USD_FIVE_MINUTE.csv.gz"
-PREVIOUS = "c39cbf4"  # the last commit with the single-population GA
+# The search the "previous" column runs: its own whole engine, evaluator included, so it must score like this tree
+# (c39cbf4, the single-population GA, scores with the evaluator before `balanced` moved to bar_z: another scale).
+# 7cfc2db: islands and bar_z as now, breeding still a per-child Python loop.
+PREVIOUS = "7cfc2db"
 SEEDS = range(10)
 RISKS = ("LOW", "MEDIUM", "HIGH")
 COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
