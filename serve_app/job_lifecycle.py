@@ -1,0 +1,284 @@
+"""What happens to one job from the moment it holds a mining slot to its end: mine its generations (the next one sent
+to the pool while the last is stored), run its validation searches, pause while the disk is full, and end it
+(finished, cancelled or failed) with its result, status and last event landing together.
+
+``JobLifecycle`` is a part of ``MinerCoordinator`` (its base class), kept apart so that the coordinator's module holds
+the service's surface and scheduling and this one the life of a job. It uses the coordinator's ``store``, ``pool``,
+``datasets``, ``evaluators``, ``runtime``, ``reserve``, ``_cancelled``, ``_slot``, ``_job`` and ``_emit_engine``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+
+import numpy as np
+
+from client import models as wire
+from engine import events as ev
+from engine.backtester import LocalBacktester
+from engine.baselines import budget
+from engine.candles import Candles
+from engine.features import FeatureStore
+from engine.miner import MiningSession
+from engine.validation import ValidationTask, validation_tasks
+from schema.events import Failed, Paused, Resumed
+from serve_app import mapping
+from serve_app.config import EvaluatorLimits
+from serve_app.datasets import menu_features, put_tables
+from serve_app.errors import StorageFull
+from serve_app.worker import Scoring
+
+PAUSE_PROBE_S = 2.0  # how often a job paused by a full disk tries whether writes succeed again
+# a job's batch progress is stored and told at most this often: each telling is a durable commit on the event loop,
+# and 22 workers answering ~10 batches a second each would otherwise spend the loop on commits
+PROGRESS_EVERY_S = 0.25
+log = logging.getLogger("ray")
+
+
+class _Cancelled(Exception):
+    """Raised inside a job's runner when the job was cancelled between batches."""
+
+
+class JobLifecycle:
+    async def _end_early(self, job_id: str, error: str | None = None) -> None:
+        """End a job that did not finish (cancelled, or failed with ``error``): its result, if it completed a
+        generation, its status and its last event land together."""
+        result = await self._early_result(job_id)
+        generation = self._job(job_id)["progress"].get("generation", 0)
+        with self.store.transaction():
+            if result is not None:
+                self.store.save_result(job_id, result.model_dump(mode="json"))
+            self.store.set_status(job_id, "failed" if error else "cancelled", error=error)
+            self._emit_engine(job_id, Failed(error=error) if error else ev.Cancelled(generation=generation))
+
+    async def _early_result(self, job_id: str) -> wire.JobResult | None:
+        """The best of the generations a job completed, hall of fame included, from the state committed with the
+        last of them (deleted once the job has ended); None if it completed none or the result cannot be built."""
+        state = self.store.load_checkpoint(job_id)
+        if state is None:
+            return None
+        spec = wire.JobSpec(**self._job(job_id)["spec"])
+        try:
+            dataset = self.datasets.get(spec.dataset)
+            candles = dataset.candles
+            session, features = await asyncio.to_thread(lambda: (MiningSession(
+                len(candles), candles.fingerprint, mapping.settings_for(spec),
+                self.evaluators.compiled(spec.evaluator), resume_state=state, asked=self.store.load_asked(job_id)),
+                dataset.features))
+            return await self._result(job_id, spec, candles, features, session, self.runtime.evaluator_limits,
+                                      cancelled=True)
+        except Exception:  # a job failing for want of its data or evaluator must still end
+            log.exception("job %s ended early and its result could not be built", job_id)
+            return None
+
+    async def _run(self, job_id: str) -> None:
+        try:
+            if job_id in self._cancelled:  # cancelled before a restart: no need to wait for a slot
+                raise _Cancelled
+            async with self._slot():
+                while True:
+                    job = self._job(job_id)
+                    try:
+                        await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"])
+                        break
+                    except StorageFull as exc:  # nothing of the generation under way was stored: mine it again
+                        await self._pause_until_writable(job_id, exc.message)
+        except (_Cancelled, asyncio.CancelledError):
+            if job_id not in self._cancelled:
+                raise
+            await self._end_early(job_id)
+        except Exception as exc:
+            await self._end_early(job_id, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
+        finally:
+            self._cancelled.discard(job_id)  # per-job memory ends with the job (events live in the store)
+
+    async def _pause_until_writable(self, job_id: str, reason: str) -> None:
+        """The disk is full: store (in the room the reserve leaves) that the job is paused, then wait until the
+        reserve can be taken back, i.e. writes succeed again, and store that it resumes."""
+        self.reserve.free()
+        try:
+            with self.store.transaction():
+                self.store.set_status(job_id, "paused")
+                self._emit_engine(job_id, Paused(reason=reason))
+        except StorageFull:  # even the reserve's room is gone (other writers): followers learn it on resuming
+            log.error("job %s paused, and the disk is too full to store that", job_id)
+        while not await asyncio.to_thread(self.reserve.take):
+            if job_id in self._cancelled:
+                raise _Cancelled
+            await asyncio.sleep(PAUSE_PROBE_S)
+        with self.store.transaction():
+            self.store.set_status(job_id, "running")
+            self._emit_engine(job_id, Resumed())
+
+    async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> None:
+        dataset = self.datasets.get(spec.dataset)
+        self.datasets.mined(dataset)
+        candles = dataset.candles
+        # the job holds its own references to the shared tables: the registry may forget them meanwhile
+        dataset_ref, features = await asyncio.to_thread(lambda: (dataset.ref, dataset.features))
+        evaluator = self.evaluators.compiled(spec.evaluator)  # the version pinned at submission
+        limits = self.runtime.evaluator_limits  # for pushed code; a job keeps the limits it (re)started with
+        scoring = Scoring(dataset_id=candles.fingerprint, dataset=[dataset_ref], costs=mapping.settings_for(spec).costs,
+                          evaluator_version=evaluator.version, evaluator=[self.evaluators.ref(evaluator.version)],
+                          limits=limits, min_trades=spec.min_trades)
+        # GA work (seeding, breeding: seconds at the largest populations) runs in a thread, so the event loop
+        # keeps answering clients and feeding workers meanwhile
+        session = await asyncio.to_thread(lambda: MiningSession(
+            len(candles), candles.fingerprint, mapping.settings_for(spec), evaluator,
+            resume_state=self.store.load_checkpoint(job_id), asked=self.store.load_asked(job_id)))
+        progress = wire.Progress(**progress)
+        told = self.store.last_progress_event(job_id)
+        if told is None:
+            self._emit_engine(job_id, session.started())
+        told_generation, told_evaluated = self._told_of_generation_under_way(told)
+        self.store.set_status(job_id, "running")
+        self.store.set_progress(job_id, progress.model_dump(), evaluator_version=session.evaluator.version)
+        progress_told_at = -math.inf  # the first batch is always told
+        announced = -1  # the generation whose start followers know of: only its progress may be told
+
+        def evaluate(population: np.ndarray, progress: wire.Progress) -> asyncio.Future:
+            """Send the generation under way to the pool; its batch progress is stored and told as it comes."""
+            generation = session.generation
+            already_told = told_evaluated if generation == told_generation else -1
+
+            def on_progress(done: int, total: int) -> None:
+                nonlocal progress_told_at
+                if (generation != announced or done <= already_told
+                        or time.monotonic() - progress_told_at < PROGRESS_EVERY_S):
+                    return
+                progress_told_at = time.monotonic()
+                with self.store.transaction():
+                    self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
+                    self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
+
+            future = asyncio.ensure_future(self.pool.evaluate(job_id, scoring, population, session.folds,
+                                                              on_progress))
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even if never awaited
+            return future
+
+        def announce() -> None:
+            nonlocal announced
+            if session.generation != told_generation:  # after a restart, followers know the one under way
+                self._emit_engine(job_id, ev.GenerationStarted(generation=session.generation))
+            announced = session.generation
+
+        in_flight: asyncio.Future | None = None
+        try:
+            if job_id in self._cancelled:
+                raise _Cancelled
+            if not session.done:
+                population = session.population()
+                in_flight = evaluate(population, progress)
+                announce()
+            while in_flight is not None:
+                metrics, fitness = await in_flight
+                best = await asyncio.to_thread(session.tell_generation, population, metrics, fitness)
+                progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
+                                                       "evaluations": progress.evaluations + len(population)})
+                in_flight = None
+                if not session.done and job_id not in self._cancelled:
+                    # the workers start on the next generation while this one is stored: the store's commit is
+                    # serial time that would otherwise leave them idle (its checkpoint is this generation's state)
+                    population = session.population()
+                    in_flight = evaluate(population, progress)
+                checkpoint = await asyncio.to_thread(session.state)
+                famed = mapping.best_so_far(session)
+                with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
+                    self.store.save_checkpoint(job_id, session.generation, checkpoint, asked=session.asked[-1])
+                    self.store.set_progress(job_id, progress.model_dump(),
+                                            None if famed is None else famed.model_dump(mode="json"))
+                    self._emit_engine(job_id, best)
+                if job_id in self._cancelled:
+                    raise _Cancelled
+                if in_flight is not None:
+                    announce()
+        finally:
+            if in_flight is not None:
+                in_flight.cancel()
+        await self._validate(job_id, candles, scoring, session, told, progress)
+        await self._finish(job_id, spec, candles, features, session, limits)
+
+    async def _validate(self, job_id: str, candles: Candles, scoring: Scoring, session: MiningSession,
+                        told: dict | None, progress: wire.Progress) -> None:
+        """Run the validation searches still pending (a few at once), spread over the pool like any batch.
+
+        Each finished search is stored with its event in one transaction; after a restart the unfinished ones
+        are searched again from the start (deterministic: same answer) and nothing already told is repeated.
+        """
+        tasks = session.pending_tasks()
+        if not tasks:
+            return
+        total = len(validation_tasks(session.settings))
+        if told is None or told["type"] not in ("validation_started", "validation_search_finished"):
+            self._emit_engine(job_id, ev.ValidationStarted(searches=total, permutations=session.settings.permutations))
+        progress = progress.model_copy(update={"validation_done": total - len(tasks), "validation_searches": total})
+        self.store.set_progress(job_id, progress.model_dump())
+        limit = asyncio.Semaphore(self.runtime.validation_concurrency)
+
+        async def search(task: ValidationTask) -> None:
+            async with limit:
+                if job_id in self._cancelled:
+                    raise _Cancelled
+                data = await asyncio.to_thread(session.task_data, task, candles)  # a shuffle: tens of ms
+                run = await asyncio.to_thread(session.task_run, task)
+                on_data = dataclasses.replace(scoring, min_trades=run.min_trades)
+                if data is not candles:
+                    data_ref = await asyncio.to_thread(lambda: put_tables(data, menu_features(data)))
+                    on_data = dataclasses.replace(on_data, dataset_id=data.fingerprint, dataset=[data_ref])
+                while not run.done:
+                    if job_id in self._cancelled:
+                        raise _Cancelled
+                    metrics, fitness = await self.pool.evaluate(job_id, on_data, run.population(), run.folds)
+                    await asyncio.to_thread(run.tell, metrics, fitness)
+                nonlocal progress
+                finished = session.record(task, run)
+                progress = progress.model_copy(update={"validation_done": finished.done,
+                                                       "evaluations": progress.evaluations + budget(session.settings)})
+                with self.store.transaction():
+                    self.store.save_checkpoint(job_id, session.generation, session.state())
+                    self.store.set_progress(job_id, progress.model_dump())
+                    self._emit_engine(job_id, finished)
+
+        runners = [asyncio.create_task(search(task)) for task in tasks]
+        try:
+            await asyncio.gather(*runners)
+        finally:
+            for runner in runners:
+                runner.cancel()
+
+    @staticmethod
+    def _told_of_generation_under_way(last_event: dict | None) -> tuple[int | None, int]:
+        """(generation, genomes evaluated) that followers were already told of a generation that was under way
+        when the coordinator stopped; (None, 0) if none was. After a restart that generation is mined again
+        from its checkpoint: the answers are deterministic, only the telling must not repeat."""
+        if last_event is None or last_event["type"] not in ("generation_started", "batch_evaluated"):
+            return None, 0
+        return last_event["data"]["generation"], last_event["data"].get("evaluated", 0)
+
+    async def _result(self, job_id: str, spec: wire.JobSpec, candles: Candles, features: FeatureStore,
+                      session: MiningSession, limits: EvaluatorLimits, cancelled: bool = False) -> wire.JobResult:
+        """Result with full reports, computed here (a few backtests) so it needs no worker; a pushed evaluator
+        scores the best genome's folds in the coordinator's sandbox process, under ``limits``."""
+        tester = LocalBacktester(candles, mapping.settings_for(spec).costs, features=features)
+
+        def build() -> wire.JobResult:
+            with self.evaluators.sandbox.limited(limits):
+                result = session.result(tester, cancelled)
+            best = session.search.best_row
+            holdout = tester.report(best, session.holdout) if session.holdout else None
+            return mapping.job_result(job_id, spec.dataset, result, tester.report(best, session.train), holdout)
+
+        return await asyncio.to_thread(build)
+
+    async def _finish(self, job_id: str, spec: wire.JobSpec, candles: Candles, features: FeatureStore,
+                      session: MiningSession, limits: EvaluatorLimits) -> None:
+        result = await self._result(job_id, spec, candles, features, session, limits)
+        with self.store.transaction():  # result, status and terminal event land together or not at all
+            self.store.save_result(job_id, result.model_dump(mode="json"))
+            self.store.set_status(job_id, "finished")
+            self._emit_engine(job_id, ev.Finished(best_fitness=result.fitness,
+                                                  generations_run=result.generations_run))
