@@ -9,6 +9,7 @@ this machine's cores, and compares it with the in-process engine on the same cor
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import statistics
 import sys
@@ -60,6 +61,30 @@ def local_run(tester: ThreadedBacktester, population: int, generations: int) -> 
     return generation_span(times)
 
 
+def cut_dataset(source: Path, target: Path, fraction: float) -> int:
+    """The first ``fraction`` of a candle file's bars as a CSV beside the others; returns the bars written."""
+    with gzip.open(source, "rt") if source.suffix == ".gz" else open(source) as f:
+        lines = f.readlines()
+    bars = int((len(lines) - 1) * fraction)
+    target.write_text("".join(lines[:bars + 1]))
+    return bars
+
+
+def cluster_busy(client: MinerClient) -> tuple[float, int]:
+    """(kernel seconds the workers have spent on batches since the service started, ready workers)."""
+    cluster = client.cluster()
+    return sum(node.busy_seconds for node in cluster.nodes), cluster.workers
+
+
+def busy_run(client: MinerClient, dataset: str, population: int, generations: int) -> tuple[float, float, float]:
+    """(worker busy time / (wall time x workers), idle seconds per generation and worker, wall seconds) while a job
+    mines its generations: how much of the pool the coordinator keeps fed."""
+    busy_before, workers = cluster_busy(client)
+    mining_s, _ = service_run(client, dataset, population, generations)
+    busy = cluster_busy(client)[0] - busy_before
+    return busy / (mining_s * workers), (mining_s - busy / workers) / generations, mining_s
+
+
 def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tuple[float, float]:
     """Median seconds from submit to the job_started event, and to the first batch result, on a warm service."""
     to_start, to_batch = [], []
@@ -102,6 +127,8 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="miner-bench-"))
     (state / "data").mkdir()
     (state / "data" / data.name).symlink_to(data.resolve())
+    short = f"{data.name.split('.')[0]}_1of11"
+    short_bars = cut_dataset(data, state / "data" / f"{short}.csv", 1 / 11)
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
     serve.start(http_options={"host": "127.0.0.1", "port": 8765}, logging_config={"log_level": "WARNING"})
@@ -126,6 +153,13 @@ def main() -> None:
                  (f"service, {client.cluster().workers} workers: evaluations/s (same job)",
                   f"{evaluations / service_s:,.0f}"),
                  ("service / in-process", f"{local_s / service_s:.0%}")]
+
+        # each generation's compute as 22 workers would see it on the whole file: the same job on 1/11 of the bars
+        service_run(client, short, 20, 1)  # the short dataset's tables, made once
+        for size in (400, 1000):
+            busy, idle_s, wall_s = busy_run(client, short, size, 10 if args.quick else 30)
+            rows += [(f"{size}-genome job on {short_bars:,} bars (1/11): workers busy / idle per generation",
+                      f"{busy:.0%} / {idle_s * 1000:.1f} ms ({wall_s:.1f} s)")]
 
         to_start, to_batch = first_event_latency(client, dataset, 5)
         rows += [("warm service: submit -> job_started event (median of 5)", f"{to_start * 1000:.0f} ms"),

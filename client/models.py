@@ -226,6 +226,9 @@ class NodeInfo(_Wire):
     alive: bool
     workers: int
     evaluations: int = Field(0, description="genomes backtested on this node since the coordinator started")
+    busy_seconds: float = Field(0.0, description="seconds this node's workers spent backtesting batches since the "
+                                                 "coordinator started: its growth over a minute / (60 x workers) is "
+                                                 "how busy they are")
     versions: dict[str, str] | None = Field(None, description="python, ray, numba and strategy-miner versions "
                                                               "of this node's workers (None: no worker yet)")
 

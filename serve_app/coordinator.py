@@ -298,6 +298,7 @@ class MinerCoordinator(JobLifecycle):
                 cpus=node["Resources"].get("CPU", 0.0), alive=node["Alive"],
                 workers=sum(1 for w in here if w["ready"]),
                 evaluations=self.pool.evaluations_by_node[node["NodeID"]],
+                busy_seconds=self.pool.busy_seconds_by_node[node["NodeID"]],
                 versions=next((w["versions"] for w in here if w["versions"]), None)))
         ready = sum(1 for w in workers if w["ready"])
         return wire.ClusterInfo(nodes=nodes, workers=ready, pending_workers=len(workers) - ready,

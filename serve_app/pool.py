@@ -72,6 +72,7 @@ class WorkerPool:
         self._wakeup = asyncio.Event()
         self._seconds_per_genome_bar = 5e-9  # refined from every answer
         self.evaluations_by_node: Counter[str] = Counter()  # genomes backtested per node id since start
+        self.busy_seconds_by_node: Counter[str] = Counter()  # seconds its workers spent inside batches since start
         self._tasks: set[asyncio.Task] = set()
 
     def _spawn(self, coro) -> None:
@@ -311,6 +312,7 @@ class WorkerPool:
         else:
             genome_bars = (chunk.hi - chunk.lo) * chunk.bars
             self.evaluations_by_node[worker.node_id] += chunk.hi - chunk.lo
+            self.busy_seconds_by_node[worker.node_id] += seconds
             self._seconds_per_genome_bar = 0.8 * self._seconds_per_genome_bar + 0.2 * seconds / genome_bars
             if not chunk.future.done():
                 chunk.future.set_result((chunk, (metrics, scores)))

@@ -139,9 +139,10 @@ class TwoLaptops:
     def cpu(self) -> dict[str, float]:
         return {"head": self.head.cpu_seconds(WORKER), "air": self.air.cpu_seconds(WORKER)}
 
-    def evaluations(self) -> dict[str, int]:
-        """Genomes backtested per alive laptop since the coordinator started, as GET /v1/cluster reports them."""
-        return {n["label"]: n["evaluations"] for n in self.nodes() if n["alive"]}
+    def evaluations(self) -> dict[str, tuple[int, float]]:
+        """(genomes backtested, seconds busy) per alive laptop since the coordinator started, as GET /v1/cluster
+        reports them."""
+        return {n["label"]: (n["evaluations"], n["busy_seconds"]) for n in self.nodes() if n["alive"]}
 
     def close(self) -> None:
         if self.daemon is not None:
@@ -183,10 +184,14 @@ def mines_on_both(laptops: TwoLaptops, run_job) -> None:
     cpu, evaluations = laptops.cpu(), laptops.evaluations()
     run_job()
     used = {name: seconds - cpu[name] for name, seconds in laptops.cpu().items()}
-    done = {name: count - evaluations.get(name, 0) for name, count in laptops.evaluations().items()}
-    print(f"during the job: genomes backtested {done}, BacktestWorker CPU seconds {used}")
+    after = laptops.evaluations()
+    done = {name: count - evaluations.get(name, (0, 0.0))[0] for name, (count, _) in after.items()}
+    busy = {name: seconds - evaluations.get(name, (0, 0.0))[1] for name, (_, seconds) in after.items()}
+    print(f"during the job: genomes backtested {done}, busy seconds {busy}, BacktestWorker CPU seconds {used}")
     assert done["air"] > 0 and done["head"] > 0, done
     assert used["air"] > 0.5 and used["head"] > 0.5, used
+    # the service's account of its workers' busy time agrees with the CPU time the laptops measured
+    assert all(0.3 * used[name] < busy[name] < 5 * used[name] for name in ("air", "head")), (busy, used)
 
 
 def test_a_job_from_the_client_mines_on_both_laptops(laptops):
