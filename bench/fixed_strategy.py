@@ -2,7 +2,7 @@
 
 LONG when close > SMA(20) and RSI(14) < 70; exit when close < SMA(50); 2 % stop, 4 % target. Same
 fill, cost and metric semantics as ``engine.kernel`` (docs/backtest.md), long only, no trailing stop,
-with the rules inlined instead of interpreted, and the same twelve metrics out (the benchmark checks
+with the rules inlined instead of interpreted, and the same thirteen metrics out (the benchmark checks
 they agree), so the comparison is like for like.
 """
 
@@ -14,7 +14,7 @@ from numba import njit
 
 @njit(cache=True, nogil=True)
 def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, cash0, periods_per_year):
-    """The twelve metrics of ``engine.layout.METRICS``, over all bars."""
+    """The thirteen metrics of ``engine.layout.METRICS``, over all bars."""
     n = close.shape[0]
     cash = cash0
     in_pos = False
@@ -99,5 +99,6 @@ def fixed_strategy_nb(open_, high, low, close, sma20, rsi14, sma50, fee, slip, c
     t_stat = trade_mean / trade_std * np.sqrt(trades) if trade_std > 1e-9 * abs(trade_mean) else 0.0
     squares = trade_m2 + trades * trade_mean * trade_mean
     z = trades * trade_mean / np.sqrt(squares) if squares > 0.0 else 0.0
+    bar_z = sum_r / np.sqrt(sum_r2) if sum_r2 > 0.0 else 0.0
     return np.array([cash - cash0, 100.0 * (cash - cash0) / cash0, trades, win_rate, max_dd, sharpe, sortino,
-                     profit_factor, exposure / n, trade_mean, t_stat, z])
+                     profit_factor, exposure / n, trade_mean, t_stat, z, bar_z])

@@ -1,8 +1,8 @@
 """In-process batch backtester: the evaluation interface the GA loop talks to.
 
 ``BatchBacktester`` is the one-method seam between the GA and wherever backtests run: this module's
-``LocalBacktester`` runs the Numba kernel in the calling process; the Ray worker pool implements the
-same call. Both return metrics in the order of the genome rows they were given.
+``LocalBacktester`` runs the Numba kernel in the calling process (``ThreadedBacktester`` on several threads); the
+Ray worker pool implements the same call. All return metrics in the order of the genome rows they were given.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import numpy as np
 from engine import layout as L
 from engine.candles import Candles
 from engine.features import FeatureStore
-from engine.kernel import backtest_batch_nb, backtest_detail_nb
+from engine.kernel import backtest_detail_nb
+from engine.kernel_batch import backtest_batch_nb, backtest_windows_nb
 from engine.settings import Costs
 
 
@@ -44,8 +45,8 @@ def split_windows(n_bars: int, holdout_fraction: float, min_bars: int = 100) -> 
 
 
 class BatchBacktester(Protocol):
-    def evaluate(self, genomes: np.ndarray, window: Window) -> np.ndarray:
-        """Metrics (n_genomes, N_METRICS), row i for genome row i."""
+    def evaluate_windows(self, genomes: np.ndarray, windows: list[Window]) -> np.ndarray:
+        """Metrics (n_genomes, len(windows), N_METRICS), row i for genome row i."""
         ...
 
 
@@ -64,6 +65,15 @@ def trade_returns(trades: list[dict], initial_cash: float) -> np.ndarray:
     before it (initial cash plus the pnl of earlier trades in the same backtest)."""
     pnl = np.array([trade["pnl"] for trade in trades], dtype=np.float64)
     return pnl / (initial_cash + np.concatenate([[0.0], np.cumsum(pnl)[:-1]]))
+
+
+def _scored(genomes: np.ndarray, metrics: np.ndarray) -> np.ndarray:
+    """``metrics``, unless the kernel found a rule whose indicator was never prepared: a bug, never a score."""
+    unscored = np.flatnonzero(np.isnan(metrics).all(axis=1))
+    if unscored.size:
+        raise ValueError(f"genome row {int(unscored[0])} of this batch refers to an indicator the feature store "
+                         f"did not compute: {genomes[unscored[0]].tolist()}")
+    return metrics
 
 
 def metrics_dict(row: np.ndarray) -> dict[str, float]:
@@ -85,11 +95,18 @@ class LocalBacktester:
     def evaluate(self, genomes: np.ndarray, window: Window) -> np.ndarray:
         genomes = np.ascontiguousarray(genomes, dtype=np.float64)
         matrix, lookup = self.features.prepare(genomes)
-        metrics = backtest_batch_nb(genomes, matrix, lookup, *self._args(window))
-        unscored = np.flatnonzero(np.isnan(metrics).all(axis=1))
-        if unscored.size:  # the kernel found a rule whose indicator was never prepared: a bug, never a score
-            raise ValueError(f"genome row {int(unscored[0])} of this batch refers to an indicator the feature store "
-                             f"did not compute: {genomes[unscored[0]].tolist()}")
+        return _scored(genomes, backtest_batch_nb(genomes, matrix, lookup, *self._args(window)))
+
+    def evaluate_windows(self, genomes: np.ndarray, windows: list[Window]) -> np.ndarray:
+        """Metrics (n_genomes, len(windows), N_METRICS) in one kernel call: the batch's rules are evaluated once
+        over all the windows (the folds: about 10 % faster than one ``evaluate`` per window)."""
+        genomes = np.ascontiguousarray(genomes, dtype=np.float64)
+        matrix, lookup = self.features.prepare(genomes)
+        starts = np.array([w.start for w in windows], dtype=np.int64)
+        ends = np.array([w.end for w in windows], dtype=np.int64)
+        metrics = backtest_windows_nb(genomes, matrix, lookup, starts, ends, *self._args(windows[0])[2:])
+        for w in range(len(windows)):
+            _scored(genomes, metrics[:, w])
         return metrics
 
     def report(self, genome: np.ndarray, window: Window) -> Report:
@@ -119,11 +136,12 @@ class ThreadedBacktester:
         self.threads = max(1, threads or os.cpu_count() or 1)
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="backtest")
 
-    def evaluate(self, genomes: np.ndarray, window: Window) -> np.ndarray:
+    def evaluate_windows(self, genomes: np.ndarray, windows: list[Window]) -> np.ndarray:
         genomes = np.ascontiguousarray(genomes, dtype=np.float64)
         self.local.features.prepare(genomes)
         parts = [p for p in np.array_split(genomes, self.threads) if len(p)]
-        return np.concatenate(list(self._executor.map(lambda part: self.local.evaluate(part, window), parts)))
+        return np.concatenate(list(self._executor.map(lambda part: self.local.evaluate_windows(part, windows),
+                                                      parts)))
 
     def report(self, genome: np.ndarray, window: Window) -> Report:
         return self.local.report(genome, window)

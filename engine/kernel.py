@@ -1,7 +1,10 @@
-"""Numba backtest kernels: a batch of encoded genomes in, a metrics matrix out.
+"""The per-genome Numba backtest kernel: one encoded genome in, its metrics, trades and equity curve out.
+
+``engine.kernel_batch`` scores batches (rules shared as bitsets across the batch); its metrics equal this
+kernel's bit for bit, and this one records the trade list and equity curve of a report.
 
 Array contract:
-- ``genomes``: float64 (n_genomes, GENOME_WIDTH), rows laid out as in ``engine.layout``.
+- ``genome``: float64 (GENOME_WIDTH,), laid out as in ``engine.layout``.
 - ``features``: C-contiguous float64 (n_rows, n_bars); rows 0..4 are open, high, low, close,
   volume; other rows are indicator series, NaN during warm-up (see ``engine.features``).
 - ``lookup``: int64 (N_KINDS, MAX_PERIOD + 1) mapping (kind, period) to a feature row, -1 if absent.
@@ -304,7 +307,7 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
                 price = exit_price * (1.0 - d * slip)
                 pnl = d * units * (price - fill) - entry_fee - units * price * fee
                 trade_return = pnl / cash  # cash is unchanged since the entry was sized from it
-                cash += pnl
+                cash = max(cash + pnl, 0.0)  # a loss beyond the account (leverage, no stop) leaves it at 0: ruined
                 if pnl > 0.0:
                     wins += 1
                     gross_profit += pnl
@@ -384,21 +387,6 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
 def _signal_buffer(n_bars):
     """A uint8 work array for one signal per bar, padded to a multiple of 8 for word-wise scans."""
     return np.zeros((n_bars + 7) // 8 * 8, np.uint8)
-
-
-@njit(cache=True, nogil=True)
-def backtest_batch_nb(genomes, features, lookup, start, end, fee, slip, cash0, periods_per_year):
-    """Metrics (n_genomes, N_METRICS) for a batch of genomes over bars [start, end)."""
-    n = genomes.shape[0]
-    out = np.empty((n, N_METRICS))
-    no_trades = np.empty((0, N_TRADE_COLUMNS))
-    no_equity = np.empty(0)
-    entry_sig = _signal_buffer(features.shape[1])
-    exit_sig = _signal_buffer(features.shape[1])
-    for g in range(n):
-        _simulate_nb(genomes[g], features, lookup, start, end, fee, slip, cash0, periods_per_year,
-                     entry_sig, exit_sig, out[g], False, no_trades, no_equity)
-    return out
 
 
 @njit(cache=True, nogil=True)

@@ -339,7 +339,6 @@ def evaluate_folds(backtester: BatchBacktester, population: np.ndarray, folds: l
         if should_stop():
             return None
         stop = min(start + batch_size, population.shape[0])
-        for f, window in enumerate(folds):
-            metrics[start:stop, f] = backtester.evaluate(population[start:stop], window)
+        metrics[start:stop] = backtester.evaluate_windows(population[start:stop], folds)
         on_batch(stop, population.shape[0])
     return metrics

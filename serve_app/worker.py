@@ -117,15 +117,16 @@ class BacktestWorker:
 
     def evaluate(self, scoring: Scoring, genomes: np.ndarray,
                  windows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, float]:
-        """(metrics (n, folds, metrics), fitness, kernel seconds) for one batch on every fold window, scored as
-        ``scoring`` says with the engine's fold and min_trades rules."""
+        """(metrics (n, folds, metrics), fitness, seconds backtesting and scoring) for one batch on every fold window
+        (one kernel call: the batch's rules are evaluated once for all of them), scored as ``scoring`` says with the
+        engine's fold and min_trades rules."""
         store = self._store(scoring.dataset_id, scoring.dataset)
-        store.prepare(genomes)  # new indicators are computed here, outside the timed kernel call
+        store.prepare(genomes)  # new indicators are computed here, outside the timed part
         tester = LocalBacktester(store.candles, scoring.costs, features=store)
         started = time.perf_counter()
-        metrics = np.stack([tester.evaluate(genomes, Window(start, end)) for start, end in windows], axis=1)
-        seconds = time.perf_counter() - started
-        return metrics, self._fitness(scoring, metrics), seconds
+        metrics = tester.evaluate_windows(genomes, [Window(start, end) for start, end in windows])
+        fitness = self._fitness(scoring, metrics)
+        return metrics, fitness, time.perf_counter() - started
 
     def report(self, dataset_id: str, dataset: list, costs: Costs, genome: np.ndarray, start: int, end: int) -> dict:
         """One genome's full backtest on bars [start, end) of a dataset (``POST /v1/backtests``): metrics, trades and

@@ -1,4 +1,4 @@
-"""The batch kernel against hand-computed cases and, property-based, against the reference backtest."""
+"""The kernels against hand-computed cases and, property-based, against the reference backtest."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from engine.backtester import LocalBacktester, Window
 from engine.candles import candles_from_arrays
 from engine.features import FeatureStore
 from engine.genome import Genome, IndicatorOperand, encode
-from engine.kernel import backtest_batch_nb, backtest_detail_nb
+from engine.kernel import backtest_detail_nb
+from engine.kernel_batch import backtest_batch_nb
 from engine.settings import Costs
 from engine.synthetic import synthetic_candles
 
