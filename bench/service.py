@@ -3,7 +3,8 @@
     .venv/bin/python bench/service.py [--data PATH] [--quick]
 
 Starts a local single-node Ray cluster with the Serve app (as `python -m serve_app.local` does) on
-this machine's cores, and compares it with the in-process engine on the same cores (threads).
+this machine's cores, and compares it with the in-process engine on the same cores (threads). Every job runs the
+search alone (``permutations`` 0): its validation would multiply the time by 21 and measure the same loop again.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from ray import serve  # noqa: E402
 
 from bench.table import print_table  # noqa: E402
 from client import MinerClient  # noqa: E402
-from engine import events as ev  # noqa: E402
 from engine.backtester import ThreadedBacktester  # noqa: E402
 from engine.candles import load_candles  # noqa: E402
-from engine.miner import mine  # noqa: E402
+from engine.miner import MiningSession, evaluate_folds  # noqa: E402
 from engine.settings import DEFAULT_PERIOD_MENU, MinerSettings  # noqa: E402
 from serve_app.app import build_app_with  # noqa: E402
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, RuntimeConfig, ServiceSettings  # noqa: E402
@@ -46,19 +46,24 @@ def generation_span(times: list[tuple[str, float]]) -> float:
 def service_run(client: MinerClient, dataset: str, population: int, generations: int) -> tuple[float, float]:
     """(seconds spent mining generations, seconds from submit to finished) for one job."""
     submitted = time.time()
-    job = client.submit(dataset=dataset, population=population, generations=generations, seed=11)
+    job = client.submit(dataset=dataset, population=population, generations=generations, seed=11, permutations=0)
     times = [(e.type, e.time) for e in client.events(job.id)]
     return generation_span(times), times[-1][1] - submitted
 
 
 def local_run(tester: ThreadedBacktester, population: int, generations: int) -> float:
-    """Seconds spent mining generations in-process; ``tester`` is warm (indicators precomputed, as the
-    service's are), so both sides measure backtests and GA, not indicator set-up."""
-    times: list[tuple[str, float]] = []
-    mine(tester.local.candles, MinerSettings(population=population, generations=generations, seed=11),
-         backtester=tester, on_event=lambda e: times.append((e.type, time.time())) if isinstance(
-             e, ev.GenerationStarted | ev.GenerationBest) else None)
-    return generation_span(times)
+    """Seconds spent mining generations in-process, as ``engine.miner.mine`` does (the same session, folds and
+    batches), with ``tester`` warm (indicators precomputed, as the service's are): both sides measure backtests
+    and the GA, not indicator set-up."""
+    settings = MinerSettings(population=population, generations=generations, seed=11, permutations=0)
+    session = MiningSession(len(tester.local.candles), tester.local.candles.fingerprint, settings)
+    started = time.perf_counter()
+    while not session.done:
+        population_rows = session.population()
+        metrics = evaluate_folds(tester, population_rows, session.folds, settings.batch_size, lambda: False,
+                                 lambda done, total: None)
+        session.tell_generation(population_rows, metrics)
+    return time.perf_counter() - started
 
 
 def cut_dataset(source: Path, target: Path, fraction: float) -> int:
@@ -90,7 +95,7 @@ def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tupl
     to_start, to_batch = [], []
     for seed in range(repeats):
         t0 = time.perf_counter()
-        job = client.submit(dataset=dataset, population=20, generations=1, seed=seed)
+        job = client.submit(dataset=dataset, population=20, generations=1, seed=seed, permutations=0)
         for event in client.events(job.id):
             if event.type == "job_started":
                 to_start.append(time.perf_counter() - t0)
@@ -104,7 +109,7 @@ def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tupl
 def status_latency_while_breeding(client: MinerClient, dataset: str, population: int) -> tuple[float, float, int]:
     """(median, max seconds, samples) of GET /v1/jobs/{id}, polled every 50 ms through a 2-generation job whose
     GA seeding and breeding take seconds: does the coordinator keep answering meanwhile?"""
-    job = client.submit(dataset=dataset, population=population, generations=2, seed=5)
+    job = client.submit(dataset=dataset, population=population, generations=2, seed=5, permutations=0)
     latencies = []
     while True:
         t0 = time.perf_counter()
@@ -127,7 +132,8 @@ def main() -> None:
     state = Path(tempfile.mkdtemp(prefix="miner-bench-"))
     (state / "data").mkdir()
     (state / "data" / data.name).symlink_to(data.resolve())
-    short = f"{data.name.split('.')[0]}_1of11"
+    dataset = data.name.split(".")[0]  # the registry's name: the file's, without .csv or .csv.gz
+    short = f"{dataset}_1of11"
     short_bars = cut_dataset(data, state / "data" / f"{short}.csv", 1 / 11)
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
              log_to_driver=False)
@@ -139,7 +145,6 @@ def main() -> None:
     with MinerClient("http://127.0.0.1:8765", "bench") as client:
         while client.cluster().workers < os.cpu_count():
             time.sleep(0.2)
-        dataset = data.stem
         service_run(client, dataset, 20, 1)  # warm the coordinator's report path and the workers' tables
         tester = ThreadedBacktester(candles, MinerSettings().costs, threads=os.cpu_count())
         tester.local.features.ensure_menu(DEFAULT_PERIOD_MENU)

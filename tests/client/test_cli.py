@@ -6,9 +6,14 @@ import json
 import re
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from client.cli import main
+from client.errors import ServiceError
+from client.models import ENDED, JobStatus
 from schema.errors import ExitCode
+
+from .test_cli_properties import submit_case
 
 
 @pytest.fixture
@@ -115,3 +120,32 @@ def test_export_then_backtest_gives_the_job_s_own_metrics(miner, client, tmp_pat
     assert json.loads(capsys.readouterr().out)["metrics"] == result.train.metrics
     assert miner("backtest", job.id, "--dataset", "synthetic", "--start", "2030-01-01") == ExitCode.USAGE
     assert capsys.readouterr().err.startswith("error: --start 2030-01-01: is outside the data: dataset 'synthetic'")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=submit_case())
+def test_generated_submissions_against_the_live_service_end_with_their_exit_code_and_one_line(miner, client, capsys,
+                                                                                               case):
+    """The property of test_cli_properties.py, on the real service (few examples: each one is a real request); every
+    job a case creates is cancelled before the next."""
+    argv, expected, bad_flags = case
+    argv = [word for word in argv if word != "--follow"]  # a job is created, never waited for
+    capsys.readouterr()
+    try:
+        code = main(argv)  # no exception may escape
+        err = capsys.readouterr().err
+        short_data = code == ExitCode.USAGE and "dataset 'synthetic'" in err  # folds x holdout too long for it
+        assert code == expected or (expected == ExitCode.OK and short_data), (argv, err)
+        if code == ExitCode.OK:
+            assert err == ""
+        else:
+            assert err.count("\n") == 1 and err.startswith("error: "), (argv, err)
+            if bad_flags:
+                assert any(flag in err for flag in bad_flags), (argv, err)
+    finally:
+        for job in client.jobs():
+            if job.status not in ENDED and job.status != JobStatus.CANCELLING:
+                try:
+                    client.cancel(job.id)
+                except ServiceError as exc:  # it ended, or its cancel began, meanwhile
+                    assert exc.status == 409, exc
