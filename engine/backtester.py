@@ -34,12 +34,15 @@ class Window:
         return self.end - self.start
 
 
-def split_windows(n_bars: int, holdout_fraction: float, min_bars: int = 100) -> tuple[Window, Window | None]:
+MIN_WINDOW_BARS = 100  # the fewest bars a backtest window may hold: each part of a job, a re-test (POST /v1/backtests)
+
+
+def split_windows(n_bars: int, holdout_fraction: float) -> tuple[Window, Window | None]:
     """(train, holdout): the last ``holdout_fraction`` of bars is held out (None when 0)."""
     holdout = round(n_bars * holdout_fraction)
-    if n_bars - holdout < min_bars or (holdout and holdout < min_bars):
+    if n_bars - holdout < MIN_WINDOW_BARS or (holdout and holdout < MIN_WINDOW_BARS):
         raise ValueError(f"{n_bars} candles are too few for a {holdout_fraction:.0%} holdout: each part needs "
-                         f"at least {min_bars} bars")
+                         f"at least {MIN_WINDOW_BARS} bars")
     train = Window(0, n_bars - holdout)
     return train, (Window(n_bars - holdout, n_bars) if holdout else None)
 

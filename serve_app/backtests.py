@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from client import models as wire
 from client.export import SCHEMA
+from engine.backtester import MIN_WINDOW_BARS
 from engine.genome import Genome, encode
 from schema.errors import ERRORS
 from serve_app import mapping
@@ -26,8 +27,6 @@ from serve_app.config import RuntimeConfig
 from serve_app.datasets import Dataset, DatasetRegistry
 from serve_app.errors import MinerError, Unavailable
 from serve_app.pool import WorkerPool
-
-MIN_BARS = 100  # the fewest bars a window may hold: as each part of a job (engine.backtester.split_windows)
 
 
 class FieldRefused(MinerError):
@@ -73,7 +72,7 @@ def window_of(dataset: Dataset, start: datetime | None, end: datetime | None) ->
     """Bars [first, last + 1) of the dataset from the first bar at or after ``start`` up to the last before ``end``.
 
     Both times must lie within the dataset (from its first bar to the end of its last), and the window must hold at
-    least MIN_BARS bars; each refusal names its field and the dataset's span."""
+    least MIN_WINDOW_BARS bars; each refusal names its field and the dataset's span."""
     info, timestamps = dataset.info, dataset.candles.timestamp
     span = (f"dataset '{info.name}' runs from {_when(info.first_time)} to {_when(info.last_time)} "
             f"({info.bar_seconds} s bars)")
@@ -91,10 +90,10 @@ def window_of(dataset: Dataset, start: datetime | None, end: datetime | None) ->
             raise FieldRefused.at("end", f"is outside the data: {span}; leave it out to end with the last bar",
                                   value=_when(at))
         hi = int(np.searchsorted(timestamps, at, side="left"))
-    if hi - lo < MIN_BARS:
+    if hi - lo < MIN_WINDOW_BARS:
         field = "end" if end is not None else "start" if start is not None else "dataset"
         raise FieldRefused.at(field, f"the window holds {max(hi - lo, 0)} bars; a backtest needs at least "
-                                     f"{MIN_BARS} ({span})")
+                                     f"{MIN_WINDOW_BARS} ({span})")
     return lo, hi
 
 
