@@ -199,6 +199,39 @@ def _effective_stop(stop_level, extreme, trail, d):
     return stop_level, False
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _write_metrics(out, start, end, cash, cash0, periods_per_year, n_trades, wins, gross_profit, gross_loss, max_dd,
+                   exposure, sum_r, sum_r2, sum_down2, trade_mean, trade_m2):
+    """The metrics row from a backtest's running sums: the one definition both kernels (this one and
+    ``engine.kernel_batch``) write their metrics with, so they stay equal bit for bit."""
+    n_bars = max(end - start, 1)
+    mean = sum_r / n_bars
+    std = np.sqrt(max(sum_r2 / n_bars - mean * mean, 0.0))
+    downside = np.sqrt(sum_down2 / n_bars)
+    annual = np.sqrt(periods_per_year)
+    out[M_NET_PNL] = cash - cash0
+    out[M_RETURN_PCT] = 100.0 * (cash - cash0) / cash0
+    out[M_TRADES] = n_trades
+    out[M_WIN_RATE] = wins / n_trades if n_trades > 0 else 0.0
+    out[M_MAX_DRAWDOWN] = max_dd
+    out[M_SHARPE] = mean / std * annual if std > 0.0 else 0.0
+    out[M_SORTINO] = mean / downside * annual if downside > 0.0 else 0.0
+    if gross_loss > 0.0:
+        out[M_PROFIT_FACTOR] = min(gross_profit / gross_loss, PROFIT_FACTOR_CAP)
+    else:
+        out[M_PROFIT_FACTOR] = PROFIT_FACTOR_CAP if gross_profit > 0.0 else 0.0
+    out[M_EXPOSURE] = exposure / n_bars
+    out[M_AVG_TRADE_RETURN] = trade_mean
+    trade_std = np.sqrt(trade_m2 / (n_trades - 1)) if n_trades > 1 else 0.0
+    if trade_std > EQUAL_RETURNS_TOLERANCE * abs(trade_mean):
+        out[M_TRADE_T_STAT] = trade_mean / trade_std * np.sqrt(n_trades)
+    else:
+        out[M_TRADE_T_STAT] = 0.0
+    squares = trade_m2 + n_trades * trade_mean * trade_mean  # sum of squared returns
+    out[M_TRADE_Z] = n_trades * trade_mean / np.sqrt(squares) if squares > 0.0 else 0.0
+    out[M_BAR_Z] = sum_r / np.sqrt(sum_r2) if sum_r2 > 0.0 else 0.0
+
+
 @njit(cache=True, nogil=True)
 def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods_per_year,
                  entry_sig, exit_sig, out, record, trades, equity):
@@ -354,32 +387,8 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
             break
         flat_from = i
 
-    n_bars = max(end - start, 1)
-    mean = sum_r / n_bars
-    std = np.sqrt(max(sum_r2 / n_bars - mean * mean, 0.0))
-    downside = np.sqrt(sum_down2 / n_bars)
-    annual = np.sqrt(periods_per_year)
-    out[M_NET_PNL] = cash - cash0
-    out[M_RETURN_PCT] = 100.0 * (cash - cash0) / cash0
-    out[M_TRADES] = n_trades
-    out[M_WIN_RATE] = wins / n_trades if n_trades > 0 else 0.0
-    out[M_MAX_DRAWDOWN] = max_dd
-    out[M_SHARPE] = mean / std * annual if std > 0.0 else 0.0
-    out[M_SORTINO] = mean / downside * annual if downside > 0.0 else 0.0
-    if gross_loss > 0.0:
-        out[M_PROFIT_FACTOR] = min(gross_profit / gross_loss, PROFIT_FACTOR_CAP)
-    else:
-        out[M_PROFIT_FACTOR] = PROFIT_FACTOR_CAP if gross_profit > 0.0 else 0.0
-    out[M_EXPOSURE] = exposure / n_bars
-    out[M_AVG_TRADE_RETURN] = trade_mean
-    trade_std = np.sqrt(trade_m2 / (n_trades - 1)) if n_trades > 1 else 0.0
-    if trade_std > EQUAL_RETURNS_TOLERANCE * abs(trade_mean):
-        out[M_TRADE_T_STAT] = trade_mean / trade_std * np.sqrt(n_trades)
-    else:
-        out[M_TRADE_T_STAT] = 0.0
-    squares = trade_m2 + n_trades * trade_mean * trade_mean  # sum of squared returns
-    out[M_TRADE_Z] = n_trades * trade_mean / np.sqrt(squares) if squares > 0.0 else 0.0
-    out[M_BAR_Z] = sum_r / np.sqrt(sum_r2) if sum_r2 > 0.0 else 0.0
+    _write_metrics(out, start, end, cash, cash0, periods_per_year, n_trades, wins, gross_profit, gross_loss, max_dd,
+                   exposure, sum_r, sum_r2, sum_down2, trade_mean, trade_m2)
     return n_trades
 
 

@@ -29,35 +29,20 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from engine.kernel import _effective_stop
+from engine.kernel import _effective_stop, _write_metrics
 from engine.kernel_rules import _combine_nb, _cttz, _gt8, _lt8, _next_bit, rule_bitsets_nb, rule_table_nb
 from engine.layout import (
     CLOSE,
     DIRECTION,
-    EQUAL_RETURNS_TOLERANCE,
     HIGH,
     LEVERAGE,
     LOW,
-    M_AVG_TRADE_RETURN,
-    M_BAR_Z,
-    M_EXPOSURE,
-    M_MAX_DRAWDOWN,
-    M_NET_PNL,
-    M_PROFIT_FACTOR,
-    M_RETURN_PCT,
-    M_SHARPE,
-    M_SORTINO,
-    M_TRADE_T_STAT,
-    M_TRADE_Z,
-    M_TRADES,
-    M_WIN_RATE,
     MAX_ENTRY_RULES,
     MAX_EXIT_RULES,
     N_ENTRY,
     N_EXIT,
     N_METRICS,
     OPEN,
-    PROFIT_FACTOR_CAP,
     SIZE,
     STOP_LOSS,
     TAKE_PROFIT,
@@ -242,32 +227,8 @@ def _simulate_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_word
             break
         flat_from = i
 
-    n_bars = max(end - start, 1)
-    mean = sum_r / n_bars
-    std = np.sqrt(max(sum_r2 / n_bars - mean * mean, 0.0))
-    downside = np.sqrt(sum_down2 / n_bars)
-    annual = np.sqrt(periods_per_year)
-    out[M_NET_PNL] = cash - cash0
-    out[M_RETURN_PCT] = 100.0 * (cash - cash0) / cash0
-    out[M_TRADES] = n_trades
-    out[M_WIN_RATE] = wins / n_trades if n_trades > 0 else 0.0
-    out[M_MAX_DRAWDOWN] = max_dd
-    out[M_SHARPE] = mean / std * annual if std > 0.0 else 0.0
-    out[M_SORTINO] = mean / downside * annual if downside > 0.0 else 0.0
-    if gross_loss > 0.0:
-        out[M_PROFIT_FACTOR] = min(gross_profit / gross_loss, PROFIT_FACTOR_CAP)
-    else:
-        out[M_PROFIT_FACTOR] = PROFIT_FACTOR_CAP if gross_profit > 0.0 else 0.0
-    out[M_EXPOSURE] = exposure / n_bars
-    out[M_AVG_TRADE_RETURN] = trade_mean
-    trade_std = np.sqrt(trade_m2 / (n_trades - 1)) if n_trades > 1 else 0.0
-    if trade_std > EQUAL_RETURNS_TOLERANCE * abs(trade_mean):
-        out[M_TRADE_T_STAT] = trade_mean / trade_std * np.sqrt(n_trades)
-    else:
-        out[M_TRADE_T_STAT] = 0.0
-    squares = trade_m2 + n_trades * trade_mean * trade_mean
-    out[M_TRADE_Z] = n_trades * trade_mean / np.sqrt(squares) if squares > 0.0 else 0.0
-    out[M_BAR_Z] = sum_r / np.sqrt(sum_r2) if sum_r2 > 0.0 else 0.0
+    _write_metrics(out, start, end, cash, cash0, periods_per_year, n_trades, wins, gross_profit, gross_loss, max_dd,
+                   exposure, sum_r, sum_r2, sum_down2, trade_mean, trade_m2)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
