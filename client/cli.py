@@ -166,17 +166,23 @@ def _add_spec_flag(parser: argparse.ArgumentParser, spec_flag: SpecFlag) -> None
                         help=spec_flag.help(), **kinds)
 
 
-def _spec(args) -> wire.JobSpec:
-    """The spec of the flags given (those not given are left to the service); a value out of bounds is refused in
-    the flag's words."""
-    given = {spec_flag.loc: getattr(args, spec_flag.dest) for spec_flag in SPEC_FLAGS
-             if getattr(args, spec_flag.dest) is not None}
+def _nested(given: dict[tuple[str, ...], Any]) -> dict[str, Any]:
+    """Request fields from flag values keyed by their place in the request: ("seed",) or ("costs", "fee_bps")."""
     fields: dict[str, Any] = {}
     for loc, value in given.items():
         if len(loc) == 1:
             fields[loc[0]] = value
         else:
             fields.setdefault(loc[0], {})[loc[1]] = value
+    return fields
+
+
+def _spec(args) -> wire.JobSpec:
+    """The spec of the flags given (those not given are left to the service); a value out of bounds is refused in
+    the flag's words."""
+    given = {spec_flag.loc: getattr(args, spec_flag.dest) for spec_flag in SPEC_FLAGS
+             if getattr(args, spec_flag.dest) is not None}
+    fields = _nested(given)
     try:
         return wire.JobSpec(**fields)
     except ValidationError as exc:
@@ -529,12 +535,7 @@ def _strategy_of(client: MinerClient, args) -> dict[str, Any]:
 def _backtest_request(args, strategy: dict[str, Any]) -> wire.BacktestRequest:
     """The request of the flags given (costs not given are left to the service), refused in the flags' words."""
     given = {loc: getattr(args, loc[-1]) for loc in BACKTEST_FLAGS if getattr(args, loc[-1]) is not None}
-    fields: dict[str, Any] = {"strategy": strategy}
-    for loc, value in given.items():
-        if len(loc) == 1:
-            fields[loc[0]] = value
-        else:
-            fields.setdefault(loc[0], {})[loc[1]] = value
+    fields = {"strategy": strategy, **_nested(given)}
     try:
         return wire.BacktestRequest(**fields)
     except ValidationError as exc:
