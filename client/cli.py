@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -90,10 +91,7 @@ def _job_id(client: MinerClient, text: str) -> str:
 # ---- submit's flags: one per JobSpec field, named, bounded and worded from the model ------------------------
 
 FLAG_NAMES = {"holdout_fraction": "--holdout"}  # any other field: --its-name
-HELP = {"dataset": "dataset name (miner datasets lists them)", "population": "genomes per generation",
-        "generations": "generations the search runs", "risk": "position sizing and stops",
-        "seed": "random seed: the same seed gives the same result",
-        "holdout_fraction": "share of the latest bars held out of the search, to test the result on",
+HELP = {"dataset": "dataset name (miner datasets lists them)",
         "evaluator": "evaluator name (its latest version) or exact version id (name@hash)"}  # else: the description
 SERVICE_DEFAULT = "the service's default"
 
@@ -158,8 +156,10 @@ def _number(text: str) -> float:
 def _add_spec_flag(parser: argparse.ArgumentParser, spec_flag: SpecFlag) -> None:
     annotation = spec_flag.field.annotation
     kinds: dict[str, Any] = {}
-    if get_origin(annotation) is Literal:
-        kinds = {"type": str.upper, "choices": get_args(annotation), "metavar": "|".join(get_args(annotation))}
+    choices = get_args(annotation) if get_origin(annotation) is Literal else [member.value for member in annotation] \
+        if isinstance(annotation, type) and issubclass(annotation, Enum) else None
+    if choices:
+        kinds = {"type": str.upper, "choices": choices, "metavar": "|".join(choices)}
     elif annotation in (int, float):
         kinds = {"type": _whole_number if annotation is int else _number}
     parser.add_argument(spec_flag.flag, dest=spec_flag.dest, required=spec_flag.field.is_required(),

@@ -13,35 +13,23 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from schema.costs import Costs
-from schema.research import Baselines, FoldResult, Validation, ValidationSettings
-from schema.search import SearchSettings
+from schema.job import JobParameters
+from schema.research import Baselines, FoldResult, Validation
 
 
 class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class JobSpec(_Wire, ValidationSettings, SearchSettings):
-    """What to mine. Omitted costs and evaluator take the service's configured defaults.
-
-    folds, min_trades and permutations (how the result is tested) come from ``schema.research``, islands (how the
-    search is organised) from ``schema.search``.
-    """
+class JobSpec(_Wire, JobParameters):
+    """What to mine: the job's parameters (``schema.job``), its dataset, costs and evaluator. Omitted costs and
+    evaluator take the service's configured defaults. A stored job's spec has its costs filled in and keeps the
+    evaluator as asked; the exact version it was pinned to is ``JobInfo.evaluator_version``."""
 
     dataset: str = Field(min_length=1, max_length=200, description="dataset name, see GET /v1/datasets")
-    population: int = Field(100, ge=4, le=100_000)
-    generations: int = Field(30, ge=1, le=100_000)
-    risk: Literal["LOW", "MEDIUM", "HIGH"] = "MEDIUM"
-    seed: int = Field(0, ge=0, le=2**63 - 1)
-    holdout_fraction: float = Field(0.2, ge=0.0, le=0.5)
     costs: Costs | None = None
     evaluator: str | None = Field(None, description="evaluator name (its latest version) or exact version "
                                                     "id (name@hash); default: the service's default")
-
-    @field_validator("risk", mode="before")
-    @classmethod
-    def _upper(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
 
 
 class JobStatus(StrEnum):
@@ -88,7 +76,8 @@ class JobInfo(_Wire):
     started_at: float | None = None
     finished_at: float | None = None
     error: str | None = None
-    evaluator_version: str | None = None
+    evaluator_version: str = Field(description="the exact evaluator version (name@hash) the job was pinned to at "
+                                               "submission, whatever later pushes change")
     progress: Progress
     best: BestSoFar | None = None
 

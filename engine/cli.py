@@ -27,9 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = MinerSettings()
     parser.add_argument("--population", type=int, default=defaults.population)
     parser.add_argument("--generations", type=int, default=defaults.generations)
-    parser.add_argument("--risk", default="MEDIUM", help="LOW, MEDIUM or HIGH")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--holdout", type=float, default=0.2, help="fraction of the latest bars held out")
+    parser.add_argument("--risk", default=defaults.risk.value, help="LOW, MEDIUM or HIGH")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--holdout", type=float, default=defaults.holdout_fraction,
+                        help="fraction of the latest bars held out")
     parser.add_argument("--fee-bps", type=float, default=Costs().fee_bps, help="fee per side, basis points")
     parser.add_argument("--slippage-bps", type=float, default=Costs().slippage_bps)
     parser.add_argument("--evaluator", default=DEFAULT_EVALUATOR)

@@ -1,25 +1,17 @@
-"""Typed settings for a mining job: risk presets and GA parameters (costs are ``schema.costs.Costs``)."""
+"""Typed settings for a mining job: risk presets and GA parameters (the user's choices are
+``schema.job.JobParameters``, costs ``schema.costs.Costs``)."""
 
 from __future__ import annotations
-
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine import layout as L
 from schema.costs import Costs
-from schema.research import ValidationSettings
-from schema.search import SearchSettings
+from schema.job import JobParameters, RiskLevel
 
 
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RiskLevel(StrEnum):
-    LOW = "LOW"
-    MEDIUM = "MEDIUM"
-    HIGH = "HIGH"
 
 
 class Bounds(_Settings):
@@ -53,20 +45,10 @@ RISK_PRESETS: dict[RiskLevel, RiskPreset] = {
 DEFAULT_PERIOD_MENU = (5, 7, 10, 14, 20, 30, 50, 100, 200)
 
 
-class MinerSettings(_Settings, ValidationSettings, SearchSettings):
-    """Everything that, with the data, the seed and the evaluator, determines a mining result.
+class MinerSettings(_Settings, JobParameters):
+    """Everything that, with the data, the seed and the evaluator, determines a mining result: the job's parameters
+    (``schema.job.JobParameters``, shared with the API's job spec), the GA's own knobs and the costs."""
 
-    The folds, min_trades and permutations fields come from ``schema.research.ValidationSettings``, islands from
-    ``schema.search.SearchSettings``.
-    """
-
-    # 3,000 evaluations per search by default: at 50 x 20 the search rarely found a planted edge (docs/research.md)
-    population: int = Field(100, ge=4, le=100_000)
-    generations: int = Field(30, ge=1, le=100_000)
-    risk: RiskLevel = RiskLevel.MEDIUM
-    seed: int = Field(0, ge=0, le=2**63 - 1)
-    holdout_fraction: float = Field(0.2, ge=0.0, le=0.5,
-                                    description="share of the most recent bars kept out of training")
     elite: int = Field(2, ge=0, description="best genomes of each island kept as parents, never re-evaluated")
     # 5, not 3: islands of 25 need the pressure (bench/search.py: more wins over the random baseline, docs/search.md)
     tournament_size: int = Field(5, ge=2, le=64)
@@ -75,11 +57,6 @@ class MinerSettings(_Settings, ValidationSettings, SearchSettings):
     period_menu: tuple[int, ...] = Field(DEFAULT_PERIOD_MENU, min_length=2, max_length=64)
     batch_size: int = Field(256, ge=1, le=100_000, description="genomes per evaluation call")
     costs: Costs = Costs()
-
-    @field_validator("risk", mode="before")
-    @classmethod
-    def _risk_upper(cls, value):
-        return value.upper() if isinstance(value, str) else value
 
     @field_validator("period_menu")
     @classmethod

@@ -203,14 +203,15 @@ class MinerCoordinator(JobLifecycle):
             # squeeze a row into pages it already holds; a job that cannot be mined should not be accepted
             raise StorageFull.at(self.store.path)
         version = self.evaluators.resolve(requested.evaluator)["version"]
-        resolved = mapping.resolve_spec(requested, self.runtime, version)
+        resolved = mapping.resolve_spec(requested, self.runtime)
         dataset = self.datasets.get(resolved.dataset)  # unknown or broken dataset: 4xx now, not a failed job later
         try:
             fold_windows(split_windows(dataset.info.candles, resolved.holdout_fraction)[0], resolved.folds)
         except ValueError as exc:
             raise InvalidData(f"dataset '{resolved.dataset}': {exc}") from None
         progress = wire.Progress(generations=resolved.generations, population=resolved.population)
-        job_id = self.store.create_job(resolved.model_dump(mode="json"), progress.model_dump(), key)
+        job_id = self.store.create_job(resolved.model_dump(mode="json"), progress.model_dump(), key,
+                                       evaluator_version=version)
         self._launch(job_id)
         return {"id": job_id, "status": "queued", "replayed": False}
 

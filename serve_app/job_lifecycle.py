@@ -61,13 +61,14 @@ class JobLifecycle:
         state = self.store.load_checkpoint(job_id)
         if state is None:
             return None
-        spec = wire.JobSpec(**self._job(job_id)["spec"])
+        job = self._job(job_id)
+        spec, evaluator = wire.JobSpec(**job["spec"]), job["evaluator_version"]
         try:
             dataset = self.datasets.get(spec.dataset)
             candles = dataset.candles
             session, features = await asyncio.to_thread(lambda: (MiningSession(
                 len(candles), candles.fingerprint, mapping.settings_for(spec),
-                self.evaluators.compiled(spec.evaluator), resume_state=state, asked=self.store.load_asked(job_id)),
+                self.evaluators.compiled(evaluator), resume_state=state, asked=self.store.load_asked(job_id)),
                 dataset.features))
             return await self._result(job_id, spec, candles, features, session, self.runtime.evaluator_limits,
                                       cancelled=True)
@@ -83,7 +84,7 @@ class JobLifecycle:
                 while True:
                     job = self._job(job_id)
                     try:
-                        await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"])
+                        await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"], job["evaluator_version"])
                         break
                     except StorageFull as exc:  # nothing of the generation under way was stored: mine it again
                         await self._pause_until_writable(job_id, exc.message)
@@ -114,13 +115,13 @@ class JobLifecycle:
             self.store.set_status(job_id, "running")
             self._emit_engine(job_id, Resumed())
 
-    async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict) -> None:
+    async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict, evaluator_version: str) -> None:
         dataset = self.datasets.get(spec.dataset)
         self.datasets.mined(dataset)
         candles = dataset.candles
         # the job holds its own references to the shared tables: the registry may forget them meanwhile
         dataset_ref, features = await asyncio.to_thread(lambda: (dataset.ref, dataset.features))
-        evaluator = self.evaluators.compiled(spec.evaluator)  # the version pinned at submission
+        evaluator = self.evaluators.compiled(evaluator_version)  # the version pinned at submission
         limits = self.runtime.evaluator_limits  # for pushed code; a job keeps the limits it (re)started with
         scoring = Scoring(dataset_id=candles.fingerprint, dataset=[dataset_ref], costs=mapping.settings_for(spec).costs,
                           evaluator_version=evaluator.version, evaluator=[self.evaluators.ref(evaluator.version)],
@@ -136,7 +137,7 @@ class JobLifecycle:
             self._emit_engine(job_id, session.started())
         told_generation, told_evaluated = self._told_of_generation_under_way(told)
         self.store.set_status(job_id, "running")
-        self.store.set_progress(job_id, progress.model_dump(), evaluator_version=session.evaluator.version)
+        self.store.set_progress(job_id, progress.model_dump())
         progress_told_at = -math.inf  # the first batch is always told
         announced = -1  # the generation whose start followers know of: only its progress may be told
 

@@ -10,6 +10,7 @@ from engine.genome import Genome, decode
 from engine.miner import MiningResult, MiningSession
 from engine.settings import Costs, MinerSettings
 from schema.events import EventData
+from schema.job import JobParameters
 from serve_app.config import RuntimeConfig
 
 MAX_CURVE_POINTS = 2_000
@@ -21,17 +22,16 @@ def resolve_costs(costs: wire.Costs | None, runtime: RuntimeConfig) -> wire.Cost
     return runtime.default_costs.model_copy(update=given)
 
 
-def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig, evaluator_version: str) -> wire.JobSpec:
-    """Fill in the service defaults (``resolve_costs``) and pin the evaluator version, so a stored job never changes
-    meaning."""
-    return spec.model_copy(update={"costs": resolve_costs(spec.costs, runtime), "evaluator": evaluator_version})
+def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig) -> wire.JobSpec:
+    """Fill in the service's default costs (``resolve_costs``), so a stored job never changes meaning; the evaluator
+    version it is pinned to is stored beside its spec (``JobInfo.evaluator_version``)."""
+    return spec.model_copy(update={"costs": resolve_costs(spec.costs, runtime)})
 
 
 def settings_for(spec: wire.JobSpec) -> MinerSettings:
-    return MinerSettings(population=spec.population, generations=spec.generations, risk=spec.risk, seed=spec.seed,
-                         holdout_fraction=spec.holdout_fraction, folds=spec.folds, min_trades=spec.min_trades,
-                         permutations=spec.permutations, islands=spec.islands,
-                         hall_of_fame=spec.hall_of_fame, costs=spec.costs or Costs())
+    """The engine's settings for a job: its parameters as given (one definition, ``schema.job.JobParameters``), the
+    GA's own knobs at their defaults."""
+    return MinerSettings(**spec.model_dump(include=set(JobParameters.model_fields)), costs=spec.costs or Costs())
 
 
 def event_data(event: EventData) -> tuple[str, dict]:

@@ -27,8 +27,8 @@ from serve_app.errors import disk_full_is_storage_full
 from serve_app.private import private_dir, private_file
 from serve_app.store_guard import StoreUnusable, check_integrity, mark_jobs_held, refuse_if_lost
 
-SCHEMA_VERSION = 3  # PRAGMA user_version: 1 = before idempotency keys (stores from before versions were kept read 0),
-# 2 = before the asked keys moved out of the checkpoint
+SCHEMA_VERSION = 4  # PRAGMA user_version: 1 = before idempotency keys (stores from before versions were kept read 0),
+# 2 = before the asked keys moved out of the checkpoint, 3 = before the evaluator version was stored at submission
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -92,6 +92,10 @@ UPGRADES = {
         keys BLOB NOT NULL,
         PRIMARY KEY (job_id, generation)
     )"""],
+    # a job's spec keeps the evaluator its client asked for (a name, a version or none); the version it was pinned
+    # to is stored beside it at submission. Older stores pinned it in the spec and filled this column only once
+    # the job started
+    4: ["UPDATE jobs SET evaluator_version = json_extract(spec, '$.evaluator') WHERE evaluator_version IS NULL"],
 }
 
 
@@ -202,12 +206,15 @@ class JobStore:
         return [dict(r) for r in self._db.execute("SELECT * FROM evaluators ORDER BY name, created_at")]
 
     # ---- jobs --------------------------------------------------------------------------------------
-    def create_job(self, spec: dict, progress: dict, key: tuple[str, str] | None = None) -> str:
-        """Store a queued job; ``key`` (idempotency key, request fingerprint) is stored with it, in one commit."""
+    def create_job(self, spec: dict, progress: dict, key: tuple[str, str] | None = None,
+                   evaluator_version: str | None = None) -> str:
+        """Store a queued job with the evaluator version it is pinned to; ``key`` (idempotency key, request
+        fingerprint) is stored with it, in one commit."""
         job_id = uuid.uuid4().hex[:12]
         with self.transaction():
-            self._db.execute("INSERT INTO jobs (id, spec, status, created_at, progress) VALUES (?, ?, 'queued', ?, ?)",
-                             (job_id, json.dumps(spec), time.time(), json.dumps(progress)))
+            self._db.execute("INSERT INTO jobs (id, spec, status, created_at, progress, evaluator_version) "
+                             "VALUES (?, ?, 'queued', ?, ?, ?)",
+                             (job_id, json.dumps(spec), time.time(), json.dumps(progress), evaluator_version))
             if key is not None:
                 self._db.execute("INSERT INTO idempotency_keys (key, job_id, request) VALUES (?, ?, ?)",
                                  (key[0], job_id, key[1]))
@@ -238,11 +245,9 @@ class JobStore:
         else:
             self._write("UPDATE jobs SET status = ? WHERE id = ?", (status, job_id))
 
-    def set_progress(self, job_id: str, progress: dict, best: dict | None = None,
-                     evaluator_version: str | None = None) -> None:
-        self._write("UPDATE jobs SET progress = ?, best = COALESCE(?, best), "
-                    "evaluator_version = COALESCE(?, evaluator_version) WHERE id = ?",
-                    (json.dumps(progress), None if best is None else json.dumps(best), evaluator_version, job_id))
+    def set_progress(self, job_id: str, progress: dict, best: dict | None = None) -> None:
+        self._write("UPDATE jobs SET progress = ?, best = COALESCE(?, best) WHERE id = ?",
+                    (json.dumps(progress), None if best is None else json.dumps(best), job_id))
 
     @staticmethod
     def _job(row: sqlite3.Row) -> dict[str, Any]:

@@ -19,6 +19,7 @@ HOMES = {
     "schema/research.py": ("Verdict", "SIGNIFICANCE", "ValidationSettings", "FoldResult", "Baselines", "Validation",
                            "research_lines"),
     "schema/search.py": ("SearchSettings",),
+    "schema/job.py": ("RiskLevel", "JobParameters"),
     "schema/costs.py": ("Costs",),
     "schema/version.py": ("PACKAGE", "package_version"),
     "client/models.py": ("JobSpec", "JobStatus", "ENDED", "BestSoFar", "Progress", "JobInfo", "Submitted",
@@ -30,7 +31,7 @@ HOMES = {
                          "TRADE_COLUMNS", "N_TRADE_COLUMNS", "EXIT_REASONS"),
     "engine/evaluator.py": ("DEFAULT_EVALUATOR", "EvaluatorError", "MetricsView", "EvaluatorSource", "Evaluator",
                             "get_evaluator"),
-    "engine/settings.py": ("MinerSettings", "RiskLevel", "RISK_PRESETS"),
+    "engine/settings.py": ("MinerSettings", "RISK_PRESETS"),
     "feeds/coinbase.py": ("download_candles", "DownloadError"),
 }
 HOME_OF = {name: home for home, names in HOMES.items() for name in names}

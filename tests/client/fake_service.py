@@ -114,6 +114,7 @@ class FakeService:
         for data in mining_log(spec, ending):
             self.log(job_id, data)
         self.jobs[job_id] = wire.JobInfo(id=job_id, status=status, spec=spec, created_at=1.7e9,
+                                         evaluator_version="balanced@1",
                                          progress=wire.Progress(generations=spec.generations,
                                                                 population=spec.population),
                                          error=ending.error if isinstance(ending, ev.Failed) else None)

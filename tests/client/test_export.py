@@ -79,7 +79,7 @@ def candles():
 def document(genome: Genome, costs: wire.Costs) -> dict:
     spec = wire.JobSpec(dataset="BTC-USD_FIVE_MINUTE", costs=costs)
     job = wire.JobInfo(id="job1", status=wire.JobStatus.FINISHED, spec=spec, created_at=1.7e9,
-                       progress=wire.Progress(generations=1, population=4))
+                       evaluator_version="balanced@1", progress=wire.Progress(generations=1, population=4))
     result = job_result("job1", spec).model_copy(update={"genome": genome.model_dump(mode="json"),
                                                          "strategy": genome.describe()})
     return export.strategy_document(job, result)

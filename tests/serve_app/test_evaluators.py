@@ -66,6 +66,12 @@ def test_push_a_new_default_while_a_job_runs(service, client, admin):
 
     assert client.wait(running.id).status == "finished"
     assert client.result(running.id).evaluator_version == balanced  # kept the version it started with
+    # the spec says what was asked (the default: nothing), the job the version it was pinned to at submission
+    assert (client.job(running.id).spec.evaluator, client.job(running.id).evaluator_version) == (None, balanced)
+    named = client.submit(dataset="synthetic", population=6, generations=1, evaluator="most_trades")
+    assert (client.job(named.id).spec.evaluator, client.job(named.id).evaluator_version) == (
+        "most_trades", pushed.version)  # pinned while still queued
+    assert client.wait(named.id).status == "finished"
     assert worker_pids() == pids and ingress_replicas() == replicas  # nothing restarted
 
 

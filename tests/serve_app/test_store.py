@@ -10,13 +10,13 @@ from serve_app.store import JobStore
 def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
     path = tmp_path / "miner.db"
     store = JobStore(path)
-    job_id = store.create_job({"dataset": "x"}, {"generation": 0})
+    job_id = store.create_job({"dataset": "x"}, {"generation": 0}, evaluator_version="v@1")
     assert store.get_job(job_id)["status"] == "queued"
     assert [store.append_event(job_id, "e", {"i": i})["seq"] for i in range(3)] == [1, 2, 3]
     store.save_checkpoint(job_id, 1, {"generation": 1})
     store.save_checkpoint(job_id, 2, {"generation": 2})
     store.set_status(job_id, "running")
-    store.set_progress(job_id, {"generation": 2}, best={"fitness": 1.5}, evaluator_version="v@1")
+    store.set_progress(job_id, {"generation": 2}, best={"fitness": 1.5})
     store.save_result(job_id, {"fitness": 1.5})
     store.set_status(job_id, "finished")
     store.put_setting("runtime", {"pool": {}})

@@ -138,6 +138,20 @@ def test_an_older_store_is_backed_up_before_its_upgrade_and_keeps_its_jobs(tmp_p
     assert store.get_result(ids[0]) == {"fitness": 1.5}
 
 
+def test_a_version_3_store_s_pinned_evaluators_move_out_of_the_spec_into_their_column(tmp_path):
+    db = tmp_path / "miner.db"
+    store = JobStore(db)
+    queued = store.create_job({"dataset": "x", "evaluator": "balanced@0123abcd"}, {})
+    started = store.create_job({"dataset": "x", "evaluator": "most_trades"}, {}, evaluator_version="most_trades@4567")
+    store.close()
+    with sqlite3.connect(db) as old:  # as version 3 left a job not yet started: the version in its spec only
+        old.execute("UPDATE jobs SET evaluator_version = NULL WHERE id = ?", (queued,))
+        old.execute("PRAGMA user_version = 3")
+    again = JobStore(db)
+    assert again.get_job(queued)["evaluator_version"] == "balanced@0123abcd"
+    assert again.get_job(started)["evaluator_version"] == "most_trades@4567"
+
+
 def test_checkpoints_of_ended_jobs_are_deleted(tmp_path):
     db = tmp_path / "miner.db"
     ids = filled_store(db)  # ids[0] finished, the rest queued with checkpoints

@@ -1,0 +1,39 @@
+"""What a mining job's user chooses: one definition of each choice, its bounds and its default, for the API's job
+spec (``client.models.JobSpec``) and the engine's settings (``engine.settings.MinerSettings``) alike."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from schema.research import ValidationSettings
+from schema.search import SearchSettings
+
+
+class RiskLevel(StrEnum):
+    """How large positions are and how far stops sit (the engine's ``RISK_PRESETS``)."""
+
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class JobParameters(ValidationSettings, SearchSettings):
+    """The search's size, risk, seed and holdout, with folds, min_trades and permutations (how the result is tested,
+    ``schema.research``) and islands and hall_of_fame (how the search is organised, ``schema.search``)."""
+
+    # 3,000 evaluations per search by default: at 50 x 20 the search rarely found a planted edge (docs/research.md)
+    population: int = Field(100, ge=4, le=100_000, description="genomes per generation")
+    generations: int = Field(30, ge=1, le=100_000, description="generations the search runs")
+    risk: RiskLevel = Field(RiskLevel.MEDIUM, description="position sizing and stops (case does not matter)")
+    seed: int = Field(0, ge=0, le=2**63 - 1,
+                      description="random seed: the same seed, data and settings give the same result")
+    holdout_fraction: float = Field(0.2, ge=0.0, le=0.5,
+                                    description="share of the most recent bars kept out of training")
+
+    @field_validator("risk", mode="before")
+    @classmethod
+    def _risk_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
