@@ -9,8 +9,9 @@ index, so how the population is split, or where batches run, changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 import numpy as np
@@ -29,6 +30,7 @@ from engine.backtester import (
 )
 from engine.baselines import budget, buy_and_hold_pct
 from engine.candles import Candles
+from engine.driver import Scored, Stopped, drive_generations, drive_search
 from engine.evaluator import Evaluator, get_evaluator
 from engine.ga import GeneticSearch
 from engine.genome import Genome, decode, genome_keys
@@ -261,46 +263,63 @@ def mine(
     session = MiningSession(len(candles), candles.fingerprint, settings, evaluator, resume_state)
     emit = on_event or (lambda event: None)
     stop = should_stop or (lambda: False)
-
-    def checkpoint() -> None:
-        if on_checkpoint is not None:  # building one costs milliseconds per generation: only when asked for
-            on_checkpoint(session.checkpoint())
-
     tester = _backtester(candles, settings, threads)
     try:
         emit(session.started())
-        while not session.done:
-            generation = session.generation
-            emit(ev.GenerationStarted(generation=generation))
-            population = session.population()
-            metrics = evaluate_folds(tester, population, session.folds, settings.batch_size, stop,
-                                     partial(_emit_batch, emit, generation))
-            if metrics is None:
-                emit(ev.Cancelled(generation=generation))
-                return session.result(_local(tester), cancelled=True)
-            emit(session.tell_generation(population, metrics))
-            checkpoint()
-        tasks = session.pending_tasks()
-        if tasks:
-            emit(ev.ValidationStarted(searches=len(validation_tasks(settings)), permutations=settings.permutations))
-        for task in tasks:
-            data = session.task_data(task, candles)
-            task_tester = tester if data is candles else _backtester(data, settings, threads)
-            try:
-                run = session.task_run(task)
-                if not run_search(run, task_tester, settings.batch_size, stop):
-                    emit(ev.Cancelled(generation=session.generation))
-                    return session.result(_local(tester), cancelled=True)
-            finally:
-                if task_tester is not tester:
-                    _close(task_tester)
-            emit(session.record(task, run))
-            checkpoint()
+        try:
+            asyncio.run(drive_generations(session, _InProcess(session, tester, emit, stop, on_checkpoint)))
+            tasks = session.pending_tasks()
+            if tasks:
+                emit(ev.ValidationStarted(searches=len(validation_tasks(settings)),
+                                          permutations=settings.permutations))
+            for task in tasks:
+                data = session.task_data(task, candles)
+                task_tester = tester if data is candles else _backtester(data, settings, threads)
+                try:
+                    run = session.task_run(task)
+                    if not run_search(run, task_tester, settings.batch_size, stop):
+                        raise Stopped
+                finally:
+                    if task_tester is not tester:
+                        _close(task_tester)
+                emit(session.record(task, run))
+                if on_checkpoint is not None:
+                    on_checkpoint(session.checkpoint())
+        except Stopped:
+            emit(ev.Cancelled(generation=session.generation))
+            return session.result(_local(tester), cancelled=True)
         final = session.result(_local(tester))
     finally:
         _close(tester)
     emit(ev.Finished(best_fitness=session.search.best_fitness, generations_run=session.generation))
     return final
+
+
+class _InProcess:
+    """``drive_generations``' hooks for a job mined in this process: batches on ``tester``, events to ``emit``."""
+
+    def __init__(self, session: MiningSession, tester: BatchBacktester, emit: Callable[[EventData], None],
+                 stop: Callable[[], bool], on_checkpoint: Callable[[dict], None] | None):
+        self.session, self.tester, self.emit, self.stopping, self.on_checkpoint = (session, tester, emit, stop,
+                                                                                    on_checkpoint)
+
+    def evaluate(self, population: np.ndarray) -> Awaitable[Scored]:
+        return self._evaluate(population, self.session.generation)
+
+    async def _evaluate(self, population: np.ndarray, generation: int) -> Scored:
+        metrics = evaluate_folds(self.tester, population, self.session.folds, self.session.settings.batch_size,
+                                 self.stopping, partial(_emit_batch, self.emit, generation))
+        if metrics is None:
+            raise Stopped
+        return metrics, None
+
+    def announce(self, generation: int) -> None:
+        self.emit(ev.GenerationStarted(generation=generation))
+
+    async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
+        self.emit(best)
+        if self.on_checkpoint is not None:  # building one costs milliseconds per generation: only when asked for
+            self.on_checkpoint(self.session.checkpoint())
 
 
 def _backtester(candles: Candles, settings: MinerSettings, threads: int) -> BatchBacktester:
@@ -318,12 +337,18 @@ def _close(tester: BatchBacktester) -> None:
 
 
 def run_search(run: SearchRun, tester: BatchBacktester, batch_size: int, should_stop: Callable[[], bool]) -> bool:
-    """Run a validation search to its end; False if ``should_stop`` said so between batches."""
-    while not run.done:
-        metrics = evaluate_folds(tester, run.population(), run.folds, batch_size, should_stop, lambda *_: None)
+    """Run a validation search to its end in this process; False if ``should_stop`` said so between batches."""
+
+    async def evaluate(population: np.ndarray) -> Scored:
+        metrics = evaluate_folds(tester, population, run.folds, batch_size, should_stop, lambda *_: None)
         if metrics is None:
-            return False
-        run.tell(metrics)
+            raise Stopped
+        return metrics, None
+
+    try:
+        asyncio.run(drive_search(run, evaluate, should_stop))
+    except Stopped:
+        return False
     return True
 
 

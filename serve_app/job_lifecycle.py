@@ -1,6 +1,7 @@
-"""What happens to one job from the moment it holds a mining slot to its end: mine its generations (the next one sent
-to the pool while the last is stored), run its validation searches, pause while the disk is full, and end it
-(finished, cancelled or failed) with its result, status and last event landing together.
+"""What happens to one job from the moment it holds a mining slot to its end: mine its generations and run its
+validation searches on the pool (driven by ``engine.driver``, the loop in-process jobs use too; this module supplies
+the persistence and the telling), pause while the disk is full, and end it (finished, cancelled or failed) with its
+result, status and last event landing together.
 
 ``JobLifecycle`` is a part of ``MinerCoordinator`` (its base class), kept apart so that the coordinator's module holds
 the service's surface and scheduling and this one the life of a job. It uses the coordinator's ``store``, ``pool``,
@@ -14,6 +15,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections.abc import Awaitable
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from engine import events as ev
 from engine.backtester import LocalBacktester
 from engine.baselines import budget
 from engine.candles import Candles
+from engine.driver import Stopped, drive_generations, drive_search
 from engine.features import FeatureStore
 from engine.miner import MiningSession
 from engine.validation import ValidationTask, validation_tasks
@@ -37,10 +40,6 @@ PAUSE_PROBE_S = 2.0  # how often a job paused by a full disk tries whether write
 # and 22 workers answering ~10 batches a second each would otherwise spend the loop on commits
 PROGRESS_EVERY_S = 0.25
 log = logging.getLogger("ray")
-
-
-class _Cancelled(Exception):
-    """Raised inside a job's runner when the job was cancelled between batches."""
 
 
 class JobLifecycle:
@@ -79,7 +78,7 @@ class JobLifecycle:
     async def _run(self, job_id: str) -> None:
         try:
             if job_id in self._cancelled:  # cancelled before a restart: no need to wait for a slot
-                raise _Cancelled
+                raise Stopped
             async with self._slot():
                 while True:
                     job = self._job(job_id)
@@ -88,7 +87,7 @@ class JobLifecycle:
                         break
                     except StorageFull as exc:  # nothing of the generation under way was stored: mine it again
                         await self._pause_until_writable(job_id, exc.message)
-        except (_Cancelled, asyncio.CancelledError):
+        except (Stopped, asyncio.CancelledError):
             if job_id not in self._cancelled:
                 raise
             await self._end_early(job_id)
@@ -109,7 +108,7 @@ class JobLifecycle:
             log.error("job %s paused, and the disk is too full to store that", job_id)
         while not await asyncio.to_thread(self.reserve.take):
             if job_id in self._cancelled:
-                raise _Cancelled
+                raise Stopped
             await asyncio.sleep(PAUSE_PROBE_S)
         with self.store.transaction():
             self.store.set_status(job_id, "running")
@@ -131,75 +130,14 @@ class JobLifecycle:
         session = await asyncio.to_thread(lambda: MiningSession(
             len(candles), candles.fingerprint, mapping.settings_for(spec), evaluator,
             resume_state=self.store.load_checkpoint(job_id), asked=self.store.load_asked(job_id)))
-        progress = wire.Progress(**progress)
         told = self.store.last_progress_event(job_id)
         if told is None:
             self._emit_engine(job_id, session.started())
-        told_generation, told_evaluated = self._told_of_generation_under_way(told)
         self.store.set_status(job_id, "running")
-        self.store.set_progress(job_id, progress.model_dump())
-        progress_told_at = -math.inf  # the first batch is always told
-        announced = -1  # the generation whose start followers know of: only its progress may be told
-
-        def evaluate(population: np.ndarray, progress: wire.Progress) -> asyncio.Future:
-            """Send the generation under way to the pool; its batch progress is stored and told as it comes."""
-            generation = session.generation
-            already_told = told_evaluated if generation == told_generation else -1
-
-            def on_progress(done: int, total: int) -> None:
-                nonlocal progress_told_at
-                if (generation != announced or done <= already_told
-                        or time.monotonic() - progress_told_at < PROGRESS_EVERY_S):
-                    return
-                progress_told_at = time.monotonic()
-                with self.store.transaction():
-                    self._emit_engine(job_id, ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
-                    self.store.set_progress(job_id, progress.model_copy(update={"evaluated": done}).model_dump())
-
-            future = asyncio.ensure_future(self.pool.evaluate(job_id, scoring, population, session.folds,
-                                                              on_progress))
-            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # read, even if never awaited
-            return future
-
-        def announce() -> None:
-            nonlocal announced
-            if session.generation != told_generation:  # after a restart, followers know the one under way
-                self._emit_engine(job_id, ev.GenerationStarted(generation=session.generation))
-            announced = session.generation
-
-        in_flight: asyncio.Future | None = None
-        try:
-            if job_id in self._cancelled:
-                raise _Cancelled
-            if not session.done:
-                population = session.population()
-                in_flight = evaluate(population, progress)
-                announce()
-            while in_flight is not None:
-                metrics, fitness = await in_flight
-                best = await asyncio.to_thread(session.tell_generation, population, metrics, fitness)
-                progress = progress.model_copy(update={"generation": session.generation, "evaluated": 0,
-                                                       "evaluations": progress.evaluations + len(population)})
-                in_flight = None
-                if not session.done and job_id not in self._cancelled:
-                    # the workers start on the next generation while this one is stored: the store's commit is
-                    # serial time that would otherwise leave them idle (its checkpoint is this generation's state)
-                    population = session.population()
-                    in_flight = evaluate(population, progress)
-                checkpoint = await asyncio.to_thread(session.state)
-                famed = mapping.best_so_far(session)
-                with self.store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
-                    self.store.save_checkpoint(job_id, session.generation, checkpoint, asked=session.asked[-1])
-                    self.store.set_progress(job_id, progress.model_dump(),
-                                            None if famed is None else famed.model_dump(mode="json"))
-                    self._emit_engine(job_id, best)
-                if job_id in self._cancelled:
-                    raise _Cancelled
-                if in_flight is not None:
-                    announce()
-        finally:
-            if in_flight is not None:
-                in_flight.cancel()
+        generations = _PoolGenerations(self, job_id, session, scoring, wire.Progress(**progress), told)
+        self.store.set_progress(job_id, generations.progress.model_dump())
+        await drive_generations(session, generations)
+        progress = generations.progress
         await self._validate(job_id, candles, scoring, session, told, progress)
         await self._finish(job_id, spec, candles, features, session, limits)
 
@@ -223,18 +161,15 @@ class JobLifecycle:
         async def search(task: ValidationTask) -> None:
             async with limit:
                 if job_id in self._cancelled:
-                    raise _Cancelled
+                    raise Stopped
                 data = await asyncio.to_thread(session.task_data, task, candles)  # a shuffle: tens of ms
                 run = await asyncio.to_thread(session.task_run, task)
                 on_data = dataclasses.replace(scoring, min_trades=run.min_trades)
                 if data is not candles:
                     data_ref = await asyncio.to_thread(lambda: put_tables(data, menu_features(data)))
                     on_data = dataclasses.replace(on_data, dataset_id=data.fingerprint, dataset=[data_ref])
-                while not run.done:
-                    if job_id in self._cancelled:
-                        raise _Cancelled
-                    metrics, fitness = await self.pool.evaluate(job_id, on_data, run.population(), run.folds)
-                    await asyncio.to_thread(run.tell, metrics, fitness)
+                await drive_search(run, lambda population: self.pool.evaluate(job_id, on_data, population, run.folds),
+                                   lambda: job_id in self._cancelled)
                 nonlocal progress
                 finished = session.record(task, run)
                 progress = progress.model_copy(update={"validation_done": finished.done,
@@ -250,15 +185,6 @@ class JobLifecycle:
         finally:
             for runner in runners:
                 runner.cancel()
-
-    @staticmethod
-    def _told_of_generation_under_way(last_event: dict | None) -> tuple[int | None, int]:
-        """(generation, genomes evaluated) that followers were already told of a generation that was under way
-        when the coordinator stopped; (None, 0) if none was. After a restart that generation is mined again
-        from its checkpoint: the answers are deterministic, only the telling must not repeat."""
-        if last_event is None or last_event["type"] not in ("generation_started", "batch_evaluated"):
-            return None, 0
-        return last_event["data"]["generation"], last_event["data"].get("evaluated", 0)
 
     async def _result(self, job_id: str, spec: wire.JobSpec, candles: Candles, features: FeatureStore,
                       session: MiningSession, limits: EvaluatorLimits, cancelled: bool = False) -> wire.JobResult:
@@ -283,3 +209,63 @@ class JobLifecycle:
             self.store.set_status(job_id, "finished")
             self._emit_engine(job_id, ev.Finished(best_fitness=result.fitness,
                                                   generations_run=result.generations_run))
+
+
+class _PoolGenerations:
+    """``drive_generations``' hooks for a job on the worker pool. A batch's progress is stored and told as it comes
+    (at most every ``PROGRESS_EVERY_S``); a generation's checkpoint, progress and best land in one commit; after a
+    restart, what followers were already told of the generation that was under way is not told again."""
+
+    def __init__(self, coordinator: JobLifecycle, job_id: str, session: MiningSession, scoring: Scoring,
+                 progress: wire.Progress, told: dict | None):
+        self.coordinator, self.job_id, self.session, self.scoring, self.progress = (coordinator, job_id, session,
+                                                                                     scoring, progress)
+        self.told_generation, self.told_evaluated = _told_of_generation_under_way(told)
+        self.announced = -1  # the generation whose start followers know of: only its progress may be told
+        self.progress_told_at = -math.inf  # the first batch is always told
+
+    def evaluate(self, population: np.ndarray) -> Awaitable[tuple[np.ndarray, np.ndarray]]:
+        generation = self.session.generation
+        already_told = self.told_evaluated if generation == self.told_generation else -1
+        store = self.coordinator.store
+
+        def on_progress(done: int, total: int) -> None:
+            if (generation != self.announced or done <= already_told
+                    or time.monotonic() - self.progress_told_at < PROGRESS_EVERY_S):
+                return
+            self.progress_told_at = time.monotonic()
+            with store.transaction():
+                self.coordinator._emit_engine(self.job_id, ev.BatchEvaluated(generation=generation, evaluated=done,
+                                                                             total=total))
+                store.set_progress(self.job_id, self.progress.model_copy(update={"evaluated": done}).model_dump())
+
+        return self.coordinator.pool.evaluate(self.job_id, self.scoring, population, self.session.folds, on_progress)
+
+    def announce(self, generation: int) -> None:
+        if generation != self.told_generation:  # after a restart, followers know the one under way
+            self.coordinator._emit_engine(self.job_id, ev.GenerationStarted(generation=generation))
+        self.announced = generation
+
+    async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
+        session, store = self.session, self.coordinator.store
+        self.progress = self.progress.model_copy(update={"generation": session.generation, "evaluated": 0,
+                                                         "evaluations": self.progress.evaluations + evaluated})
+        checkpoint = await asyncio.to_thread(session.state)
+        famed = mapping.best_so_far(session)
+        with store.transaction():  # the generation's outcome lands whole: checkpoint, progress, event
+            store.save_checkpoint(self.job_id, session.generation, checkpoint, asked=session.asked[-1])
+            store.set_progress(self.job_id, self.progress.model_dump(),
+                               None if famed is None else famed.model_dump(mode="json"))
+            self.coordinator._emit_engine(self.job_id, best)
+
+    def stopping(self) -> bool:
+        return self.job_id in self.coordinator._cancelled
+
+
+def _told_of_generation_under_way(last_event: dict | None) -> tuple[int | None, int]:
+    """(generation, genomes evaluated) that followers were already told of a generation that was under way when the
+    coordinator stopped; (None, 0) if none was. After a restart that generation is mined again from its checkpoint:
+    the answers are deterministic, only the telling must not repeat."""
+    if last_event is None or last_event["type"] not in ("generation_started", "batch_evaluated"):
+        return None, 0
+    return last_event["data"]["generation"], last_event["data"].get("evaluated", 0)
