@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from client.models import Costs
+from engine.evaluator import DEFAULT_EVALUATOR
 
 COORDINATOR_NAME = "miner-coordinator"
 NAMESPACE = "miner"
@@ -58,7 +59,7 @@ class RuntimeConfig(_Config):
 
     pool: PoolSettings = PoolSettings()
     default_costs: Costs = Costs()
-    default_evaluator: str = Field("balanced", description="evaluator for jobs that name none")
+    default_evaluator: str = Field(DEFAULT_EVALUATOR, description="evaluator for jobs that name none")
     default_evaluator_params: dict[str, float] = Field(default_factory=dict,
                                                        description="overrides of that evaluator's PARAMS")
     max_running_jobs: int = Field(4, ge=1, le=64, description="jobs mined at once; the rest wait queued")
