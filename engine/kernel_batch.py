@@ -15,11 +15,14 @@ Structure (the semantics are docs/backtest.md's, and every metric equals the per
 2. Per genome, its entry (exit) signal is the word-wise AND of its entry (exit) rules' bitsets.
 3. While flat, the simulation jumps to the next entry bit (count trailing zeros). In a position it scans for
    the first bar that touches a stop or target, eight bars per step, bounded by the next exit bit of the
-   current word; then it accounts the bars held: their close-marked values and returns (vectorised passes for
-   a long hold), then the peak, drawdown and sums in bar order. Flat bars return exactly 0, so skipping them
-   changes nothing, and every sum is accumulated in bar order, so the results are those of a bar loop.
-Each genome reads only the shared, read-only bitsets and its own work arrays: its metrics are the same alone
-as in any batch. Functions compile with ``error_model="numpy"`` (no zero-division check, which would keep
+   current word. It writes the close-marked equity of each bar held (the exit bar's is the cash after the
+   trade) to a stream and keeps the trade statistics.
+4. The per-bar statistics (peak, drawdown, the sums of returns) are a chain of dependent additions in bar order
+   per backtest, so four backtests' streams are accounted side by side, one lane each of a <4 x double> vector
+   per step (``_account_lanes``): each lane's operations are the scalar loop's, on the same operands, in the
+   same order. Flat bars return exactly 0 and change no statistic, so they are not in the streams.
+Each backtest reads only the shared, read-only bitsets and its own lane of the work arrays (vector operations
+are exact lane by lane): its metrics are the same alone as in any batch, in any lane. Functions compile with ``error_model="numpy"`` (no zero-division check, which would keep
 loops from vectorising); every division they make has a non-zero divisor or is guarded, as in the
 per-genome kernel, so no result changes.
 """
@@ -27,7 +30,9 @@ per-genome kernel, so no result changes.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from engine.kernel import _effective_stop, _write_metrics
 from engine.kernel_rules import _combine_nb, _cttz, _gt8, _lt8, _next_bit, rule_bitsets_nb, rule_table_nb
@@ -49,7 +54,7 @@ from engine.layout import (
     TRAILING_STOP,
 )
 
-_SHORT_HOLD = 24  # (>= 1) a hold of fewer bars is accounted in one scalar loop, a longer one in vectorised passes
+_LANES = 4  # backtests accounted side by side, one per lane of a <4 x double> vector
 _BITS_BUDGET = 1 << 26  # bytes of rule bitsets per chunk of genomes (64 MiB: 1,800 genomes on 47,000 bars)
 
 
@@ -72,11 +77,150 @@ def _account(value, r, peak, max_dd, sum_r, sum_r2, sum_down2):
     return peak, max_dd, sum_r + r, sum_r2 + r * r, sum_down2 + down * down
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _simulate_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words, w0, start, end, fee, slip,
-                      cash0, periods_per_year, values, rets, out):
-    """One genome over bars [start, end) from its entry/exit bitsets; metrics into ``out``.
+# a backtest's trade statistics (``tally``), from its trades
+_T_CASH, _T_TRADES, _T_WINS, _T_GROSS_PROFIT, _T_GROSS_LOSS, _T_EXPOSURE, _T_MEAN, _T_M2 = range(8)
+_N_TALLY = 8
+# the running statistics of a backtest's equity stream (``state[row, lane]``)
+_S_PREV, _S_PEAK, _S_MAX_DD, _S_SUM_R, _S_SUM_R2, _S_SUM_DOWN2 = range(6)
+_N_STATE = 6
 
+
+@intrinsic
+def _account_lanes(typingctx, streams, offset, steps, state):
+    """For each lane l, account the ``steps`` equity values ``streams.flat[offset[l]:offset[l] + steps]`` into the
+    running statistics ``state[:, l]``, all lanes in one <_LANES x double> vector per step.
+
+    Each lane computes exactly what ``_account_one`` does for it (the same IEEE operations on the same operands in
+    the same order, a branch replaced by a select), so its results are those of a scalar loop bit for bit. The
+    drawdown's division is made only in the steps where some lane's drawdown deepens. No bounds check: the caller
+    keeps every lane's values within ``streams``.
+    """
+    sig = types.void(streams, offset, steps, state)
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        vec = ir.VectorType(ir.DoubleType(), _LANES)
+        mask = ir.IntType(_LANES)
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        offsets = context.make_array(signature.args[1])(context, builder, args[1]).data
+        rows = context.make_array(signature.args[3])(context, builder, args[3]).data
+        n = args[2]
+        zero = ir.Constant(vec, [0.0] * _LANES)
+        one = ir.Constant(vec, [1.0] * _LANES)
+        true = ir.Constant(ir.VectorType(ir.IntType(1), _LANES), [1] * _LANES)
+
+        def row(r):
+            return builder.bitcast(builder.gep(rows, [ir.Constant(i64, r * _LANES)]), vec.as_pointer())
+
+        initial = [builder.load(row(r), align=8) for r in range(_N_STATE)]
+        lanes = [builder.gep(data, [builder.load(builder.gep(offsets, [ir.Constant(i64, k)]))])
+                 for k in range(_LANES)]
+        before = builder.block
+        head = builder.append_basic_block("lanes.head")
+        body = builder.append_basic_block("lanes.body")
+        deepen = builder.append_basic_block("lanes.deepen")
+        join = builder.append_basic_block("lanes.join")
+        done = builder.append_basic_block("lanes.done")
+        builder.branch(head)
+
+        builder.position_at_end(head)
+        step = builder.phi(i64)
+        step.add_incoming(ir.Constant(i64, 0), before)
+        phis = []
+        for r in range(_N_STATE):
+            phi = builder.phi(vec)
+            phi.add_incoming(initial[r], before)
+            phis.append(phi)
+        builder.cbranch(builder.icmp_signed("<", step, n), body, done)
+
+        builder.position_at_end(body)
+        prev, peak, max_dd, sum_r, sum_r2, sum_down2 = phis
+        value = ir.Constant(vec, ir.Undefined)
+        for k in range(_LANES):
+            value = builder.insert_element(value, builder.load(builder.gep(lanes[k], [step])), ir.Constant(i64, k))
+        # r = value / prev - 1.0 if prev > 0.0 else 0.0
+        r = builder.select(builder.fcmp_ordered(">", prev, zero), builder.fsub(builder.fdiv(value, prev), one), zero)
+        # if value > peak: peak = value  elif value < peak * (1.0 - max_dd): max_dd = 1.0 - value / peak
+        higher = builder.fcmp_ordered(">", value, peak)
+        deeper = builder.and_(builder.xor(higher, true),
+                              builder.fcmp_ordered("<", value, builder.fmul(peak, builder.fsub(one, max_dd))))
+        new_peak = builder.select(higher, value, peak)
+        builder.cbranch(builder.icmp_unsigned("!=", builder.bitcast(deeper, mask), ir.Constant(mask, 0)), deepen,
+                        join)
+        builder.position_at_end(deepen)
+        deepened = builder.select(deeper, builder.fsub(one, builder.fdiv(value, peak)), max_dd)
+        builder.branch(join)
+        builder.position_at_end(join)
+        new_max_dd = builder.phi(vec)
+        new_max_dd.add_incoming(max_dd, body)
+        new_max_dd.add_incoming(deepened, deepen)
+        # down = min(r, 0.0), as Numba's min: 0.0 if 0.0 < r else r
+        down = builder.select(builder.fcmp_ordered("<", zero, r), zero, r)
+        new = [value, new_peak, new_max_dd, builder.fadd(sum_r, r), builder.fadd(sum_r2, builder.fmul(r, r)),
+               builder.fadd(sum_down2, builder.fmul(down, down))]
+        for phi, x in zip(phis, new, strict=True):
+            phi.add_incoming(x, join)
+        step.add_incoming(builder.add(step, ir.Constant(i64, 1)), join)
+        builder.branch(head)
+
+        builder.position_at_end(done)
+        for r in range(_N_STATE):
+            builder.store(phis[r], row(r), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _account_one(values, state, lane):
+    """Account one lane's equity ``values`` into ``state[:, lane]``, bar by bar (``_account_lanes`` for one lane)."""
+    prev = state[_S_PREV, lane]
+    peak = state[_S_PEAK, lane]
+    max_dd = state[_S_MAX_DD, lane]
+    sum_r = state[_S_SUM_R, lane]
+    sum_r2 = state[_S_SUM_R2, lane]
+    sum_down2 = state[_S_SUM_DOWN2, lane]
+    for k in range(values.shape[0]):
+        value = values[k]
+        r = value / prev - 1.0 if prev > 0.0 else 0.0
+        peak, max_dd, sum_r, sum_r2, sum_down2 = _account(value, r, peak, max_dd, sum_r, sum_r2, sum_down2)
+        prev = value
+    state[_S_PREV, lane] = prev
+    state[_S_PEAK, lane] = peak
+    state[_S_MAX_DD, lane] = max_dd
+    state[_S_SUM_R, lane] = sum_r
+    state[_S_SUM_R2, lane] = sum_r2
+    state[_S_SUM_DOWN2, lane] = sum_down2
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _reset_lane(state, lane, cash0):
+    """A new backtest in ``lane``: the equity before the window's first bar is the initial cash."""
+    state[_S_PREV, lane] = cash0
+    state[_S_PEAK, lane] = cash0
+    state[_S_MAX_DD, lane] = 0.0
+    state[_S_SUM_R, lane] = 0.0
+    state[_S_SUM_R2, lane] = 0.0
+    state[_S_SUM_DOWN2, lane] = 0.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _finish(out, tally, state, lane, start, end, cash0, periods_per_year):
+    """The metrics row of a backtest from its trade statistics and its lane's running statistics."""
+    _write_metrics(out, start, end, tally[_T_CASH], cash0, periods_per_year, int(tally[_T_TRADES]),
+                   int(tally[_T_WINS]), tally[_T_GROSS_PROFIT], tally[_T_GROSS_LOSS], state[_S_MAX_DD, lane],
+                   int(tally[_T_EXPOSURE]), state[_S_SUM_R, lane], state[_S_SUM_R2, lane],
+                   state[_S_SUM_DOWN2, lane], tally[_T_MEAN], tally[_T_M2])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words, w0, start, end, fee, slip, cash0,
+                    stream, tally):
+    """The trades of one genome over bars [start, end) from its entry/exit bitsets.
+
+    Writes the close-marked equity of every bar in a position, in bar order (the exit bar's is the cash after the
+    trade), to ``stream`` and returns how many; the trade statistics go to ``tally`` (``_T_*``). Flat bars are
+    not in the stream: their equity equals the last value before them, so they return exactly 0.
     The arithmetic of every value is ``engine.kernel._simulate_nb``'s, in the same order.
     """
     d = genome[DIRECTION]
@@ -91,10 +235,7 @@ def _simulate_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_word
     cash = cash0
     n_trades = wins = exposure = 0
     gross_profit = gross_loss = 0.0
-    peak = cash0
-    max_dd = 0.0
-    prev_equity = cash0
-    sum_r = sum_r2 = sum_down2 = 0.0
+    n_values = 0
     trade_mean = trade_m2 = 0.0
 
     flat_from = start
@@ -179,31 +320,13 @@ def _simulate_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_word
             exit_price = target_level
         else:
             exit_price = closes[i]
-        # statistics of the bars held through their close, in bar order; a long hold computes values and
-        # returns in vectorised passes first
-        held = i - entry_bar
+        # the close-marked values of the bars held, the exit bar's excepted
         du = d * units
-        if held < _SHORT_HOLD:
-            for k in range(entry_bar, i):
-                value = cash + du * (closes[k] - fill) - entry_fee
-                r = value / prev_equity - 1.0 if prev_equity > 0.0 else 0.0
-                peak, max_dd, sum_r, sum_r2, sum_down2 = _account(value, r, peak, max_dd, sum_r, sum_r2, sum_down2)
-                prev_equity = value
-        else:
-            c = closes[entry_bar:i]
-            v = values[:held]
-            for k in range(held):
-                v[k] = cash + du * (c[k] - fill) - entry_fee
-            rets[0] = v[0] / prev_equity - 1.0 if prev_equity > 0.0 else 0.0
-            ret = rets[1:held]
-            now = v[1:]
-            before = v[:held - 1]
-            for k in range(held - 1):
-                ret[k] = now[k] / before[k] - 1.0 if before[k] > 0.0 else 0.0
-            for k in range(held):
-                peak, max_dd, sum_r, sum_r2, sum_down2 = _account(v[k], rets[k], peak, max_dd, sum_r, sum_r2,
-                                                                  sum_down2)
-            prev_equity = v[held - 1]
+        c = closes[entry_bar:i]
+        v = stream[n_values:n_values + i - entry_bar]
+        for k in range(i - entry_bar):
+            v[k] = cash + du * (c[k] - fill) - entry_fee
+        n_values += i - entry_bar
         price = exit_price * (1.0 - d * slip)
         pnl = d * units * (price - fill) - entry_fee - units * price * fee
         trade_return = pnl / cash
@@ -218,17 +341,22 @@ def _simulate_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_word
         trade_mean += delta / n_trades
         trade_m2 += delta * (trade_return - trade_mean)
         exposure += i - entry_bar + 1
-        r = cash / prev_equity - 1.0 if prev_equity > 0.0 else 0.0
-        peak, max_dd, sum_r, sum_r2, sum_down2 = _account(cash, r, peak, max_dd, sum_r, sum_r2, sum_down2)
-        prev_equity = cash
-        if cash <= 0.0:  # ruined
+        stream[n_values] = cash
+        n_values += 1
+        if cash <= 0.0:  # ruined: the stream ends with the 0
             cash = 0.0
-            prev_equity = 0.0
             break
         flat_from = i
 
-    _write_metrics(out, start, end, cash, cash0, periods_per_year, n_trades, wins, gross_profit, gross_loss, max_dd,
-                   exposure, sum_r, sum_r2, sum_down2, trade_mean, trade_m2)
+    tally[_T_CASH] = cash
+    tally[_T_TRADES] = n_trades
+    tally[_T_WINS] = wins
+    tally[_T_GROSS_PROFIT] = gross_profit
+    tally[_T_GROSS_LOSS] = gross_loss
+    tally[_T_EXPOSURE] = exposure
+    tally[_T_MEAN] = trade_mean
+    tally[_T_M2] = trade_m2
+    return n_values
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -254,28 +382,81 @@ def backtest_windows_nb(genomes, features, lookup, starts, ends, fee, slip, cash
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash0, periods_per_year, out):
-    """``backtest_windows_nb`` for one chunk of genomes, the windows inside bars [lo, hi)."""
+    """``backtest_windows_nb`` for one chunk of genomes, the windows inside bars [lo, hi).
+
+    The backtests (genome g, window w), g-major, go through ``_LANES`` lanes: a lane takes the next backtest, runs
+    its trades (``_trades_bits_nb``, which streams its equity values), and ``_account_lanes`` then accounts the
+    lanes' streams side by side, one vector operation for all lanes, until one of them ends; that lane writes
+    its metrics and takes the next backtest. The backtests left when none remain are finished one by one.
+    """
     index, ok, left, right, ops, consts = rule_table_nb(genomes, lookup)
     w0 = lo // 64
     w1 = (hi - 1) // 64 + 1
     bits = rule_bitsets_nb(features, left, right, ops, consts, w0, w1)
     entry_words = np.zeros(w1 - w0, np.uint64)
     exit_words = np.zeros(w1 - w0, np.uint64)
-    values = np.empty(hi - lo)
-    rets = np.empty(hi - lo)
     opens = features[lookup[OPEN, 0]]
     highs = features[lookup[HIGH, 0]]
     lows = features[lookup[LOW, 0]]
     closes = features[lookup[CLOSE, 0]]
-    for g in range(genomes.shape[0]):
-        if not ok[g]:
-            out[g] = np.nan
-            continue
-        _combine_nb(bits, index[g], 0, int(genomes[g, N_ENTRY]), entry_words)
-        _combine_nb(bits, index[g], MAX_ENTRY_RULES, int(genomes[g, N_EXIT]), exit_words)
-        for w in range(starts.shape[0]):
-            _simulate_bits_nb(genomes[g], opens, highs, lows, closes, entry_words, exit_words, w0, starts[w],
-                              ends[w], fee, slip, cash0, periods_per_year, values, rets, out[g, w])
+    n_windows = starts.shape[0]
+    capacity = max(hi - lo, 1)
+    streams = np.ones((_LANES, capacity))  # never read uninitialised (a NaN or subnormal could slow the division)
+    tallies = np.zeros((_LANES, _N_TALLY))
+    state = np.zeros((_N_STATE, _LANES))
+    job = np.zeros(_LANES, np.int64)  # the lane's backtest: g * n_windows + w
+    length = np.zeros(_LANES, np.int64)
+    offset = np.zeros(_LANES, np.int64)  # flat index into streams of the lane's next value
+    combined = -1  # the genome whose signals are in entry_words / exit_words
+    next_job = 0
+    n_jobs = genomes.shape[0] * n_windows
+    active = 0
+    lane = 0
+    while True:
+        # fill the lanes that have no backtest (all of them at first)
+        while lane < _LANES and next_job < n_jobs:
+            g, w = next_job // n_windows, next_job % n_windows
+            next_job += 1
+            if not ok[g]:
+                out[g, w] = np.nan
+                continue
+            if combined != g:
+                _combine_nb(bits, index[g], 0, int(genomes[g, N_ENTRY]), entry_words)
+                _combine_nb(bits, index[g], MAX_ENTRY_RULES, int(genomes[g, N_EXIT]), exit_words)
+                combined = g
+            n = _trades_bits_nb(genomes[g], opens, highs, lows, closes, entry_words, exit_words, w0, starts[w],
+                                ends[w], fee, slip, cash0, streams[lane], tallies[lane])
+            _reset_lane(state, lane, cash0)
+            if n == 0:
+                _finish(out[g, w], tallies[lane], state, lane, starts[w], ends[w], cash0, periods_per_year)
+                continue
+            job[lane] = g * n_windows + w
+            length[lane] = n
+            offset[lane] = lane * capacity
+            active += 1
+            lane += 1
+            while lane < _LANES and length[lane] > 0:  # the next free lane
+                lane += 1
+        if active < _LANES:
+            break
+        steps = length.min()
+        _account_lanes(streams, offset, steps, state)
+        lane = _LANES
+        for k in range(_LANES):
+            offset[k] += steps
+            length[k] -= steps
+            if length[k] == 0:
+                g, w = job[k] // n_windows, job[k] % n_windows
+                _finish(out[g, w], tallies[k], state, k, starts[w], ends[w], cash0, periods_per_year)
+                active -= 1
+                lane = min(lane, k)
+    # no backtests left: the lanes still running finish one by one
+    flat = streams.reshape(-1)
+    for k in range(_LANES):
+        if length[k] > 0:
+            _account_one(flat[offset[k]:offset[k] + length[k]], state, k)
+            g, w = job[k] // n_windows, job[k] % n_windows
+            _finish(out[g, w], tallies[k], state, k, starts[w], ends[w], cash0, periods_per_year)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
