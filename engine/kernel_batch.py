@@ -401,7 +401,7 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
     closes = features[lookup[CLOSE, 0]]
     n_windows = starts.shape[0]
     capacity = max(hi - lo, 1)
-    streams = np.ones((_LANES, capacity))  # never read uninitialised (a NaN or subnormal could slow the division)
+    streams = np.empty((_LANES, capacity))  # a lane reads only values its trades wrote
     tallies = np.zeros((_LANES, _N_TALLY))
     state = np.zeros((_N_STATE, _LANES))
     job = np.zeros(_LANES, np.int64)  # the lane's backtest: g * n_windows + w
