@@ -22,9 +22,9 @@ Structure (the semantics are docs/backtest.md's, and every metric equals the per
    per step (``_account_lanes``): each lane's operations are the scalar loop's, on the same operands, in the
    same order. Flat bars return exactly 0 and change no statistic, so they are not in the streams.
 Each backtest reads only the shared, read-only bitsets and its own lane of the work arrays (vector operations
-are exact lane by lane): its metrics are the same alone as in any batch, in any lane. Functions compile with ``error_model="numpy"`` (no zero-division check, which would keep
-loops from vectorising); every division they make has a non-zero divisor or is guarded, as in the
-per-genome kernel, so no result changes.
+are exact lane by lane): its metrics are the same alone as in any batch, in any lane. Functions compile with
+``error_model="numpy"`` (no zero-division check, which would keep loops from vectorising); every division they
+make has a non-zero divisor or is guarded, as in the per-genome kernel, so no result changes.
 """
 
 from __future__ import annotations
