@@ -103,7 +103,9 @@ class Service:
         ray.shutdown()
         self.cluster.shutdown()
 
-    def wait_for_workers(self, count: int, timeout_s: float = 120) -> None:
+    def wait_for_workers(self, count: int, timeout_s: float = 300) -> None:
+        """Until the pool has ``count`` ready workers: on a fresh checkout each compiles the kernels first (20-40 s
+        alone, minutes for several at once on 2 busy cores, e.g. beside a CPU hog)."""
         with self.client() as client:
             deadline = time.monotonic() + timeout_s
             while client.cluster().workers != count:
