@@ -10,8 +10,9 @@ next one's evaluation are written once, here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:  # engine.miner drives its in-process jobs with this module
     from engine import events as ev
     from engine.miner import MiningSession, SearchRun
 
+T = TypeVar("T")
 Scored = tuple[np.ndarray, np.ndarray | None]  # fold metrics (n, folds, metrics), fitness if scored already
 Evaluate = Callable[[np.ndarray], Awaitable[Scored]]
 
@@ -89,3 +91,34 @@ async def drive_search(run: SearchRun, evaluate: Evaluate, stopping: Callable[[]
             raise Stopped
         metrics, fitness = await evaluate(run.population())
         await asyncio.to_thread(run.tell, metrics, fitness)
+
+
+def run_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a driver coroutine to its end from synchronous code (``engine.miner.mine``).
+
+    On a private event loop, not ``asyncio.run``: that would install a SIGINT handler that only cancels the task, so
+    Ctrl-C would wait for the generation being evaluated, and it cannot be called where a loop already runs (a
+    notebook, an async app). From such a thread the coroutine runs in a one-off thread instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _run_on_private_loop(coroutine)
+    with ThreadPoolExecutor(1, thread_name_prefix="miner-driver") as thread:
+        return thread.submit(_run_on_private_loop, coroutine).result()
+
+
+def _run_on_private_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            left = asyncio.all_tasks(loop)  # e.g. a next generation sent when Ctrl-C came
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()

@@ -9,7 +9,6 @@ index, so how the population is split, or where batches run, changes nothing.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -30,7 +29,7 @@ from engine.backtester import (
 )
 from engine.baselines import budget, buy_and_hold_pct
 from engine.candles import Candles
-from engine.driver import Scored, Stopped, drive_generations, drive_search
+from engine.driver import Scored, Stopped, drive_generations, drive_search, run_blocking
 from engine.evaluator import Evaluator, get_evaluator
 from engine.ga import GeneticSearch
 from engine.genome import Genome, decode, genome_keys
@@ -257,7 +256,8 @@ def mine(
 ) -> MiningResult:
     """Mine and validate in this process (``threads`` backtest threads) and return the best genome found.
 
-    ``should_stop`` is polled between batches (cancellation); ``on_checkpoint`` receives the job's state after
+    ``should_stop`` is polled between batches and between generations (cancellation: the events end with
+    ``Cancelled`` and the result is the best so far, unvalidated); ``on_checkpoint`` receives the job's state after
     every generation and every validation search, and ``resume_state`` continues from such a state.
     """
     session = MiningSession(len(candles), candles.fingerprint, settings, evaluator, resume_state)
@@ -267,7 +267,7 @@ def mine(
     try:
         emit(session.started())
         try:
-            asyncio.run(drive_generations(session, _InProcess(session, tester, emit, stop, on_checkpoint)))
+            run_blocking(drive_generations(session, _InProcess(session, tester, emit, stop, on_checkpoint)))
             tasks = session.pending_tasks()
             if tasks:
                 emit(ev.ValidationStarted(searches=len(validation_tasks(settings)),
@@ -317,6 +317,7 @@ class _InProcess:
         self.emit(ev.GenerationStarted(generation=generation))
 
     async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
+        # never awaits: the next generation, already sent, starts only when this returns, so its events follow
         self.emit(best)
         if self.on_checkpoint is not None:  # building one costs milliseconds per generation: only when asked for
             self.on_checkpoint(self.session.checkpoint())
@@ -346,7 +347,7 @@ def run_search(run: SearchRun, tester: BatchBacktester, batch_size: int, should_
         return metrics, None
 
     try:
-        asyncio.run(drive_search(run, evaluate, should_stop))
+        run_blocking(drive_search(run, evaluate, should_stop))
     except Stopped:
         return False
     return True

@@ -32,6 +32,7 @@ HOMES = {
     "engine/evaluator.py": ("DEFAULT_EVALUATOR", "EvaluatorError", "MetricsView", "EvaluatorSource", "Evaluator",
                             "get_evaluator"),
     "engine/settings.py": ("MinerSettings", "RISK_PRESETS"),
+    "engine/driver.py": ("Stopped", "GenerationHooks", "drive_generations", "drive_search", "run_blocking"),
     "feeds/coinbase.py": ("download_candles", "DownloadError"),
 }
 HOME_OF = {name: home for home, names in HOMES.items() for name in names}

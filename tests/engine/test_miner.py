@@ -1,4 +1,6 @@
+import asyncio
 import re
+import signal
 
 import numpy as np
 import pytest
@@ -83,6 +85,31 @@ def test_cancellation_between_batches(candles):
     assert result.cancelled and result.generations_run == 1
     assert isinstance(seen[-1], ev.Cancelled) and seen[-1].generation == 1
     assert result.best_genome is not None
+
+
+def test_mine_runs_where_an_event_loop_already_runs_with_the_same_result(candles):
+    settings = MinerSettings(population=10, generations=2, seed=4, permutations=1)
+
+    async def in_a_notebook():
+        return mine(candles, settings)
+
+    assert asyncio.run(in_a_notebook()).model_dump() == mine(candles, settings).model_dump()
+
+
+def test_ctrl_c_stops_mining_at_once_not_after_the_generation(candles):
+    batches = []
+
+    def press_ctrl_c_at_the_second_batch():
+        if len(batches) == 1:
+            signal.raise_signal(signal.SIGINT)  # as a terminal would: Python's own handler, if nothing replaced it
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        mine(candles, MinerSettings(population=40, generations=3, batch_size=4),
+             on_event=lambda e: isinstance(e, ev.BatchEvaluated) and batches.append(e),
+             should_stop=press_ctrl_c_at_the_second_batch)
+    assert len(batches) == 1  # no batch after the key: asyncio.run's handler would have let the generation finish
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_resume_from_checkpoint_equals_straight_run(candles):
