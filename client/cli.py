@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -156,9 +156,8 @@ def _number(text: str) -> float:
 def _add_spec_flag(parser: argparse.ArgumentParser, spec_flag: SpecFlag) -> None:
     annotation = spec_flag.field.annotation
     kinds: dict[str, Any] = {}
-    choices = get_args(annotation) if get_origin(annotation) is Literal else [member.value for member in annotation] \
-        if isinstance(annotation, type) and issubclass(annotation, Enum) else None
-    if choices:
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        choices = [member.value for member in annotation]
         kinds = {"type": str.upper, "choices": choices, "metavar": "|".join(choices)}
     elif annotation in (int, float):
         kinds = {"type": _whole_number if annotation is int else _number}
@@ -243,6 +242,7 @@ def cmd_show(client: MinerClient, args, console: Console) -> int:
         lines = [f"job {job.id}: {job.status.value}  (created {_when(job.created_at)}, "
                  f"started {_when(job.started_at)}, finished {_when(job.finished_at)})",
                  f"spec: {job.spec.model_dump_json(exclude_none=True)}",
+                 f"evaluator: {job.evaluator_version} (pinned at submission)",
                  f"progress: generation {job.progress.generation}/{job.progress.generations}, "
                  f"{job.progress.evaluations:,} evaluations"]
         if job.best:

@@ -18,33 +18,29 @@ from engine.layout import METRICS
 from engine.miner import MiningResult, mine
 from engine.settings import Costs, MinerSettings
 from engine.synthetic import synthetic_candles
+from schema.job import JobParameters, RiskLevel
 from schema.research import research_lines
+
+FLAGS = {"holdout_fraction": "--holdout"}  # any other parameter: --its-name
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="miner-local", description=__doc__)
     parser.add_argument("--data", help="OHLCV CSV or Parquet file (default: built-in synthetic candles)")
     defaults = MinerSettings()
-    parser.add_argument("--population", type=int, default=defaults.population)
-    parser.add_argument("--generations", type=int, default=defaults.generations)
-    parser.add_argument("--risk", default=defaults.risk.value, help="LOW, MEDIUM or HIGH")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--holdout", type=float, default=defaults.holdout_fraction,
-                        help="fraction of the latest bars held out")
-    parser.add_argument("--fee-bps", type=float, default=Costs().fee_bps, help="fee per side, basis points")
-    parser.add_argument("--slippage-bps", type=float, default=Costs().slippage_bps)
+    for name in JobParameters.model_fields:  # a job's parameters: bounds, defaults and help from the one model
+        field, default = MinerSettings.model_fields[name], getattr(defaults, name)
+        kind = {"type": str.upper, "choices": [level.value for level in RiskLevel]} if name == "risk" else {
+            "type": type(default)}
+        parser.add_argument(FLAGS.get(name, "--" + name.replace("_", "-")), dest=name, default=default,
+                            help=field.description.replace("%", "%%"), **kind)
+    for name in ("fee_bps", "slippage_bps"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(Costs(), name),
+                            help=Costs.model_fields[name].description.replace("%", "%%"))
     parser.add_argument("--evaluator", default=DEFAULT_EVALUATOR)
-    parser.add_argument("--folds", type=int, default=defaults.folds, help="training slices a strategy must work on")
-    parser.add_argument("--min-trades", type=int, default=defaults.min_trades,
-                        help="training trades below which a strategy ranks last")
-    parser.add_argument("--permutations", type=int, default=defaults.permutations,
-                        help="shuffled copies the search is repeated on for the verdict (0: no verdict)")
-    parser.add_argument("--islands", type=int, default=defaults.islands,
-                        help="sub-populations of the search, each at least 8 genomes")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="backtest threads (default: all cores)")
-    parser.add_argument("--hall-of-fame", type=int, default=defaults.hall_of_fame,
-                        help="best distinct strategies the result keeps (1-100)")
-    parser.add_argument("--top", type=int, default=0, metavar="N", help="also list the N best of them")
+    parser.add_argument("--top", type=int, default=0, metavar="N",
+                        help="also list the N best strategies of the hall of fame")
     parser.add_argument("--out", default="best_strategy.json", help="where to write the result JSON")
     return parser
 
@@ -83,10 +79,7 @@ def _hall_of_fame(result: MiningResult, top: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = MinerSettings(population=args.population, generations=args.generations, risk=args.risk,
-                                 seed=args.seed, holdout_fraction=args.holdout, folds=args.folds,
-                                 min_trades=args.min_trades, permutations=args.permutations,
-                                 islands=args.islands, hall_of_fame=args.hall_of_fame,
+        settings = MinerSettings(**{name: getattr(args, name) for name in JobParameters.model_fields},
                                  costs=Costs(fee_bps=args.fee_bps, slippage_bps=args.slippage_bps))
         evaluator = get_evaluator(args.evaluator)
         if args.data:

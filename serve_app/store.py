@@ -206,8 +206,8 @@ class JobStore:
         return [dict(r) for r in self._db.execute("SELECT * FROM evaluators ORDER BY name, created_at")]
 
     # ---- jobs --------------------------------------------------------------------------------------
-    def create_job(self, spec: dict, progress: dict, key: tuple[str, str] | None = None,
-                   evaluator_version: str | None = None) -> str:
+    def create_job(self, spec: dict, progress: dict, key: tuple[str, str] | None = None, *,
+                   evaluator_version: str) -> str:
         """Store a queued job with the evaluator version it is pinned to; ``key`` (idempotency key, request
         fingerprint) is stored with it, in one commit."""
         job_id = uuid.uuid4().hex[:12]

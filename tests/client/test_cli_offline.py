@@ -258,8 +258,10 @@ def test_every_read_command_has_json(miner, fake, capsys, argv, key):
 def test_show_prints_the_spec_on_one_line(miner, fake, capsys):
     job = fake.add_job(JobStatus.FINISHED, evaluator="a_long_evaluator_name_" + "x" * 17)
     assert miner("show", job) == 0
-    spec = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("spec: "))
-    assert json.loads(spec.removeprefix("spec: "))["evaluator"].endswith("x" * 17)
+    out = capsys.readouterr().out.splitlines()
+    spec = next(line for line in out if line.startswith("spec: "))
+    assert json.loads(spec.removeprefix("spec: "))["evaluator"].endswith("x" * 17)  # as asked
+    assert "evaluator: balanced@1 (pinned at submission)" in out  # the version it runs with
 
 
 @pytest.mark.parametrize(("url", "words"), [

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from engine.cli import main
 
 
@@ -27,8 +29,9 @@ def test_without_data_says_it_is_synthetic(tmp_path, capsys):
 
 
 def test_bad_arguments_exit_2_with_a_message(tmp_path, capsys):
-    assert main(["--risk", "EXTREME", "--out", str(tmp_path / "b.json")]) == 2
-    assert "risk" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse knows the choices: exit 2, with them named
+        main(["--risk", "EXTREME", "--out", str(tmp_path / "b.json")])
+    assert refused.value.code == 2 and "invalid choice: 'EXTREME'" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "nope.csv")]) == 2
     assert "file not found" in capsys.readouterr().err
     assert main(["--population", "2"]) == 2

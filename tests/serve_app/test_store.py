@@ -20,7 +20,8 @@ def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
     store.save_result(job_id, {"fitness": 1.5})
     store.set_status(job_id, "finished")
     store.put_setting("runtime", {"pool": {}})
-    running = store.create_job({"dataset": "y"}, {}, key=("client-key", "fingerprint"))
+    running = store.create_job({"dataset": "y"}, {}, key=("client-key", "fingerprint"),
+                               evaluator_version="balanced@1")
     for generation in (1, 2, 3):
         store.save_checkpoint(running, generation, {"generation": generation},
                               asked=np.arange(generation, dtype=np.uint64))
@@ -47,7 +48,7 @@ def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
 
 def test_sequences_are_per_job_and_unfinished_jobs_are_found(tmp_path):
     store = JobStore(tmp_path / "m.db")
-    a, b = store.create_job({}, {}), store.create_job({}, {})
+    a, b = (store.create_job({}, {}, evaluator_version="balanced@1") for _ in range(2))
     store.append_event(a, "x", {})
     assert store.append_event(b, "x", {})["seq"] == 1
     store.set_status(b, "running")
@@ -70,7 +71,7 @@ def test_sequences_are_per_job_and_unfinished_jobs_are_found(tmp_path):
 def test_a_full_disk_is_storage_full_and_rolls_back_whole(tmp_path):
     """SQLite's SQLITE_FULL, forced here with max_page_count: nothing of the transaction lands, reads go on."""
     store = JobStore(tmp_path / "m.db")
-    job = store.create_job({}, {})
+    job = store.create_job({}, {}, evaluator_version="balanced@1")
     (pages,) = store._db.execute("PRAGMA page_count").fetchone()
     store._db.execute(f"PRAGMA max_page_count = {pages}")
     with pytest.raises(StorageFull, match="is full: nothing was stored"), store.transaction():

@@ -21,7 +21,8 @@ def filled_store(path, jobs: int = 30) -> list[str]:
     store = JobStore(path)
     ids = []
     for i in range(jobs):
-        job = store.create_job({"dataset": "x" * 400, "seed": i}, {"generation": 0}, key=(f"key-{i}", f"req-{i}"))
+        job = store.create_job({"dataset": "x" * 400, "seed": i}, {"generation": 0}, key=(f"key-{i}", f"req-{i}"),
+                               evaluator_version="balanced@1")
         with store.transaction():  # one commit: the fill is quick even with synchronous=FULL
             for k in range(20):
                 store.append_event(job, "batch_evaluated", {"k": k, "pad": "y" * 200})
@@ -89,7 +90,7 @@ def test_a_store_that_never_held_a_job_starts_empty_and_is_marked_with_its_first
     db = tmp_path / "miner.db"
     store = JobStore(db)
     assert not marker(db).exists()
-    store.create_job({"dataset": "x"}, {})
+    store.create_job({"dataset": "x"}, {}, evaluator_version="balanced@1")
     assert marker(db).exists() and "refuses to start" in marker(db).read_text()
 
 
@@ -141,7 +142,7 @@ def test_an_older_store_is_backed_up_before_its_upgrade_and_keeps_its_jobs(tmp_p
 def test_a_version_3_store_s_pinned_evaluators_move_out_of_the_spec_into_their_column(tmp_path):
     db = tmp_path / "miner.db"
     store = JobStore(db)
-    queued = store.create_job({"dataset": "x", "evaluator": "balanced@0123abcd"}, {})
+    queued = store.create_job({"dataset": "x", "evaluator": "balanced@0123abcd"}, {}, evaluator_version="balanced@1")
     started = store.create_job({"dataset": "x", "evaluator": "most_trades"}, {}, evaluator_version="most_trades@4567")
     store.close()
     with sqlite3.connect(db) as old:  # as version 3 left a job not yet started: the version in its spec only
@@ -182,14 +183,14 @@ def test_the_state_folder_is_0700_and_the_store_and_its_backups_0600(tmp_path):
     shutil.copy(_old_store(tmp_path), old)
     old.chmod(0o644)  # a store from before modes were set
     store = JobStore(old)
-    store.create_job({"dataset": "x"}, {})
+    store.create_job({"dataset": "x"}, {}, evaluator_version="balanced@1")
     store.backup(keep=2)
     files = [p for p in state.rglob("*") if p.is_file()]
     assert {p.name for p in files} >= {"miner.db", "miner.db-wal", "miner.db-shm", "miner.db.has-jobs"}
     assert mode(state) == 0o700 and mode(state / "backups") == 0o700
     assert {p.name: mode(p) for p in files} == {p.name: 0o600 for p in files}
     fresh = tmp_path / "fresh" / "deeper" / "miner.db"
-    JobStore(fresh).create_job({"dataset": "x"}, {})
+    JobStore(fresh).create_job({"dataset": "x"}, {}, evaluator_version="balanced@1")
     assert mode(fresh.parent) == 0o700 and mode(fresh) == 0o600
 
 

@@ -40,7 +40,7 @@ def test_a_coordinator_on_a_damaged_store_refuses_to_start_naming_the_file_and_t
     store = JobStore(db)
     for seed in range(40):
         with store.transaction():
-            job = store.create_job({"dataset": "x" * 300, "seed": seed}, {})
+            job = store.create_job({"dataset": "x" * 300, "seed": seed}, {}, evaluator_version="balanced@1")
             for k in range(10):
                 store.append_event(job, "e", {"pad": "y" * 300, "k": k})
     backup = store.backup(keep=2)
