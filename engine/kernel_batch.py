@@ -95,6 +95,12 @@ def _account_lanes(typingctx, streams, offset, steps, state):
     drawdown's division is made only in the steps where some lane's drawdown deepens. No bounds check: the caller
     keeps every lane's values within ``streams``.
     """
+    def c_array(t, dtype, ndim):
+        return isinstance(t, types.Array) and t.dtype == dtype and t.ndim == ndim and t.layout == "C"
+
+    if not (c_array(streams, types.float64, 2) and c_array(offset, types.int64, 1)
+            and isinstance(steps, types.Integer) and c_array(state, types.float64, 2)):
+        return None  # the code below reads raw contiguous memory: any other type is a typing error, not a miscompile
     sig = types.void(streams, offset, steps, state)
 
     def codegen(context, builder, signature, args):

@@ -199,3 +199,44 @@ def test_local_backtester_scores_the_folds_in_one_call_as_one_call_per_fold():
     folds = fold_windows(Window(0, 2_400), 3)
     expected = np.stack([tester.evaluate(rows, window) for window in folds], axis=1)
     assert_identical(tester.evaluate_windows(rows, folds), expected)
+
+
+def test_lanes_of_very_different_lengths_ruin_and_empty_streams_equal_the_per_genome_kernel():
+    """The batch kernel accounts four backtests' equity streams side by side: here streams of every length in one
+    call (hold-everything, a few short trades, none at all), a ruin mid-stream (leverage 5, no stop, a 40 % crash)
+    while other lanes go on, a genome missing its feature row (NaN), over several windows."""
+    rng = np.random.default_rng(7)
+    n = 6_000
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
+    close[3_000:] *= 0.6  # the crash: one bar's open gaps 40 % down
+    open_ = np.concatenate([[100.0], close[:-1]])
+    high, low = np.maximum(open_, close) * 1.001, np.minimum(open_, close) * 0.999
+    candles = candles_from_arrays(1_700_000_000 + 300 * np.arange(n), open_, high, low, close, np.ones(n))
+    above_sma = {"left": {"field": "close"}, "op": ">", "right": {"indicator": "sma", "period": 5}}
+    always = {"left": {"field": "close"}, "op": ">", "right": {"constant": 0}}
+    never = {"left": {"indicator": "rsi", "period": 14}, "op": ">", "right": {"constant": 101}}
+    genomes = [
+        {"entry": [always], "stop_loss": None, "leverage": 5.0, "size": 1.0},  # holds to the crash: ruined
+        {"entry": [above_sma], "exit": [{**above_sma, "op": "<"}], "stop_loss": 0.01},  # many short trades
+        {"entry": [never], "stop_loss": 0.02},  # an empty stream
+        {"entry": [always], "stop_loss": None, "take_profit": 0.5},  # one long hold
+        {"entry": [above_sma], "stop_loss": None, "leverage": 5.0, "size": 1.0},  # ruined later, after trades
+        {"entry": [above_sma], "direction": "short", "stop_loss": 0.02, "take_profit": 0.01},
+    ]
+    rows = np.stack([encode(Genome.model_validate(g)) for g in genomes]
+                    + list(GenomeSpace(RISK_PRESETS[RiskLevel.HIGH], MinerSettings().period_menu).random_population(
+                        9, rng)))
+    store = FeatureStore(candles)
+    matrix, lookup = store.prepare(rows)
+    missing = encode(Genome.model_validate({"entry": [{**above_sma, "right": {"indicator": "sma", "period": 200}}],
+                                            "stop_loss": 0.02}))
+    rows = np.concatenate([rows[:3], missing[None], rows[3:]])  # sma(200) is not in the prepared matrix
+    windows = [(0, n), (2_500, 3_500), (100, 2_000), (2_999, 3_002)]
+    starts, ends = (np.array(column, dtype=np.int64) for column in zip(*windows, strict=True))
+    out = backtest_windows_nb(rows, matrix, lookup, starts, ends, 0.006, 0.0005, CASH, candles.periods_per_year)
+    for w, (start, end) in enumerate(windows):
+        expected = per_genome(rows, matrix, lookup, start, end, 0.006, 0.0005, candles.periods_per_year)
+        assert_identical(out[:, w], expected)
+    assert np.isnan(out[3]).all() and (out[2, :, L.M_TRADES] == 0).all()
+    assert out[0, 0, L.M_RETURN_PCT] == out[5, 0, L.M_RETURN_PCT] == -100.0  # both ruined (row 5: the 5th genome)
+    assert out[1, 0, L.M_TRADES] > 100  # the long stream of short trades ran beside them
