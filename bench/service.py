@@ -1,24 +1,34 @@
 """Throughput, latency, memory and one large job through the full service; prints a table.
 
     .venv/bin/python bench/service.py [--data PATH] [--quick]
+    .venv/bin/python bench/service.py --before COMMIT [--data PATH]
 
 Starts a local single-node Ray cluster with the Serve app (as `python -m serve_app.local` does) on
 this machine's cores, and compares it with the in-process engine on the same cores (threads). Every job runs the
 search alone (``permutations`` 0): its validation would multiply the time by 21 and measure the same loop again.
+
+``--before COMMIT`` prints the end-to-end table instead: a 1000 x 200 job (``permutations`` 0) in-process and
+through the service, and one default job with its verdict through the service, for the code at COMMIT (checked
+out with ``git worktree`` and run in a child process) and for this tree, one after the other on the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parents[1]
+REPO = Path(os.environ.get("BENCH_ENGINE_ROOT") or HERE)  # the code measured: this tree, or an earlier checkout
 sys.path.insert(0, str(REPO))
 
 import ray  # noqa: E402
@@ -28,12 +38,13 @@ from bench.table import print_table  # noqa: E402
 from client import MinerClient  # noqa: E402
 from engine.backtester import ThreadedBacktester  # noqa: E402
 from engine.candles import load_candles  # noqa: E402
-from engine.miner import MiningSession, evaluate_folds  # noqa: E402
+from engine.miner import MiningSession, evaluate_folds, mine  # noqa: E402
 from engine.settings import DEFAULT_PERIOD_MENU, MinerSettings  # noqa: E402
 from serve_app.app import build_app_with  # noqa: E402
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, RuntimeConfig, ServiceSettings  # noqa: E402
 
-DEFAULT_DATA = REPO / "data" / "BTC-USD_FIVE_MINUTE.csv.gz"
+DEFAULT_DATA = HERE / "data" / "BTC-USD_FIVE_MINUTE.csv.gz"
+PORT = 8765
 
 
 def generation_span(times: list[tuple[str, float]]) -> float:
@@ -120,32 +131,99 @@ def status_latency_while_breeding(client: MinerClient, dataset: str, population:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def local_service(data: Path, state: Path) -> Iterator[MinerClient]:
+    """A local single-node service with ``data`` registered (plus any file already in ``state / "data"``), warm: every
+    worker up, the dataset's tables made and one job run."""
+    (state / "data").mkdir(exist_ok=True)
+    (state / "data" / data.name).symlink_to(data.resolve())
+    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
+             log_to_driver=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": PORT}, logging_config={"log_level": "WARNING"})
+    settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(state / "data"),
+                               upload_dir=str(state / "uploads"), token="bench")
+    serve.run(build_app_with(settings, RuntimeConfig()), name="miner", route_prefix="/")
+    try:
+        with MinerClient(f"http://127.0.0.1:{PORT}", "bench") as client:
+            while client.cluster().workers < os.cpu_count():
+                time.sleep(0.2)
+            service_run(client, data.name.split(".")[0], 20, 1)  # warm the report path and the workers' tables
+            yield client
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def end_to_end(data: Path) -> dict[str, float | str]:
+    """Seconds for the issue's end-to-end jobs with the code at ``REPO``: 1000 x 200 (``permutations`` 0, so the
+    search and its random baseline) in-process on every core and through the service, and a default job (the
+    verdict's 19 shuffled copies included) through the service, with its verdict."""
+    candles = load_candles(data)
+    mine(candles, MinerSettings(population=20, generations=1, permutations=0), threads=os.cpu_count())  # compiled
+    started = time.perf_counter()
+    mine(candles, MinerSettings(population=1000, generations=200, seed=11, permutations=0), threads=os.cpu_count())
+    out: dict[str, float | str] = {"in_process_s": time.perf_counter() - started}
+    dataset = data.name.split(".")[0]
+    with local_service(data, Path(tempfile.mkdtemp(prefix="miner-bench-"))) as client:
+        out["service_s"] = service_run(client, dataset, 1000, 200)[1]
+        started = time.time()
+        job = client.submit(dataset=dataset)
+        client.wait(job.id)
+        out["default_s"] = time.time() - started
+        out["verdict"] = client.result(job.id).validation.evidence
+    return out
+
+
+def before_and_after(commit: str, data: Path) -> None:
+    """The end-to-end jobs with the code at ``commit`` (a child process on a worktree), then with this tree."""
+    with tempfile.TemporaryDirectory(prefix="miner-before-") as folder:
+        tree = Path(folder) / "tree"
+        subprocess.run(["git", "-C", str(HERE), "worktree", "add", "--detach", str(tree), commit], check=True,
+                       capture_output=True)
+        try:
+            child = subprocess.run([sys.executable, __file__, "--end-to-end-json", "--data", str(data)],
+                                   env={**os.environ, "BENCH_ENGINE_ROOT": str(tree), "PYTHONPATH": str(tree)},
+                                   cwd=tree, capture_output=True, text=True)  # Ray's workers import from the cwd
+        finally:
+            subprocess.run(["git", "-C", str(HERE), "worktree", "remove", "--force", str(tree)], check=False)
+    if child.returncode != 0:
+        sys.exit(f"the run at {commit} failed:\n{child.stderr[-4000:]}")
+    before = json.loads(child.stdout.strip().splitlines()[-1])
+    after = end_to_end(data)
+    rows = []
+    for key, name in (("in_process_s", "1000 x 200 job (permutations 0), in-process on all cores: seconds"),
+                      ("service_s", "1000 x 200 job (permutations 0), service: submit -> finished, seconds"),
+                      ("default_s", "default job (100 x 30, 19 shuffled copies), service: seconds")):
+        rows.append((name, f"{before[key]:.1f} -> {after[key]:.1f} ({before[key] / after[key]:.2f}x)"))
+    rows += [("default job's verdict, before", before["verdict"]), ("default job's verdict, after", after["verdict"])]
+    print_table(f"end to end, before ({commit}) -> after (this tree); data: {data.name}; {os.cpu_count()} CPUs",
+                rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--quick", action="store_true", help="smaller jobs, no 1000 x 200 run")
+    parser.add_argument("--before", metavar="COMMIT", help="print the end-to-end table: COMMIT's code, then this")
+    parser.add_argument("--end-to-end-json", action="store_true", help=argparse.SUPPRESS)  # the child of --before
     args = parser.parse_args()
     data = Path(args.data)
+    if args.end_to_end_json:
+        print(json.dumps(end_to_end(data)))
+        return
+    if args.before:
+        before_and_after(args.before, data)
+        return
     candles = load_candles(data)
     population, generations = (200, 4) if args.quick else (400, 10)
 
     state = Path(tempfile.mkdtemp(prefix="miner-bench-"))
     (state / "data").mkdir()
-    (state / "data" / data.name).symlink_to(data.resolve())
     dataset = data.name.split(".")[0]  # the registry's name: the file's, without .csv or .csv.gz
     short = f"{dataset}_1of11"
     short_bars = cut_dataset(data, state / "data" / f"{short}.csv", 1 / 11)
-    ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": 8765}, logging_config={"log_level": "WARNING"})
-    settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(state / "data"),
-                               upload_dir=str(state / "uploads"), token="bench")
-    serve.run(build_app_with(settings, RuntimeConfig()), name="miner", route_prefix="/")
     rows: list[tuple[str, str]] = []
-    with MinerClient("http://127.0.0.1:8765", "bench") as client:
-        while client.cluster().workers < os.cpu_count():
-            time.sleep(0.2)
-        service_run(client, dataset, 20, 1)  # warm the coordinator's report path and the workers' tables
+    with local_service(data, state) as client:
         tester = ThreadedBacktester(candles, MinerSettings().costs, threads=os.cpu_count())
         tester.local.features.ensure_menu(DEFAULT_PERIOD_MENU)
         local_run(tester, 20, 1)
@@ -187,8 +265,6 @@ def main() -> None:
             mining_s, total_s = service_run(client, dataset, 1000, 200)
             rows += [("large job 1000 x 200 on all candles: submit -> finished", f"{total_s:.1f} s"),
                      ("large job: evaluations/s while mining", f"{200_000 / mining_s:,.0f}")]
-    serve.shutdown()
-    ray.shutdown()
 
     print_table(f"data: {candles.describe()}; {os.cpu_count()} CPUs", rows)
 
