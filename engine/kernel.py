@@ -187,6 +187,18 @@ def _signals_nb(features, left, right, ops, consts, first, count, start, end, si
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _open_position(open_price, d, slip, size, cash, fee, stop_loss, take_profit):
+    """(fill, units, entry fee, stop level, target level) of a position opened at ``open_price``: one definition of
+    the arithmetic for both kernels, so their metrics stay equal bit for bit. A level that is off is -d * inf
+    (stop) or d * inf (target): never touched."""
+    fill = open_price * (1.0 + d * slip)
+    units = size * cash / (fill * (1.0 + fee))
+    stop_level = fill * (1.0 - d * stop_loss) if stop_loss > 0.0 else -d * np.inf
+    target_level = fill * (1.0 + d * take_profit) if take_profit > 0.0 else d * np.inf
+    return fill, units, units * fill * fee, stop_level, target_level
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _effective_stop(stop_level, extreme, trail, d):
     """(stop, is_trailing): the tighter of the fixed stop and the trailing level below/above ``extreme``.
 
@@ -300,11 +312,8 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
             break
         # ---- in a position from the next bar's open ----------------------------------------------
         i = next_entry + 1
-        fill = opens[i] * (1.0 + d * slip)
-        units = size * cash / (fill * (1.0 + fee))
-        entry_fee = units * fill * fee
-        stop_level = fill * (1.0 - d * stop_loss) if stop_loss > 0.0 else -d * np.inf  # inf: never
-        target_level = fill * (1.0 + d * take_profit) if take_profit > 0.0 else d * np.inf
+        fill, units, entry_fee, stop_level, target_level = _open_position(opens[i], d, slip, size, cash, fee,
+                                                                          stop_loss, take_profit)
         extreme = fill
         stop, trailing_active = _effective_stop(stop_level, extreme, trail, d)
         entry_bar = i

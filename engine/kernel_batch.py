@@ -34,7 +34,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from engine.kernel import _effective_stop, _write_metrics
+from engine.kernel import _effective_stop, _open_position, _write_metrics
 from engine.kernel_rules import _combine_nb, _cttz, _gt8, _lt8, _next_bit, rule_bitsets_nb, rule_table_nb
 from engine.layout import (
     CLOSE,
@@ -250,11 +250,8 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
         if signal >= last:
             break
         i = signal + 1
-        fill = opens[i] * (1.0 + d * slip)
-        units = size * cash / (fill * (1.0 + fee))
-        entry_fee = units * fill * fee
-        stop_level = fill * (1.0 - d * stop_loss) if stop_loss > 0.0 else -d * np.inf
-        target_level = fill * (1.0 + d * take_profit) if take_profit > 0.0 else d * np.inf
+        fill, units, entry_fee, stop_level, target_level = _open_position(opens[i], d, slip, size, cash, fee,
+                                                                          stop_loss, take_profit)
         extreme = fill
         stop, _ = _effective_stop(stop_level, extreme, trail, d)
         entry_bar = i
