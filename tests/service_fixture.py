@@ -103,6 +103,16 @@ class Service:
         ray.shutdown()
         self.cluster.shutdown()
 
+    @contextlib.contextmanager
+    def power_cut(self):
+        """Ray stopped entirely (``stop``) for the length of a block, then started again on the same data, state and
+        port, also when the block fails: one failing test must not take the session's service with it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
     def wait_for_workers(self, count: int, timeout_s: float = 300) -> None:
         """Until the pool has ``count`` ready workers: on a fresh checkout each compiles the kernels first (20-40 s
         alone, minutes for several at once on 2 busy cores, e.g. beside a CPU hog)."""
