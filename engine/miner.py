@@ -307,11 +307,8 @@ class _InProcess:
         return self._evaluate(population, self.session.generation)
 
     async def _evaluate(self, population: np.ndarray, generation: int) -> Scored:
-        metrics = evaluate_folds(self.tester, population, self.session.folds, self.session.settings.batch_size,
-                                 self.stopping, partial(_emit_batch, self.emit, generation))
-        if metrics is None:
-            raise Stopped
-        return metrics, None
+        return _scored(self.tester, population, self.session.folds, self.session.settings.batch_size, self.stopping,
+                       partial(_emit_batch, self.emit, generation))
 
     def announce(self, generation: int) -> None:
         self.emit(ev.GenerationStarted(generation=generation))
@@ -341,16 +338,22 @@ def run_search(run: SearchRun, tester: BatchBacktester, batch_size: int, should_
     """Run a validation search to its end in this process; False if ``should_stop`` said so between batches."""
 
     async def evaluate(population: np.ndarray) -> Scored:
-        metrics = evaluate_folds(tester, population, run.folds, batch_size, should_stop, lambda *_: None)
-        if metrics is None:
-            raise Stopped
-        return metrics, None
+        return _scored(tester, population, run.folds, batch_size, should_stop, lambda *_: None)
 
     try:
         run_blocking(drive_search(run, evaluate, should_stop))
     except Stopped:
         return False
     return True
+
+
+def _scored(tester: BatchBacktester, population: np.ndarray, folds: list[Window], batch_size: int,
+            should_stop: Callable[[], bool], on_batch: Callable[[int, int], None]) -> Scored:
+    """``evaluate_folds`` as the driver takes it: (metrics, no fitness yet), or ``Stopped``."""
+    metrics = evaluate_folds(tester, population, folds, batch_size, should_stop, on_batch)
+    if metrics is None:
+        raise Stopped
+    return metrics, None
 
 
 def _emit_batch(emit: Callable, generation: int, done: int, total: int) -> None:
