@@ -8,8 +8,9 @@ this machine's cores, and compares it with the in-process engine on the same cor
 search alone (``permutations`` 0): its validation would multiply the time by 21 and measure the same loop again.
 
 ``--before COMMIT`` prints the end-to-end table instead: a 1000 x 200 job (``permutations`` 0) in-process and
-through the service, and one default job with its verdict through the service, for the code at COMMIT (checked
-out with ``git worktree`` and run in a child process) and for this tree, one after the other on the same machine.
+through the service, and one job of today's default size (1000 x 30) with its verdict through the service, for the
+code at COMMIT (checked out with ``git worktree`` and run in a child process) and for this tree, one after the other
+on the same machine. The job's size is written out, so an earlier commit with other defaults runs the same job.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from serve_app.config import COORDINATOR_NAME, NAMESPACE, RuntimeConfig, Service
 
 DEFAULT_DATA = HERE / "data" / "BTC-USD_FIVE_MINUTE.csv.gz"
 PORT = 8765
+VERDICT_JOB = {"population": 1000, "generations": 30}  # the default job since 2026-12-02 (schema/job.py)
 
 
 def generation_span(times: list[tuple[str, float]]) -> float:
@@ -156,7 +158,7 @@ def local_service(data: Path, state: Path) -> Iterator[MinerClient]:
 
 def end_to_end(data: Path) -> dict[str, float | str]:
     """Seconds for the issue's end-to-end jobs with the code at ``REPO``: 1000 x 200 (``permutations`` 0, so the
-    search and its random baseline) in-process on every core and through the service, and a default job (the
+    search and its random baseline) in-process on every core and through the service, and ``VERDICT_JOB`` (the
     verdict's 19 shuffled copies included) through the service, with its verdict."""
     candles = load_candles(data)
     mine(candles, MinerSettings(population=20, generations=1, permutations=0), threads=os.cpu_count())  # compiled
@@ -167,7 +169,7 @@ def end_to_end(data: Path) -> dict[str, float | str]:
     with local_service(data, Path(tempfile.mkdtemp(prefix="miner-bench-"))) as client:
         out["service_s"] = service_run(client, dataset, 1000, 200)[1]
         started = time.time()
-        job = client.submit(dataset=dataset)
+        job = client.submit(dataset=dataset, **VERDICT_JOB)
         client.wait(job.id)
         out["default_s"] = time.time() - started
         out["verdict"] = client.result(job.id).validation.evidence
@@ -193,7 +195,7 @@ def before_and_after(commit: str, data: Path) -> None:
     rows = []
     for key, name in (("in_process_s", "1000 x 200 job (permutations 0), in-process on all cores: seconds"),
                       ("service_s", "1000 x 200 job (permutations 0), service: submit -> finished, seconds"),
-                      ("default_s", "default job (100 x 30, 19 shuffled copies), service: seconds")):
+                      ("default_s", "1000 x 30 job (the default), 19 shuffled copies, service: seconds")):
         rows.append((name, f"{before[key]:.1f} -> {after[key]:.1f} ({before[key] / after[key]:.2f}x)"))
     rows += [("default job's verdict, before", before["verdict"]), ("default job's verdict, after", after["verdict"])]
     print_table(f"end to end, before ({commit}) -> after (this tree); data: {data.name}; {os.cpu_count()} CPUs",

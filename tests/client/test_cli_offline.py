@@ -11,7 +11,7 @@ import pytest
 
 from client import MinerClient
 from client.cli import main
-from client.models import JobStatus
+from client.models import JobSpec, JobStatus
 from schema.errors import ERRORS, ExitCode
 
 from .fake_service import METRICS, STRATEGY, FakeService, Refused, add_ended_early
@@ -73,7 +73,8 @@ def test_every_job_spec_field_has_a_flag_with_its_default_in_help(miner, fake, c
     assert (sent["islands"], sent["min_trades"], sent["folds"]) == (2, 5, 3)
     assert miner("submit", "--help") == 0
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--population POPULATION genomes per generation (default: 100)" in help_text
+    default = JobSpec.model_fields["population"].default
+    assert f"--population POPULATION genomes per generation (default: {default})" in help_text
     assert "--fee-bps FEE_BPS fee per side, basis points (60 = 0.60 %) (default: the service's default)" in help_text
     assert miner("submit") == ExitCode.USAGE  # argparse: --dataset is required
     assert capsys.readouterr().err == "error: the following arguments are required: --dataset\n"
