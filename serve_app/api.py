@@ -30,6 +30,7 @@ from serve_app import backtests, dashboard
 from serve_app.config import COORDINATOR_NAME, NAMESPACE, ON_HEAD_NODE, RuntimeConfig, ServiceSettings
 from serve_app.coordinator import MinerCoordinator
 from serve_app.errors import CannotStart, MinerError, Unavailable
+from serve_app.mapping import job_spec_schema
 
 log = logging.getLogger("ray.serve")
 UNAVAILABLE = (ActorDiedError, ActorUnavailableError, GetTimeoutError)
@@ -241,7 +242,7 @@ class MinerAPI:
         app.state.settings = settings
         app.state.token = settings.api_token
         app.state.admin_token = settings.admin_api_token
-        self.max_followers = RuntimeConfig().max_followers  # replaced by reconfigure() with the deployed value
+        self.runtime = RuntimeConfig()  # replaced by reconfigure() with the deployed user_config
         self.followers = 0
         self.coordinator = MinerCoordinator.options(
             name=COORDINATOR_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
@@ -252,7 +253,7 @@ class MinerAPI:
         (a damaged or lost job store) fails the deploy with its reason (``serve status``) instead of a service that
         answers 503 to everything."""
         runtime = RuntimeConfig(**user_config)
-        self.max_followers = runtime.max_followers
+        self.runtime = runtime
         try:
             await self.coordinator.configure.remote(runtime.model_dump())
         except RayActorError as exc:
@@ -291,6 +292,12 @@ class MinerAPI:
         """
         body = await request.body()
         return wire.DatasetInfo(**await call(self.coordinator.upload_dataset.remote(name, body)))
+
+    @app.get("/v1/job-spec", dependencies=auth, tags=["jobs"], responses=errors("unauthorized", "internal"))
+    async def job_spec(self) -> dict:
+        """The JSON schema of ``JobSpec`` with this service's limits and default costs: every field's bounds and
+        default from their one definition, for a form (the dashboard's) that must not keep a copy of them."""
+        return job_spec_schema(self.runtime)
 
     @app.post("/v1/jobs", dependencies=auth, status_code=202, tags=["jobs"],
               responses=errors(*V1_ERRORS, *BODY_ERRORS, "not_found", "conflict", "invalid_data", "too_many"))
@@ -385,8 +392,9 @@ class MinerAPI:
         except MinerError as exc:
             await _refuse(websocket, exc.kind, exc.message)
             return
-        if self.followers >= self.max_followers:
-            await _refuse(websocket, ERRORS["too_many"], f"too many followers: the limit is {self.max_followers} "
+        limit = self.runtime.max_followers
+        if self.followers >= limit:
+            await _refuse(websocket, ERRORS["too_many"], f"too many followers: the limit is {limit} "
                                                          "(user_config max_followers); retry later")
             return
         self.followers += 1

@@ -28,6 +28,20 @@ def resolve_spec(spec: wire.JobSpec, runtime: RuntimeConfig) -> wire.JobSpec:
     return spec.model_copy(update={"costs": resolve_costs(spec.costs, runtime)})
 
 
+def job_spec_schema(runtime: RuntimeConfig) -> dict:
+    """The JSON schema of ``JobSpec`` as this service applies it: population and generations capped at its limits,
+    costs defaulting to its configured ones. A form built from it offers each field with its real bounds and default
+    (``schema.job``), where a copy of them would drift."""
+    schema = wire.JobSpec.model_json_schema()
+    fields = schema["properties"]
+    for name, limit in (("population", runtime.max_population), ("generations", runtime.max_generations)):
+        fields[name]["maximum"] = min(fields[name]["maximum"], limit)
+    costs = schema["$defs"]["Costs"]["properties"]
+    for name, value in runtime.default_costs.model_dump().items():
+        costs[name]["default"] = value
+    return schema
+
+
 def settings_for(spec: wire.JobSpec) -> MinerSettings:
     """The engine's settings for a job: its parameters as given (one definition, ``schema.job.JobParameters``), the
     GA's own knobs at their defaults."""

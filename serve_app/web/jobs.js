@@ -6,48 +6,64 @@ import { describe, every, fixed, h } from "./ui.js";
 const POLL_MS = 2000;
 const VERDICTS_FETCHED = 20;  // finished jobs whose verdict the table looks up (one result request each, once)
 
-// [name, label, input properties]; blank means the service's default. Limits as in docs/api.md (JobSpec).
+// [name, label]. Each field's bounds, default and meaning come from GET /v1/job-spec: the job spec's one definition,
+// with this service's limits and default costs. A blank field takes the default, shown as its placeholder.
 const FIELDS = [
-  ["population", "Population", { type: "number", min: 4, max: 20000, step: 1, value: 40 }],
-  ["generations", "Generations", { type: "number", min: 1, max: 10000, step: 1, value: 8 }],
-  ["seed", "Seed", { type: "number", min: 0, step: 1, value: 1 }],
-  ["holdout_fraction", "Holdout fraction", { type: "number", min: 0, max: 0.5, step: 0.05, placeholder: "0.2" }],
-  ["folds", "Folds", { type: "number", min: 1, max: 20, step: 1, placeholder: "4" }],
-  ["min_trades", "Min trades", { type: "number", min: 0, max: 10000, step: 1, placeholder: "30" }],
-  ["permutations", "Permutations", { type: "number", min: 0, max: 999, step: 1, placeholder: "19" }],
-  ["islands", "Islands", { type: "number", min: 1, max: 64, step: 1, placeholder: "4" }],
-  ["costs.fee_bps", "Fee (bps)", { type: "number", min: 0, max: 1000, step: "any", placeholder: "default" }],
-  ["costs.slippage_bps", "Slippage (bps)", { type: "number", min: 0, max: 1000, step: "any", placeholder: "default" }],
-  ["costs.initial_cash", "Initial cash", { type: "number", min: 1, step: "any", placeholder: "default" }],
-  ["evaluator", "Evaluator", { type: "text", placeholder: "default" }],
+  ["population", "Population"], ["generations", "Generations"], ["seed", "Seed"],
+  ["holdout_fraction", "Holdout fraction"], ["folds", "Folds"], ["min_trades", "Min trades"],
+  ["permutations", "Permutations"], ["islands", "Islands"], ["costs.fee_bps", "Fee (bps)"],
+  ["costs.slippage_bps", "Slippage (bps)"], ["costs.initial_cash", "Initial cash"], ["evaluator", "Evaluator"],
 ];
 
 function field(name, label, control) {
   return h("label", { class: "field" }, label, control, h("span", { class: "field-error", "data-for": name }));
 }
 
+// A JSON-schema property as an <input>'s attributes.
+function inputFor(name, property) {
+  const numeric = property.type === "integer" || property.type === "number";
+  const props = { name, type: numeric ? "number" : "text", title: property.description ?? "",
+    placeholder: property.default === null || property.default === undefined ? "default" : String(property.default) };
+  if (numeric) {
+    props.step = property.type === "integer" ? 1 : "any";
+    if (property.minimum !== undefined) props.min = property.minimum;
+    if (property.maximum !== undefined) props.max = property.maximum;
+  }
+  return h("input", props);
+}
+
+function specField(schema, name) {
+  const [group, key] = name.split(".");
+  return key ? schema.$defs.Costs.properties[key] : schema.properties[group];
+}
+
 function buildForm(onSubmitted) {
   const dataset = h("select", { name: "dataset", required: true });
-  const risk = h("select", { name: "risk" }, ["LOW", "MEDIUM", "HIGH"].map((r) => h("option", { value: r }, r)));
-  risk.value = "MEDIUM";
+  const risk = h("select", { name: "risk" });
+  const fields = h("div", { class: "fields" }, field("dataset", "Dataset", dataset), field("risk", "Risk", risk));
   const formError = h("p", { class: "error", role: "alert" });
-  const form = h("form", { id: "submit-job", noValidate: true },
-    h("div", { class: "fields" }, field("dataset", "Dataset", dataset), field("risk", "Risk", risk),
-      FIELDS.map(([name, label, props]) => field(name, label, h("input", { name, ...props })))),
-    h("button", { type: "submit" }, "Submit job"), formError);
+  const form = h("form", { id: "submit-job", noValidate: true }, fields, h("button", { type: "submit" }, "Submit job"),
+    formError);
   get("/v1/datasets").then((list) => {
     dataset.replaceChildren(...list.map((d) => h("option", { value: d.name }, `${d.name} (${d.candles} candles)`)));
+  }).catch((error) => { formError.textContent = describe(error); });
+  get("/v1/job-spec").then((schema) => {
+    risk.replaceChildren(...schema.$defs.RiskLevel.enum.map((r) => h("option", { value: r }, r)));
+    risk.value = schema.properties.risk.default;
+    fields.append(...FIELDS.map(([name, label]) => field(name, label, inputFor(name, specField(schema, name)))));
   }).catch((error) => { formError.textContent = describe(error); });
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     for (const span of form.querySelectorAll(".field-error")) span.textContent = "";
     formError.textContent = "";
-    const spec = { dataset: dataset.value, risk: risk.value };
-    for (const [name, , props] of FIELDS) {
-      const raw = form.elements[name].value.trim();
+    const spec = { dataset: dataset.value };
+    if (risk.value) spec.risk = risk.value;
+    for (const [name] of FIELDS) {
+      const input = form.elements[name];
+      const raw = input ? input.value.trim() : "";
       if (raw === "") continue;
-      const value = props.type === "number" ? Number(raw) : raw;
+      const value = input.type === "number" ? Number(raw) : raw;
       const [group, key] = name.split(".");
       if (key) spec[group] = { ...spec[group], [key]: value };
       else spec[name] = value;

@@ -91,8 +91,13 @@ def test_submit_watch_live_through_a_cut_then_the_result(dashboard, service, cli
     page.route_web_socket(re.compile(r"/v1/jobs/[^/]+/events"), route)
     open_jobs(dashboard)
     form = page.locator("#submit-job")
+    spec = httpx.get(f"{service.url}/v1/job-spec", headers={"Authorization": f"Bearer {service.token}"}).json()
+    population = form.locator("input[name=population]")  # bounds and default from the service, not from the page
+    expect(population).to_have_attribute("max", str(spec["properties"]["population"]["maximum"]))
+    expect(population).to_have_attribute("placeholder", str(spec["properties"]["population"]["default"]))
+    expect(form.locator("select[name=risk]")).to_have_value(spec["properties"]["risk"]["default"])
     form.locator("select[name=dataset]").select_option(BTC)
-    form.locator("input[name=population]").fill("2")
+    population.fill("2")
     form.locator("button[type=submit]").click()
     expect(form.locator("[data-for=population]")).to_contain_text("greater than or equal to 4")
 

@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from schema.errors import ERRORS, NORMAL_CLOSE
+from schema.job import JobParameters
 from serve_app.dashboard import Tickets, downsample
 
 BTC = "BTC-USD_FIVE_MINUTE"
@@ -167,3 +168,19 @@ def test_the_page_is_public_and_locked_down(service):
     assert httpx.get(f"{service.url}/ui/missing.js").json()["error"] == "not_found"
     docs = httpx.get(f"{service.url}/docs")  # the API's own page keeps working, without the dashboard's policy
     assert docs.status_code == 200 and "content-security-policy" not in docs.headers
+
+
+def test_the_job_spec_schema_carries_this_service_s_limits_and_default_costs(service):
+    """The dashboard's form offers each field with its bounds and default from here, not from a copy of them."""
+    auth = {"Authorization": f"Bearer {service.token}"}
+    costs = {"fee_bps": 12.5, "slippage_bps": 3.0, "initial_cash": 5000.0}
+    with service.deployed(max_population=5000, max_generations=777, default_costs=costs):  # user_config, in place
+        schema = httpx.get(f"{service.url}/v1/job-spec", headers=auth, timeout=30).json()
+        fields = schema["properties"]
+        assert (fields["population"]["maximum"], fields["generations"]["maximum"]) == (5000, 777)
+        for name, field in JobParameters.model_fields.items():  # every other bound and default as defined
+            assert fields[name]["default"] == field.default, name
+        assert (fields["folds"]["minimum"], fields["folds"]["maximum"]) == (1, 20)
+        assert {k: p["default"] for k, p in schema["$defs"]["Costs"]["properties"].items()} == costs
+        assert schema["$defs"]["RiskLevel"]["enum"] == ["LOW", "MEDIUM", "HIGH"]
+    assert httpx.get(f"{service.url}/v1/job-spec", headers={"Authorization": "Bearer wrong"}).status_code == 401
