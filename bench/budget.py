@@ -1,6 +1,6 @@
 """How large a search finds the planted edge? The search alone at several budgets, and its best on shuffled copies.
 
-    .venv/bin/python bench/budget.py [--budgets 100x30,1000x30] [--seeds 10] [--copies 0] [--threads N]
+    .venv/bin/python bench/budget.py [--budgets 100x30,1000x30] [--islands 8] [--seeds 10] [--copies 0] [--threads N]
 
 For each budget (population x generations) and each of seeds 0-9 (fixed here), one search (no permutation test) on
 ``engine.planted.calibrated_planted_candles(seed)`` at the default job settings otherwise; a seed counts as found
@@ -43,12 +43,14 @@ def best(run: SearchRun, candles: Candles, settings: MinerSettings, threads: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budgets", default="100x30,1000x30", help="population x generations, comma-separated")
+    parser.add_argument("--islands", type=int, default=MinerSettings().islands)
     parser.add_argument("--seeds", type=int, default=len(SEEDS), help="how many of seeds 0-9 to run")
     parser.add_argument("--copies", type=int, default=0, help="shuffled copies per seed (0: the real data only)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     seeds = SEEDS[:args.seeds]
     candles = {seed: calibrated_planted_candles(seed=seed) for seed in seeds}
+    print(f"islands {args.islands}")
     print(f"{'budget':>10}  {'backtests':>9}  {'found':>6}  {'best per seed':<{7 * len(seeds)}}  copies' best: "
           "median, max")
     for budget in args.budgets.split(","):
@@ -56,7 +58,7 @@ def main() -> None:
         found, per_seed, copies = 0, [], []
         for seed in seeds:
             settings = MinerSettings(population=population, generations=generations, seed=seed,
-                                     permutations=args.copies)
+                                     permutations=args.copies, islands=args.islands)
             session = MiningSession(len(candles[seed]), candles[seed].fingerprint, settings)
             per_seed.append(best(session, candles[seed], settings, args.threads))
             found += per_seed[-1] >= FOUND
