@@ -25,7 +25,7 @@ class JobParameters(ValidationSettings, SearchSettings):
     ``schema.research``) and islands and hall_of_fame (how the search is organised, ``schema.search``)."""
 
     # 30,000 evaluations per search by default: at 100 x 30 the search found a planted edge in 2-3 seeds of 10, at
-    # 1000 x 30 in 9, while its best on shuffled copies stayed at most 1.0 (docs/research.md)
+    # 1000 x 30 in 9 (10 with 8 islands), while its best on shuffled copies stayed at most 1.01 (docs/research.md)
     population: int = Field(1000, ge=4, le=100_000, description="genomes per generation")
     generations: int = Field(30, ge=1, le=100_000, description="generations the search runs")
     risk: RiskLevel = Field(RiskLevel.MEDIUM, description="position sizing and stops (case does not matter)")

@@ -10,7 +10,7 @@ class SearchSettings(BaseModel):
     different result, but the same value gives the same result on any cluster."""
 
     # 8, not 4, since the default population is 1,000 (islands of 125): on the planted candles 8 islands found the edge
-    # in 10 seeds of 10 where 4 found it in 9, 16 in 9 (docs/search.md)
+    # in 10 seeds of 10 where 4 found it in 9, 16 in 9 (docs/research.md)
     islands: int = Field(8, ge=1, le=64,
                          description="sub-populations that breed apart and swap their best genomes; a population "
                                      "under 8 per island runs fewer islands")
