@@ -20,24 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.backtester import ThreadedBacktester
-from engine.candles import Candles
-from engine.miner import MiningSession, SearchRun, run_search
+from bench.search import search_best
+from engine.miner import MiningSession
 from engine.planted import calibrated_planted_candles
 from engine.settings import MinerSettings
 from engine.validation import ValidationTask
 
 SEEDS = range(10)
 FOUND = 1.05
-
-
-def best(run: SearchRun, candles: Candles, settings: MinerSettings, threads: int) -> float:
-    tester = ThreadedBacktester(candles, settings.costs, threads)
-    try:
-        run_search(run, tester, settings.batch_size, lambda: False)
-    finally:
-        tester.close()
-    return float(run.search.best_fitness)
 
 
 def main() -> None:
@@ -60,11 +50,11 @@ def main() -> None:
             settings = MinerSettings(population=population, generations=generations, seed=seed,
                                      permutations=args.copies, islands=args.islands)
             session = MiningSession(len(candles[seed]), candles[seed].fingerprint, settings)
-            per_seed.append(best(session, candles[seed], settings, args.threads))
+            per_seed.append(search_best(session, candles[seed], settings, args.threads))
             found += per_seed[-1] >= FOUND
             for index in range(1, args.copies + 1):
                 task = ValidationTask("shuffled", index)
-                copies.append(best(session.task_run(task), session.task_data(task, candles[seed]), settings,
+                copies.append(search_best(session.task_run(task), session.task_data(task, candles[seed]), settings,
                                    args.threads))
         null = f"{statistics.median(copies):+.2f}, {max(copies):+.2f}" if copies else "-"
         print(f"{budget:>10}  {population * generations:>9,}  {found:>3}/{len(seeds):<2}  "

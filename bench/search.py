@@ -63,14 +63,9 @@ def read_candles(folder: Path) -> Candles:
     return candles_from_arrays(*(np.load(folder / f"{name}.npy") for name in COLUMNS), source=folder.name)
 
 
-def best_fitness(candles: Candles, settings: MinerSettings, threads: int, random: bool = False) -> float:
-    """Best training fitness of one search; the random baseline when ``random`` (this tree only)."""
-    session = MiningSession(len(candles), candles.fingerprint, settings)
-    run = session
-    if random:
-        from engine.baselines import RandomSearch
-        from engine.miner import SearchRun
-        run = SearchRun(RandomSearch(settings), session.folds, session.evaluator, settings.min_trades)
+def search_best(run, candles: Candles, settings: MinerSettings, threads: int) -> float:
+    """Run one search (``run``: a ``MiningSession`` or any search run of it) to its end on ``candles`` with
+    ``threads`` backtest threads; its best training fitness. Only calls that ``PREVIOUS`` has too."""
     tester = ThreadedBacktester(candles, settings.costs, threads) if threads > 1 else LocalBacktester(candles,
                                                                                                      settings.costs)
     try:
@@ -79,6 +74,17 @@ def best_fitness(candles: Candles, settings: MinerSettings, threads: int, random
         if threads > 1:
             tester.close()
     return float(run.search.best_fitness)
+
+
+def best_fitness(candles: Candles, settings: MinerSettings, threads: int, random: bool = False) -> float:
+    """Best training fitness of one search; the random baseline when ``random`` (this tree only)."""
+    session = MiningSession(len(candles), candles.fingerprint, settings)
+    run = session
+    if random:
+        from engine.baselines import RandomSearch
+        from engine.miner import SearchRun
+        run = SearchRun(RandomSearch(settings), session.folds, session.evaluator, settings.min_trades)
+    return search_best(run, candles, settings, threads)
 
 
 def settings_for(risk: str, seed: int, args) -> MinerSettings:
