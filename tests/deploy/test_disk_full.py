@@ -15,6 +15,7 @@ import pytest
 
 from client import MinerClient
 from client.errors import ServiceError
+from serve_app.job_lifecycle import PAUSE_PROBE_S
 from tests.deploy import hosts
 from tests.deploy.test_clean_stop import JOB, sigterm, start_local
 from tests.serve_app.jobs import assert_same_result, in_process
@@ -36,10 +37,17 @@ def laptop(tmp_path):
         net.close()
 
 
-def fill(laptop: hosts.Laptop, name: str) -> None:
-    """Write zeros until the disk is full (dd stops at ENOSPC)."""
-    done = laptop.run(f"dd if=/dev/zero of=~/.miner/{name} bs=64k; sync", check=False)
-    assert "No space left on device" in done.stderr, done.stderr
+def fill(laptop: hosts.Laptop, name: str, *, against_probes: bool = False) -> None:
+    """Write zeros until the disk is full (dd stops at ENOSPC).
+
+    ``against_probes``: keep it full while a paused job probes it. Every PAUSE_PROBE_S the job writes its reserve
+    and deletes what it wrote when that fails, so a probe racing dd hands its blocks back afterwards. A second dd,
+    a probe period later, takes those too; from then on every probe starts on a full disk and has nothing to give."""
+    for part in [name, f"{name}.rest"] if against_probes else [name]:
+        done = laptop.run(f"dd if=/dev/zero of=~/.miner/{part} bs=4k; sync", check=False)
+        assert "No space left on device" in done.stderr, done.stderr
+        if against_probes:
+            time.sleep(2.5 * PAUSE_PROBE_S)
 
 
 def wait_for(what, predicate, timeout_s: float = 120.0):
@@ -64,7 +72,8 @@ def test_a_full_disk_pauses_the_job_answers_503_and_the_job_resumes_to_the_undis
                 break
         fill(laptop, "filler")
         wait_for("the job pausing", lambda: client.job(job.id).status == "paused")
-        fill(laptop, "filler2")  # whatever filled the disk also takes the room the pause was stored in
+        # whatever filled the disk also takes the room the pause was stored in
+        fill(laptop, "filler2", against_probes=True)
 
         started = time.monotonic()
         assert len(client.jobs()) == 2  # reads work: the store is full, not broken
@@ -83,7 +92,7 @@ def test_a_full_disk_pauses_the_job_answers_503_and_the_job_resumes_to_the_undis
         assert not [name for name in leftovers if "staged" in name or "during_the_full_disk" in name], leftovers
         assert client.job(job.id).status == "paused"  # still waiting, not failed
 
-        laptop.run("rm ~/.miner/filler ~/.miner/filler2")
+        laptop.run("rm ~/.miner/filler*")
         assert client.wait(job.id).status == "finished"
         assert_same_result(client.result(job.id), expected)
         types = [event.type for event in client.events(job.id)]
