@@ -128,7 +128,7 @@ def mined_population(candles, generations: int, size: int) -> np.ndarray:
     for _ in range(generations):
         population = session.population()
         metrics = np.stack([tester.evaluate(population, window) for window in session.folds], axis=1)
-        session.tell_generation(population, metrics)
+        session.tell_generation(metrics)
     return session.population()
 
 

@@ -75,7 +75,7 @@ def local_run(tester: ThreadedBacktester, population: int, generations: int) -> 
         population_rows = session.population()
         metrics = evaluate_folds(tester, population_rows, session.folds, settings.batch_size, lambda: False,
                                  lambda done, total: None)
-        session.tell_generation(population_rows, metrics)
+        session.tell_generation(metrics)
     return time.perf_counter() - started
 
 

@@ -22,6 +22,7 @@ which the caller keeps: one array per generation, appended once (``asked``).
 from __future__ import annotations
 
 import base64
+import itertools
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -131,6 +132,7 @@ class GeneticSearch:
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.sizes = island_sizes(settings.population, settings.islands)
         self.elite = min(settings.elite, min(self.sizes) - 1)
+        self._told = 0  # islands of the current generation told so far (``tell_island``)
         if state is None:
             self.generation = 0
             self.seen = SeenGenomes()
@@ -152,31 +154,62 @@ class GeneticSearch:
         return self.generation >= self.settings.generations
 
     def ask(self) -> np.ndarray:
-        """The current generation's genomes, one encoded row each, island after island (a copy)."""
+        """The current generation's genomes, one encoded row each, island after island (a copy). Between
+        generations only: an island already told holds its next generation."""
         return np.concatenate([island.rows for island in self.islands])
+
+    @property
+    def island_bounds(self) -> list[tuple[int, int]]:
+        """Each island's rows in ``ask()``'s population, as (start, stop)."""
+        edges = np.cumsum([0, *self.sizes]).tolist()
+        return list(itertools.pairwise(edges))
+
+    def island_rows(self, index: int) -> np.ndarray:
+        """Island ``index``'s genomes to evaluate: right after it was told, its next generation's (a copy)."""
+        return self.islands[index].rows.copy()
 
     def tell(self, fitness: np.ndarray) -> None:
         """Score the current generation and breed the next one."""
         fitness = np.asarray(fitness, dtype=np.float64)
-        population = self.ask()
-        if fitness.shape != (population.shape[0],):
-            raise ValueError(f"expected {population.shape[0]} fitness values, got shape {fitness.shape}")
+        if fitness.shape != (sum(self.sizes),):
+            raise ValueError(f"expected {sum(self.sizes)} fitness values, got shape {fitness.shape}")
+        for index, (lo, hi) in enumerate(self.island_bounds):
+            self.tell_island(index, fitness[lo:hi])
+
+    def tell_island(self, index: int, fitness: np.ndarray) -> None:
+        """Score one island's part of the current generation and breed that island's next generation at once, so
+        its genomes can be evaluated while the other islands' still are.
+
+        Islands are told in order, each generation's before the next one's. The outcome is ``tell``'s exactly: an
+        island's breeding draws on the random stream and the memory of genomes asked for after the islands before
+        it, as in ``tell``; migration, which needs every island scored, runs when the last island is told and only
+        changes the elites scored with the next generation."""
+        told = self._told
+        if index != told:
+            raise ValueError(f"islands are told in order: expected island {told}, got {index}")
+        island = self.islands[index]
+        fitness = np.asarray(fitness, dtype=np.float64)
+        if fitness.shape != (island.rows.shape[0],):
+            raise ValueError(f"expected {island.rows.shape[0]} fitness values for island {index}, "
+                             f"got shape {fitness.shape}")
         fitness = np.where(np.isfinite(fitness), fitness, -np.inf)
-        top = int(np.argmax(fitness))
+        top = int(np.argmax(fitness))  # the first of equals, island after island: the generation's first best
         if self.best_row is None or fitness[top] > self.best_fitness:
-            self.best_row, self.best_fitness = population[top].copy(), float(fitness[top])
-        self.history.append(self.best_fitness)
-        self.generation += 1
-        bounds = np.cumsum([0, *self.sizes])
-        pools = [self._score(island, fitness[lo:hi]) for island, lo, hi in zip(self.islands, bounds, bounds[1:],
-                                                                               strict=False)]
-        if self.done:
-            return
-        for i, (island, (pool, pool_fitness)) in enumerate(zip(self.islands, pools, strict=True)):
+            self.best_row, self.best_fitness = island.rows[top].copy(), float(fitness[top])
+        pool, pool_fitness = self._score(island, fitness)
+        if self.generation + 1 < self.settings.generations:  # the last generation breeds nothing
             if island.stale >= STAGNATION_LIMIT:
-                self.islands[i] = Island(self._fresh(island.rows.shape[0]))
+                self.islands[index] = Island(self._fresh(island.rows.shape[0]))
             else:
                 island.rows = self._breed(pool, pool_fitness, island.rows.shape[0])
+        self._told = told + 1
+        if self._told < len(self.islands):
+            return
+        self._told = 0
+        self.history.append(self.best_fitness)
+        self.generation += 1
+        if self.done:
+            return
         if len(self.islands) > 1 and self.generation % MIGRATION_INTERVAL == 0:
             self._migrate()
         self.seen.seal()
@@ -243,6 +276,8 @@ class GeneticSearch:
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict:
+        if self._told:
+            raise RuntimeError("a search's state is taken between generations, not while its islands are told")
         return {
             "generation": self.generation,
             "islands": [island.state() for island in self.islands],

@@ -123,18 +123,53 @@ class MiningSession(SearchRun):
                              data_fingerprint=self.data_fingerprint, evaluator_version=self.evaluator.version,
                              folds=s.folds, permutations=s.permutations)
 
-    def tell_generation(self, population: np.ndarray, fold_metrics: np.ndarray,
-                        fitness: np.ndarray | None = None) -> ev.GenerationBest:
-        """``tell`` for the real search, which also logs the distinct strategies tried and enters the best in the
-        hall of fame; returns the event."""
+    def tell_generation(self, fold_metrics: np.ndarray, fitness: np.ndarray | None = None) -> ev.GenerationBest:
+        """``tell`` for the real search's whole generation; returns the generation's event."""
+        return self.tell_islands(range(len(self.search.islands)), fold_metrics, fitness)
+
+    def island_rows(self, islands: range) -> np.ndarray:
+        """The genomes to evaluate next of consecutive ``islands``: right after they were told, their next
+        generation's."""
+        return np.concatenate([self.search.island_rows(index) for index in islands])
+
+    def tell_islands(self, islands: range, fold_metrics: np.ndarray,
+                     fitness: np.ndarray | None = None) -> ev.GenerationBest | None:
+        """``tell_island`` for consecutive ``islands`` at once, evaluated together (their rows in order)."""
+        fitness = self.fitness(fold_metrics) if fitness is None else fitness  # the evaluator sees the whole batch
+        bounds = self.search.island_bounds
+        offset = bounds[islands.start][0]
+        best = None
+        for index in islands:
+            lo, hi = (edge - offset for edge in bounds[index])
+            best = self.tell_island(index, fold_metrics[lo:hi], fitness[lo:hi])
+        return best
+
+    def tell_island(self, index: int, fold_metrics: np.ndarray,
+                    fitness: np.ndarray | None = None) -> ev.GenerationBest | None:
+        """One island's part of the generation under way ((rows, folds, metrics) in ``island_bounds`` order), which
+        breeds that island's next genomes at once (``GeneticSearch.tell_island``). When the last island is told, the
+        generation's distinct strategies are logged and its best enters the hall of fame; returns its event then,
+        None before."""
+        if index == 0:
+            population = self.search.ask()
+            self._told = (population, np.empty((len(population), len(self.folds), L.N_METRICS)),
+                          np.empty(len(population)))
+        population, metrics, scores = self._told
+        lo, hi = self.search.island_bounds[index]
         generation = self.search.generation
+        metrics[lo:hi] = fold_metrics
+        scores[lo:hi] = self.fitness(fold_metrics) if fitness is None else np.where(np.isfinite(fitness), fitness,
+                                                                                      -np.inf)
+        self.search.tell_island(index, scores[lo:hi])
+        if hi < len(population):
+            return None
+        del self._told
         self.asked.append(genome_keys(population))
-        self.trials.add(self.asked[-1], fold_metrics)
-        fitness = self.tell(fold_metrics, fitness)
-        self.hall.add(population, fitness, fold_metrics, generation)
-        top = int(np.argmax(fitness))
-        summary = combine_folds(fold_metrics[top:top + 1], self.fold_bars)[0]
-        return ev.GenerationBest(generation=generation, fitness=float(fitness[top]),
+        self.trials.add(self.asked[-1], metrics)
+        self.hall.add(population, scores, metrics, generation)
+        top = int(np.argmax(scores))
+        summary = combine_folds(metrics[top:top + 1], self.fold_bars)[0]
+        return ev.GenerationBest(generation=generation, fitness=float(scores[top]),
                                  best_fitness_so_far=self.search.best_fitness, genome=decode(population[top]),
                                  metrics=metrics_dict(summary))
 
@@ -303,11 +338,13 @@ class _InProcess:
         self.session, self.tester, self.emit, self.stopping, self.on_checkpoint = (session, tester, emit, stop,
                                                                                     on_checkpoint)
 
-    def evaluate(self, population: np.ndarray) -> Awaitable[Scored]:
-        return self._evaluate(population, self.session.generation)
+    piece_genomes = 1 << 62  # a generation in one piece keeps this process's threads busy
 
-    async def _evaluate(self, population: np.ndarray, generation: int) -> Scored:
-        return _scored(self.tester, population, self.session.folds, self.session.settings.batch_size, self.stopping,
+    def evaluate(self, rows: np.ndarray, generation: int) -> Awaitable[Scored]:
+        return self._evaluate(rows, generation)
+
+    async def _evaluate(self, rows: np.ndarray, generation: int) -> Scored:
+        return _scored(self.tester, rows, self.session.folds, self.session.settings.batch_size, self.stopping,
                        partial(_emit_batch, self.emit, generation))
 
     def announce(self, generation: int) -> None:

@@ -32,6 +32,8 @@ class PoolSettings(_Config):
                     "nodes without a listed label get one worker per CPU")
     batch_target_s: float = Field(0.1, gt=0, le=10, description="aim for this much kernel time per call")
     batch_timeout_s: float = Field(60.0, gt=0, description="resend a batch to another worker after this long")
+    calls_per_worker: int = Field(2, ge=1, le=8, description="batches sent to a worker at once: the next waits in its "
+                                                             "queue, so the worker never waits on a round trip")
     refresh_interval_s: float = Field(5.0, gt=0, description="how often to look for joined or lost nodes")
 
 

@@ -222,24 +222,39 @@ class _PoolGenerations:
                                                                                      scoring, progress)
         self.told_generation, self.told_evaluated = _told_of_generation_under_way(told)
         self.announced = -1  # the generation whose start followers know of: only its progress may be told
+        self.evaluated: dict[int, list[int]] = {}  # genomes evaluated so far of the generations under way
         self.progress_told_at = -math.inf  # the first batch is always told
 
-    def evaluate(self, population: np.ndarray) -> Awaitable[tuple[np.ndarray, np.ndarray]]:
-        generation = self.session.generation
-        already_told = self.told_evaluated if generation == self.told_generation else -1
-        store = self.coordinator.store
+    @property
+    def piece_genomes(self) -> int:
+        """A piece of the generation is at least one chunk of the whole generation on this pool: an island alone on
+        many workers, half a generation on two (see ``GenerationHooks.piece_genomes``)."""
+        bars = sum(window.bars for window in self.session.folds)
+        return self.coordinator.pool.chunk_size(self.session.settings.population, bars)
 
-        def on_progress(done: int, total: int) -> None:
-            if (generation != self.announced or done <= already_told
+    def evaluate(self, rows: np.ndarray, generation: int) -> Awaitable[tuple[np.ndarray, np.ndarray]]:
+        already_told = self.told_evaluated if generation == self.told_generation else -1
+        store, total = self.coordinator.store, self.session.settings.population
+        evaluated = self.evaluated.setdefault(generation, [0])  # the generation's, over its islands' calls
+        self.evaluated = {g: n for g, n in self.evaluated.items() if g >= generation - 1}
+        done_here = 0
+
+        def on_progress(done: int, _: int) -> None:
+            nonlocal done_here
+            evaluated[0] += done - done_here
+            done_here = done
+            if (generation != self.announced or evaluated[0] <= already_told
                     or time.monotonic() - self.progress_told_at < PROGRESS_EVERY_S):
                 return
             self.progress_told_at = time.monotonic()
             with store.transaction():
-                self.coordinator._emit_engine(self.job_id, ev.BatchEvaluated(generation=generation, evaluated=done,
-                                                                             total=total))
-                store.set_progress(self.job_id, self.progress.model_copy(update={"evaluated": done}).model_dump())
+                self.coordinator._emit_engine(self.job_id, ev.BatchEvaluated(generation=generation,
+                                                                             evaluated=evaluated[0], total=total))
+                store.set_progress(self.job_id,
+                                   self.progress.model_copy(update={"evaluated": evaluated[0]}).model_dump())
 
-        return self.coordinator.pool.evaluate(self.job_id, self.scoring, population, self.session.folds, on_progress)
+        return self.coordinator.pool.evaluate(self.job_id, self.scoring, rows, self.session.folds, on_progress,
+                                              spread=total)
 
     def announce(self, generation: int) -> None:
         if generation != self.told_generation:  # after a restart, followers know the one under way

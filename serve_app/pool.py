@@ -45,10 +45,15 @@ class _Worker:
     node_id: str
     label: str | None
     ready: bool = False
-    busy: bool = False
+    calls: int = 0  # batches sent and not answered (up to ``calls_per_worker``)
+    reserved: bool = False  # held for one ``call`` outside the queues
     retiring: bool = False
     pid: int | None = None
     versions: dict[str, str] | None = None  # Python, Ray, numba and package versions where the worker runs
+
+    @property
+    def busy(self) -> bool:
+        return self.calls > 0 or self.reserved
 
 
 @dataclass
@@ -188,7 +193,7 @@ class WorkerPool:
                 waited += 0.2
             worker = min(ready, key=lambda w: w.busy)
             reserved = not worker.busy
-            worker.busy = True
+            worker.reserved = worker.reserved or reserved
             try:
                 return await asyncio.wait_for(getattr(worker.handle, method).remote(*args),
                                               self.settings.batch_timeout_s)
@@ -198,8 +203,8 @@ class WorkerPool:
                 pass
             finally:
                 if reserved:
-                    worker.busy = False
-                    if worker.retiring:
+                    worker.reserved = False
+                    if worker.retiring and not worker.busy:
                         self._kill(worker)
                     self._wakeup.set()
         raise TimeoutError(f"{attempts} workers in turn were lost or did not answer within "
@@ -212,15 +217,19 @@ class WorkerPool:
 
     # ---- evaluation --------------------------------------------------------------------------------
     def chunk_size(self, n_genomes: int, bars: int) -> int:
-        """Genomes per call: ~batch_target_s of kernel time, but enough chunks to feed every worker."""
+        """Genomes per call: ~batch_target_s of kernel time, but enough chunks of ``n_genomes`` to feed every
+        worker."""
         by_time = math.ceil(self.settings.batch_target_s / max(self._seconds_per_genome_bar * bars, 1e-12))
         by_spread = math.ceil(n_genomes / max(1, self.ready_workers))
         return max(1, min(by_time, by_spread))
 
     async def evaluate(self, job: str, scoring: Scoring, genomes: np.ndarray, windows: list[Window],
-                       on_progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       on_progress: Callable[[int, int], None] | None = None,
+                       spread: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(metrics (n, folds, metrics), fitness) for every genome row on every fold window, computed by the pool;
-        row i is genome row i. A job may have several calls under way at once (its validation searches).
+        row i is genome row i. A job may have several calls under way at once (its validation searches, its
+        islands). ``spread``: the genomes of the calls sent together with this one (an island's generation), all
+        of which are cut for every worker to have some, not each call.
 
         Workers score with exactly ``scoring``'s evaluator version; a batch whose scoring fails or passes a limit
         fails the call.
@@ -229,7 +238,7 @@ class WorkerPool:
         bars = sum(w.bars for w in windows)
         out = np.empty((n, len(windows), N_METRICS))
         fitness = np.empty(n)
-        size = self.chunk_size(n, bars)
+        size = self.chunk_size(max(n, spread), bars)
         loop = asyncio.get_running_loop()
         spans = [(w.start, w.end) for w in windows]
         chunks = [_Chunk(job, lo, min(lo + size, n), bars, (scoring, genomes[lo:lo + size], spans),
@@ -288,14 +297,15 @@ class WorkerPool:
             await self._wakeup.wait()
             self._wakeup.clear()
             while True:
-                worker = next((w for w in self._workers.values() if w.ready and not w.busy and not w.retiring),
-                              None)
-                if worker is None:
+                free = [w for w in self._workers.values() if w.ready and not w.retiring and not w.reserved
+                        and w.calls < self.settings.calls_per_worker]
+                if not free:
                     break
+                worker = min(free, key=lambda w: w.calls)  # idle workers first, then a second batch each
                 chunk = self._next_chunk()
                 if chunk is None:
                     break
-                worker.busy = True
+                worker.calls += 1
                 chunk.sent_at.append(time.monotonic())
                 self._in_flight[id(chunk)] = chunk
                 self._spawn(self._run(worker, chunk))
@@ -317,8 +327,8 @@ class WorkerPool:
             if not chunk.future.done():
                 chunk.future.set_result((chunk, (metrics, scores)))
         finally:
-            worker.busy = False
-            if worker.retiring:
+            worker.calls -= 1
+            if worker.retiring and not worker.busy:
                 self._kill(worker)
             if chunk.future.done():
                 self._in_flight.pop(id(chunk), None)

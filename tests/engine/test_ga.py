@@ -5,6 +5,7 @@ import pytest
 
 from engine import layout as L
 from engine.backtester import LocalBacktester, split_windows
+from engine.baselines import RandomSearch
 from engine.evaluator import get_evaluator
 from engine.ga import MIGRATION_INTERVAL, STAGNATION_LIMIT, GeneticSearch, SeenGenomes, island_sizes
 from engine.genome import decode, genome_keys
@@ -148,6 +149,39 @@ def test_wrong_fitness_shape_is_rejected():
     search = GeneticSearch(MinerSettings(population=4, seed=3))
     with pytest.raises(ValueError, match="expected 4 fitness values"):
         search.tell(np.zeros(3))
+
+
+@pytest.mark.parametrize("search_class", [GeneticSearch, RandomSearch])
+@pytest.mark.parametrize(("population", "islands"), [(60, 4), (57, 3), (20, 1)])
+def test_islands_told_one_by_one_breed_what_the_whole_generation_breeds(search_class, population, islands):
+    # 23 generations: migrations, stagnation restarts (flat fitness with -inf holes) and the last generation
+    settings = MinerSettings(population=population, generations=23, islands=islands, seed=5)
+    whole, by_island = search_class(settings), search_class(settings)
+    rng = np.random.default_rng(1)
+    while not whole.done:
+        population_rows = whole.ask()
+        np.testing.assert_array_equal(by_island.ask(), population_rows)
+        fitness = np.round(rng.normal(size=len(population_rows)), 1)
+        fitness[rng.random(len(population_rows)) < 0.2] = -np.inf
+        whole.tell(fitness)
+        for index, (lo, hi) in enumerate(by_island.island_bounds):
+            by_island.tell_island(index, fitness[lo:hi])
+            if index < len(by_island.islands) - 1 and not whole.done:  # bred already, before the others are told
+                np.testing.assert_array_equal(by_island.island_rows(index), whole.island_rows(index))
+        assert by_island.generation == whole.generation and by_island.history == whole.history
+    np.testing.assert_array_equal(by_island.best_row, whole.best_row)
+    assert by_island.state() == whole.state()
+
+
+def test_islands_are_told_in_order_and_a_state_is_taken_between_generations():
+    search = GeneticSearch(MinerSettings(population=32, islands=4, seed=3))
+    with pytest.raises(ValueError, match="expected island 0, got 1"):
+        search.tell_island(1, np.zeros(8))
+    search.tell_island(0, np.zeros(8))
+    with pytest.raises(ValueError, match="expected 8 fitness values for island 1"):
+        search.tell_island(1, np.zeros(7))
+    with pytest.raises(RuntimeError, match="between generations"):
+        search.state()
 
 
 def test_checkpoint_state_is_json_and_resumes_bit_for_bit():

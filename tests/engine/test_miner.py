@@ -7,10 +7,11 @@ import pytest
 
 from engine import events as ev
 from engine.backtester import LocalBacktester, split_windows
+from engine.driver import drive_generations, island_pieces, run_blocking
 from engine.evaluator import Evaluator, EvaluatorError, get_evaluator
-from engine.genome import encode
+from engine.genome import decode, encode
 from engine.layout import N_METRICS
-from engine.miner import mine
+from engine.miner import MiningSession, evaluate_folds, mine
 from engine.scoring import fold_windows, job_fitness
 from engine.settings import MinerSettings
 from engine.synthetic import synthetic_candles
@@ -120,6 +121,54 @@ def test_resume_from_checkpoint_equals_straight_run(candles):
          should_stop=lambda: len(checkpoints) >= 2)
     resumed = mine(candles, settings, resume_state=checkpoints[1])
     assert resumed.best_genome == straight.best_genome and resumed.history == straight.history
+
+
+def test_islands_sent_apart_and_answered_in_any_order_mine_the_in_process_result(candles):
+    # the service's way: each island's next generation is sent as soon as it is bred, answers come back in any order
+    settings = MinerSettings(population=40, generations=12, islands=4, seed=8, permutations=0)
+    seen = []
+    expected = mine(candles, settings, on_event=seen.append)
+    session = MiningSession(len(candles), candles.fingerprint, settings)
+    tester = LocalBacktester(candles, settings.costs)
+    delays = iter(np.random.default_rng(0).uniform(0, 0.004, size=1_000))
+
+    class IslandsApart:
+        piece_genomes = 1  # every island on its own
+
+        def __init__(self):
+            self.bests, self.sent, self.states, self.ahead = [], [], [], []
+
+        async def evaluate(self, rows, generation):
+            self.sent.append(generation)
+            await asyncio.sleep(next(delays))
+            return evaluate_folds(tester, rows, session.folds, 7, lambda: False, lambda *_: None), None
+
+        def announce(self, generation):
+            pass
+
+        async def record(self, best, evaluated):
+            self.bests.append(best)
+            self.states.append(session.state())  # between generations, as a store's checkpoint is taken
+            await asyncio.sleep(0.003)  # a commit: the next generation's islands are evaluated meanwhile
+            self.ahead.append(self.sent.count(best.generation + 1))
+
+        def stopping(self):
+            return False
+
+    hooks = IslandsApart()
+    run_blocking(drive_generations(session, hooks))
+    assert hooks.bests == [e for e in seen if isinstance(e, ev.GenerationBest)]
+    assert session.search.history == expected.history
+    assert decode(session.search.best_row) == expected.best_genome
+    assert hooks.sent == sorted(hooks.sent) and len(hooks.sent) == 4 * 12  # island by island
+    assert hooks.ahead == [4] * 11 + [0]  # every island's next generation was out before the commit
+
+
+def test_a_generation_is_cut_into_pieces_of_whole_islands_holding_at_least_the_asked_genomes():
+    assert island_pieces([125] * 8, 46) == [range(i, i + 1) for i in range(8)]  # many workers: island by island
+    assert island_pieces([125] * 8, 500) == [range(0, 4), range(4, 8)]  # two workers: half a generation each
+    assert island_pieces([50] * 8, 120) == [range(0, 3), range(3, 8)]  # a short rest joins the last
+    assert island_pieces([34, 33, 33], 1 << 62) == [range(0, 3)]  # in-process: the whole generation
 
 
 def test_too_few_candles_is_a_clear_error():
