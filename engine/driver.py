@@ -57,10 +57,11 @@ class GenerationHooks(Protocol):
 async def drive_generations(session: MiningSession, hooks: GenerationHooks) -> None:
     """Run the search's remaining generations, or raise ``Stopped``.
 
-    Islands are told in order, and each one's next generation is sent for evaluation as soon as it is bred, while
-    the islands after it are still evaluated or told: with ``islands_apart`` the workers are fed through breeding
-    and through the store's commits (``record``). Deterministic whatever the timing: an island's next genomes depend
-    only on what was told before them, in a fixed order (``GeneticSearch.tell_island``).
+    A generation goes out in pieces of whole islands (``piece_genomes``). Islands are told in order, and a piece's
+    next generation is sent for evaluation as soon as it is bred, while the pieces after it are still evaluated or
+    told, so the workers are fed through breeding and through the store's commits (``record``). Deterministic
+    whatever the timing: an island's next genomes depend only on what was told before them, in a fixed order
+    (``GeneticSearch.tell_island``).
     """
     pieces = island_pieces(session.search.sizes, hooks.piece_genomes)
     in_flight: list[asyncio.Future] = []
