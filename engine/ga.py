@@ -2,7 +2,9 @@
 
 The search does not know where genomes are evaluated: ``ask()`` returns the generation's genomes, ``tell(fitness)``
 takes one fitness per row (by row index, never by completion order) and breeds the next generation. Its state is
-small and JSON-able, so a job can be checkpointed after any generation and resumed bit-for-bit.
+small and JSON-able, so a job can be checkpointed after any generation and resumed bit-for-bit. ``tell_island``
+tells one island at a time, in order, and breeds its next generation at once: the same genomes as ``tell``, sent
+to the workers while the other islands are still being evaluated.
 
 **Islands** (D. Whitley, S. Rana, R. Heckendorn, "The island model genetic algorithm: on separability, population
 size and convergence", 1999): the population is split into ``islands`` sub-populations that breed apart and pass
