@@ -89,10 +89,13 @@ class SearchRun:
 
         ``fitness`` may come precomputed (the service scores in its workers, with the same rule).
         """
-        fitness = self.fitness(fold_metrics) if fitness is None else np.where(np.isfinite(fitness), fitness,
-                                                                                -np.inf)
+        fitness = self.ranked(fold_metrics, fitness)
         self.search.tell(fitness)
         return fitness
+
+    def ranked(self, fold_metrics: np.ndarray, fitness: np.ndarray | None) -> np.ndarray:
+        """The fitness the search ranks by: computed from the metrics, or as given with non-finite values last."""
+        return self.fitness(fold_metrics) if fitness is None else np.where(np.isfinite(fitness), fitness, -np.inf)
 
 
 class MiningSession(SearchRun):
@@ -115,6 +118,8 @@ class MiningSession(SearchRun):
         self.trials = TrialLog(settings.min_trades, state.get("trials"), self.asked)
         self.hall = HallOfFame(settings.hall_of_fame, state.get("hall_of_fame"))
         self.validated: dict[str, dict] = dict(state.get("validated", {}))  # task key -> best fitness and row
+        # the generation whose islands are being told: its population, metrics and fitness so far
+        self._generation_told: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def started(self) -> ev.JobStarted:
         s = self.settings
@@ -152,18 +157,19 @@ class MiningSession(SearchRun):
         None before."""
         if index == 0:
             population = self.search.ask()
-            self._told = (population, np.empty((len(population), len(self.folds), L.N_METRICS)),
-                          np.empty(len(population)))
-        population, metrics, scores = self._told
+            self._generation_told = (population, np.empty((len(population), len(self.folds), L.N_METRICS)),
+                                     np.empty(len(population)))
+        if self._generation_told is None:
+            raise ValueError(f"islands are told in order: expected island 0, got {index}")
+        population, metrics, scores = self._generation_told
         lo, hi = self.search.island_bounds[index]
         generation = self.search.generation
         metrics[lo:hi] = fold_metrics
-        scores[lo:hi] = self.fitness(fold_metrics) if fitness is None else np.where(np.isfinite(fitness), fitness,
-                                                                                      -np.inf)
+        scores[lo:hi] = self.ranked(fold_metrics, fitness)
         self.search.tell_island(index, scores[lo:hi])
         if hi < len(population):
             return None
-        del self._told
+        self._generation_told = None
         self.asked.append(genome_keys(population))
         self.trials.add(self.asked[-1], metrics)
         self.hall.add(population, scores, metrics, generation)

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable
 
 import numpy as np
@@ -222,7 +223,7 @@ class _PoolGenerations:
                                                                                      scoring, progress)
         self.told_generation, self.told_evaluated = _told_of_generation_under_way(told)
         self.announced = -1  # the generation whose start followers know of: only its progress may be told
-        self.evaluated: dict[int, list[int]] = {}  # genomes evaluated so far of the generations under way
+        self.evaluated: Counter[int] = Counter()  # genomes evaluated so far of the generations under way
         self.progress_told_at = -math.inf  # the first batch is always told
 
     @property
@@ -235,23 +236,21 @@ class _PoolGenerations:
     def evaluate(self, rows: np.ndarray, generation: int) -> Awaitable[tuple[np.ndarray, np.ndarray]]:
         already_told = self.told_evaluated if generation == self.told_generation else -1
         store, total = self.coordinator.store, self.session.settings.population
-        evaluated = self.evaluated.setdefault(generation, [0])  # the generation's, over its islands' calls
-        self.evaluated = {g: n for g, n in self.evaluated.items() if g >= generation - 1}
+        self.evaluated.pop(generation - 2, None)  # at most two generations are under way
         done_here = 0
 
-        def on_progress(done: int, _: int) -> None:
+        def on_progress(done: int, _: int) -> None:  # ``done`` of this call's rows; the generation's are summed
             nonlocal done_here
-            evaluated[0] += done - done_here
-            done_here = done
-            if (generation != self.announced or evaluated[0] <= already_told
+            self.evaluated[generation] += done - done_here
+            done_here, evaluated = done, self.evaluated[generation]
+            if (generation != self.announced or evaluated <= already_told
                     or time.monotonic() - self.progress_told_at < PROGRESS_EVERY_S):
                 return
             self.progress_told_at = time.monotonic()
             with store.transaction():
                 self.coordinator._emit_engine(self.job_id, ev.BatchEvaluated(generation=generation,
-                                                                             evaluated=evaluated[0], total=total))
-                store.set_progress(self.job_id,
-                                   self.progress.model_copy(update={"evaluated": evaluated[0]}).model_dump())
+                                                                             evaluated=evaluated, total=total))
+                store.set_progress(self.job_id, self.progress.model_copy(update={"evaluated": evaluated}).model_dump())
 
         return self.coordinator.pool.evaluate(self.job_id, self.scoring, rows, self.session.folds, on_progress,
                                               spread=total)

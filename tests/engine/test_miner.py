@@ -162,6 +162,9 @@ def test_islands_sent_apart_and_answered_in_any_order_mine_the_in_process_result
     assert decode(session.search.best_row) == expected.best_genome
     assert hooks.sent == sorted(hooks.sent) and len(hooks.sent) == 4 * 12  # island by island
     assert hooks.ahead == [4] * 11 + [0]  # every island's next generation was out before the commit
+    fresh = MiningSession(len(candles), candles.fingerprint, settings)
+    with pytest.raises(ValueError, match="expected island 0, got 1"):
+        fresh.tell_island(1, np.zeros((10, len(fresh.folds), N_METRICS)))
 
 
 def test_a_generation_is_cut_into_pieces_of_whole_islands_holding_at_least_the_asked_genomes():
