@@ -57,9 +57,10 @@ class Candles:
     def __len__(self) -> int:
         return int(self.close.shape[0])
 
-    @property
+    @cached_property
     def bar_seconds(self) -> int:
-        """Typical bar spacing: the median difference of consecutive timestamps."""
+        """Typical bar spacing: the median difference of consecutive timestamps (cached: a median over every bar
+        takes milliseconds, and every backtest call needs it to annualise)."""
         if len(self) < 2:
             return 0
         return int(np.median(np.diff(self.timestamp)))
