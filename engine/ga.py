@@ -71,20 +71,23 @@ class SeenGenomes:
         self.size = 0
         self._open: list[int] = []
         for chunk in chunks:
-            for key in chunk.tolist():
-                self.claim_key(key)
+            self.claim(chunk)
             self.seal()
 
     def __contains__(self, key: int) -> bool:
         return key in self.keys
 
-    def claim_key(self, key: int) -> bool:
-        """Remember ``key``; False (nothing changes) if it was already remembered."""
-        if key in self.keys:
-            return False
-        self.keys.add(key)
-        self._open.append(key)
-        return True
+    def claim(self, keys: np.ndarray) -> np.ndarray:
+        """Remember ``keys`` in order; True where a key was new (a key repeated within ``keys`` is new once)."""
+        known, opened = self.keys, self._open
+        new = []
+        for key in keys.tolist():
+            fresh = key not in known
+            if fresh:
+                known.add(key)
+                opened.append(key)
+            new.append(fresh)
+        return np.array(new, dtype=bool)
 
     def seal(self) -> None:
         """The keys claimed since the last seal are one generation's; forget the oldest generations past ``limit``
@@ -257,15 +260,14 @@ class GeneticSearch:
         each round claims in row order, so the outcome depends on the generator alone."""
         pending = np.arange(len(rows))
         for attempt in range(REDRAW_TRIES + 1):
-            keys = genome_keys(rows[pending])
-            pending = pending[[not self.seen.claim_key(int(key)) for key in keys]]
+            pending = pending[~self.seen.claim(genome_keys(rows[pending]))]
             if not pending.size:
                 return rows
             if attempt < REDRAW_TRIES:
                 rows[pending] = self.space.mutate(rows[pending], self.settings.mutation_rate, self.rng)
         while pending.size:
             rows[pending] = self.space.random_population(pending.size, self.rng)
-            pending = pending[[not self.seen.claim_key(int(key)) for key in genome_keys(rows[pending])]]
+            pending = pending[~self.seen.claim(genome_keys(rows[pending]))]
         return rows
 
     def _tournaments(self, fitness: np.ndarray, count: int) -> np.ndarray:

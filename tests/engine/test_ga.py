@@ -119,10 +119,10 @@ def test_seen_genomes_forget_the_oldest_generations_whole_and_rebuild_from_their
     seen = SeenGenomes(limit=4)
     generations = [np.array([1, 2], np.uint64), np.array([3, 4], np.uint64), np.array([5, 6], np.uint64)]
     for keys in generations:
-        assert all(seen.claim_key(int(k)) for k in keys)
+        assert seen.claim(keys).all()
         seen.seal()
-    assert seen.keys == {3, 4, 5, 6} and not seen.claim_key(4)
-    assert seen.claim_key(1)  # forgotten, so new again
+    assert seen.keys == {3, 4, 5, 6}
+    assert seen.claim(np.array([4, 1, 1], np.uint64)).tolist() == [False, True, False]  # 1 was forgotten: new, once
     seen.seal()
     generations.append(np.array([1], np.uint64))
     assert seen.keys == {5, 6, 1}  # 3 and 4 went as one generation: never half of one
@@ -143,6 +143,41 @@ def test_the_genome_key_ignores_rule_order_and_the_sign_of_zero():
     other = row.copy()
     other[L.SIZE] = np.nextafter(row[L.SIZE], 2.0)
     assert genome_keys(other[None, :])[0] != keys[0]
+
+
+def _reference_key(row: np.ndarray) -> int:
+    """The genome key as documented, in Python integers: stored checkpoints hold these keys, so they may not change."""
+    mask = (1 << 64) - 1
+
+    def mix(x: int) -> int:
+        x ^= x >> 30
+        x = (x * 0xBF58476D1CE4E5B9) & mask
+        x ^= x >> 27
+        x = (x * 0x94D049BB133111EB) & mask
+        return x ^ (x >> 31)
+
+    def chain(words) -> int:
+        h = 0x9E3779B97F4A7C15
+        for word in words:
+            h = mix(h ^ int(word))
+        return h
+
+    words = (row + 0.0).view(np.uint64)
+    sums = []
+    for offset, count in ((L.ENTRY_OFFSET, int(row[L.N_ENTRY])), (L.EXIT_OFFSET, int(row[L.N_EXIT]))):
+        sums.append(sum(chain(words[offset + r * L.RULE_WIDTH:offset + (r + 1) * L.RULE_WIDTH])
+                        for r in range(count)) & mask)
+    return chain([*words[:L.HEADER_WIDTH], *sums])
+
+
+def test_genome_keys_are_the_documented_hash_whatever_lies_in_unused_rule_slots():
+    space = GenomeSpace(RISK_PRESETS[RiskLevel.HIGH], (5, 10, 20))
+    rows = space.random_population(300, np.random.default_rng(8))
+    unused = np.random.default_rng(9).normal(size=rows.shape)
+    for row, junk in zip(rows, unused, strict=True):  # garbage beyond the used rules changes nothing
+        row[L.ENTRY_OFFSET + int(row[L.N_ENTRY]) * L.RULE_WIDTH:L.EXIT_OFFSET] = \
+            junk[L.ENTRY_OFFSET + int(row[L.N_ENTRY]) * L.RULE_WIDTH:L.EXIT_OFFSET]
+    assert genome_keys(rows).tolist() == [_reference_key(row) for row in rows]
 
 
 def test_wrong_fitness_shape_is_rejected():
