@@ -41,14 +41,13 @@ def compute_indicator(candles: Candles, kind: int, period: int) -> np.ndarray:
     raise ValueError(f"operand kind {kind} is not an indicator")
 
 
-def operands_of(genomes: np.ndarray) -> set[tuple[int, int]]:
-    """Distinct (kind, period) indicator operands used by the active rules of encoded genomes."""
+def operand_pairs(genomes: np.ndarray) -> np.ndarray:
+    """(kind, period) int64 rows of every indicator operand in the rule slots of encoded genomes, repeats kept."""
     genomes = np.atleast_2d(genomes)
-    slots = genomes[:, L.ENTRY_OFFSET:].reshape(genomes.shape[0], -1, L.RULE_WIDTH)
-    pairs = np.concatenate([slots[:, :, [L.R_LEFT_KIND, L.R_LEFT_PERIOD]],
-                            slots[:, :, [L.R_RIGHT_KIND, L.R_RIGHT_PERIOD]]], axis=1).reshape(-1, 2)
-    pairs = np.unique(pairs.astype(np.int64), axis=0)
-    return {(int(k), int(p)) for k, p in pairs if L.SMA <= k <= L.VOLUME_SMA}
+    slots = genomes[:, L.ENTRY_OFFSET:].reshape(-1, L.RULE_WIDTH)
+    pairs = np.concatenate([slots[:, [L.R_LEFT_KIND, L.R_LEFT_PERIOD]],
+                            slots[:, [L.R_RIGHT_KIND, L.R_RIGHT_PERIOD]]]).astype(np.int64)
+    return pairs[(pairs[:, 0] >= L.SMA) & (pairs[:, 0] <= L.VOLUME_SMA)]
 
 
 class FeatureStore:
@@ -105,8 +104,14 @@ class FeatureStore:
         self.ensure({(kind, p) for kind in L.INDICATORS.values() for p in periods})
 
     def prepare(self, genomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Compute what ``genomes`` need; return the (matrix, lookup) pair the kernels take."""
-        self.ensure(operands_of(genomes))
+        """Compute what ``genomes`` need; return the (matrix, lookup) pair the kernels take.
+
+        Every batch passes here, mostly needing nothing new: the operands already in the table are found with one
+        fancy index, not a set of all of them (``ensure`` checks again under the lock)."""
+        pairs = operand_pairs(genomes)
+        missing = pairs[self._lookup[pairs[:, 0], pairs[:, 1]] < 0]
+        if missing.size:
+            self.ensure({(k, p) for k, p in missing.tolist()})
         return self.matrix, self.lookup
 
     def _append(self, kind: int, period: int, series: np.ndarray) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from engine import indicators as ind
 from engine import layout as L
-from engine.features import FeatureStore, compute_indicator, operands_of
+from engine.features import FeatureStore, compute_indicator, operand_pairs
 from engine.genome import Genome, encode
 from engine.synthetic import synthetic_candles
 
@@ -145,7 +145,7 @@ def test_feature_store_computes_each_indicator_once(candles, monkeypatch):
         "exit": [{"left": {"field": "close"}, "op": "<", "right": {"indicator": "sma", "period": 20}}],
         "stop_loss": 0.02})
     batch = np.stack([encode(genome)] * 5)
-    assert operands_of(batch) == {(L.SMA, 20), (L.EMA, 7), (L.RSI, 14)}
+    assert set(map(tuple, operand_pairs(batch).tolist())) == {(L.SMA, 20), (L.EMA, 7), (L.RSI, 14)}
     for _ in range(3):
         matrix, lookup = store.prepare(batch)
     assert sorted(calls) == sorted([(L.SMA, 20), (L.EMA, 7), (L.RSI, 14)])
