@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parents[1]
 REPO = Path(os.environ.get("BENCH_ENGINE_ROOT") or HERE)  # the code measured: this tree, or an earlier checkout
 sys.path.insert(0, str(REPO))
 
+import psutil  # noqa: E402
 import ray  # noqa: E402
 from ray import serve  # noqa: E402
 
@@ -94,13 +95,26 @@ def cluster_busy(client: MinerClient) -> tuple[float, int]:
     return sum(node.busy_seconds for node in cluster.nodes), cluster.workers
 
 
-def busy_run(client: MinerClient, dataset: str, population: int, generations: int) -> tuple[float, float, float]:
-    """(worker busy time / (wall time x workers), idle seconds per generation and worker, wall seconds) while a job
-    mines its generations: how much of the pool the coordinator keeps fed."""
+def coordinator_process() -> psutil.Process:
+    """The coordinator actor's process (on this machine: the local service)."""
+    coordinator = ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
+    return psutil.Process(ray.get(coordinator.memory.remote())["pid"])
+
+
+def busy_run(client: MinerClient, dataset: str, population: int, generations: int) -> dict[str, float]:
+    """While a job mines its generations: worker busy time / (wall time x workers) and idle seconds per generation
+    and worker (how much of the pool the coordinator keeps fed); over the whole job (its random baseline and result
+    included): the coordinator's CPU seconds, all its threads, per generation and as a share of the machine's cores
+    (the serial work that takes the workers' cores here)."""
     busy_before, workers = cluster_busy(client)
-    mining_s, _ = service_run(client, dataset, population, generations)
+    coordinator = coordinator_process()
+    cpu_before = sum(coordinator.cpu_times()[:2])
+    mining_s, total_s = service_run(client, dataset, population, generations)
+    cpu = sum(coordinator.cpu_times()[:2]) - cpu_before
     busy = cluster_busy(client)[0] - busy_before
-    return busy / (mining_s * workers), (mining_s - busy / workers) / generations, mining_s
+    return {"busy": busy / (mining_s * workers), "idle_s": (mining_s - busy / workers) / generations,
+            "wall_s": mining_s, "coordinator_s": cpu / generations,
+            "coordinator_share": cpu / (total_s * (os.cpu_count() or 1))}
 
 
 def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tuple[float, float]:
@@ -242,9 +256,11 @@ def main() -> None:
         # each generation's compute as 22 workers would see it on the whole file: the same job on 1/11 of the bars
         service_run(client, short, 20, 1)  # the short dataset's tables, made once
         for size in (400, 1000):
-            busy, idle_s, wall_s = busy_run(client, short, size, 10 if args.quick else 30)
+            run = busy_run(client, short, size, 10 if args.quick else 30)
             rows += [(f"{size}-genome job on {short_bars:,} bars (1/11): workers busy / idle per generation",
-                      f"{busy:.0%} / {idle_s * 1000:.1f} ms ({wall_s:.1f} s)")]
+                      f"{run['busy']:.0%} / {run['idle_s'] * 1000:.1f} ms ({run['wall_s']:.1f} s)"),
+                     (f"{size}-genome job on 1/11: coordinator CPU per generation / share of the cores",
+                      f"{run['coordinator_s'] * 1000:.1f} ms / {run['coordinator_share']:.0%}")]
 
         to_start, to_batch = first_event_latency(client, dataset, 5)
         rows += [("warm service: submit -> job_started event (median of 5)", f"{to_start * 1000:.0f} ms"),

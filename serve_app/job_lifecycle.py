@@ -228,10 +228,11 @@ class _PoolGenerations:
 
     @property
     def piece_genomes(self) -> int:
-        """A piece of the generation is at least one chunk of the whole generation on this pool: an island alone on
-        many workers, half a generation on two (see ``GenerationHooks.piece_genomes``)."""
-        bars = sum(window.bars for window in self.session.folds)
-        return self.coordinator.pool.chunk_size(self.session.settings.population, bars)
+        """Enough pieces for every worker to hold ``calls_per_worker`` of them, no more: a worker never waits for
+        the generation's last batch, and no call is smaller than it must be (a Ray round trip costs the coordinator
+        about 2 ms of CPU, a share of the same cores the workers use)."""
+        pool = self.coordinator.pool
+        return math.ceil(self.session.settings.population / max(1, pool.ready_workers * pool.settings.calls_per_worker))
 
     def evaluate(self, rows: np.ndarray, generation: int) -> Awaitable[tuple[np.ndarray, np.ndarray]]:
         already_told = self.told_evaluated if generation == self.told_generation else -1
