@@ -50,12 +50,10 @@ def island_sizes(population: int, islands: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(count)]
 
 
-def _pack(array: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(array).tobytes()).decode()
-
-
-def _unpack(text: str, dtype, width: int | None = None) -> np.ndarray:
-    array = np.frombuffer(base64.b64decode(text), dtype=dtype).copy()
+def _array(value: np.ndarray | str, width: int | None = None) -> np.ndarray:
+    """A float64 array of a state: as stored, or as base64 text (checkpoints written before ``engine.state_codec``)."""
+    array = (np.frombuffer(base64.b64decode(value), dtype=np.float64).copy() if isinstance(value, str)
+             else np.asarray(value, dtype=np.float64))
     return array.reshape(-1, width) if width else array
 
 
@@ -113,15 +111,14 @@ class Island:
     stale: int = 0  # generations since ``best`` last improved
 
     def state(self) -> dict:
-        return {"rows": _pack(self.rows), "elite_rows": _pack(self.elite_rows),
-                "elite_fitness": _pack(self.elite_fitness), "best": _pack(np.array([self.best])), "stale": self.stale}
+        return {"rows": self.rows.copy(), "elite_rows": self.elite_rows.copy(),
+                "elite_fitness": self.elite_fitness.copy(), "best": np.array([self.best]), "stale": self.stale}
 
     @classmethod
     def restore(cls, state: dict) -> Island:
-        return cls(rows=_unpack(state["rows"], np.float64, L.GENOME_WIDTH),
-                   elite_rows=_unpack(state["elite_rows"], np.float64, L.GENOME_WIDTH),
-                   elite_fitness=_unpack(state["elite_fitness"], np.float64),
-                   best=float(_unpack(state["best"], np.float64)[0]), stale=int(state["stale"]))
+        return cls(rows=_array(state["rows"], L.GENOME_WIDTH), elite_rows=_array(state["elite_rows"], L.GENOME_WIDTH),
+                   elite_fitness=_array(state["elite_fitness"]), best=float(_array(state["best"])[0]),
+                   stale=int(state["stale"]))
 
 
 class GeneticSearch:
@@ -285,16 +282,16 @@ class GeneticSearch:
         return {
             "generation": self.generation,
             "islands": [island.state() for island in self.islands],
-            "best_row": None if self.best_row is None else _pack(self.best_row),
-            "best_fitness": _pack(np.array([self.best_fitness])),
-            "history": _pack(np.array(self.history)),
+            "best_row": None if self.best_row is None else self.best_row.copy(),
+            "best_fitness": np.array([self.best_fitness]),
+            "history": np.array(self.history, dtype=np.float64),
             "rng": self.rng.bit_generator.state,
         }
 
     def _restore(self, state: dict) -> None:
         self.generation = int(state["generation"])
         self.islands = [Island.restore(island) for island in state["islands"]]
-        self.best_row = None if state["best_row"] is None else _unpack(state["best_row"], np.float64)
-        self.best_fitness = float(_unpack(state["best_fitness"], np.float64)[0])
-        self.history = _unpack(state["history"], np.float64).tolist()
+        self.best_row = None if state["best_row"] is None else _array(state["best_row"])
+        self.best_fitness = float(_array(state["best_fitness"])[0])
+        self.history = _array(state["history"]).tolist()
         self.rng.bit_generator.state = state["rng"]

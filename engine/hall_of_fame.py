@@ -34,8 +34,8 @@ class Famed:
         return int(genome_keys(self.row)[0])
 
     def state(self) -> dict:
-        return {"row": self.row.tolist(), "fitness": self.fitness, "generation": self.generation,
-                "fold_metrics": self.fold_metrics.tolist()}
+        return {"row": self.row.copy(), "fitness": self.fitness, "generation": self.generation,
+                "fold_metrics": self.fold_metrics.copy()}
 
     @classmethod
     def restore(cls, state: dict) -> Famed:

@@ -9,7 +9,6 @@ index, so how the population is split, or where batches run, changes nothing.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
@@ -112,7 +111,7 @@ class MiningSession(SearchRun):
         # the keys of every population evaluated, one array per generation: the search's memory of what it asked
         # for and the count of strategies tried are rebuilt from them; ``checkpoint`` carries them, ``state`` not
         self.asked: list[np.ndarray] = list(asked) if asked is not None else [
-            np.frombuffer(base64.b64decode(chunk), dtype=np.uint64) for chunk in state.get("asked", [])]
+            np.asarray(chunk, dtype=np.uint64) for chunk in state.get("asked", [])]
         super().__init__(GeneticSearch(settings, state=state.get("search"), asked=self.asked),
                          fold_windows(self.train, settings.folds), evaluator or get_evaluator(), settings.min_trades)
         self.trials = TrialLog(settings.min_trades, state.get("trials"), self.asked)
@@ -210,8 +209,8 @@ class MiningSession(SearchRun):
                 "hall_of_fame": self.hall.state()}
 
     def checkpoint(self) -> dict:
-        """``state`` with every generation's asked keys: JSON-able, and all a resume needs."""
-        return {**self.state(), "asked": [base64.b64encode(chunk.tobytes()).decode() for chunk in self.asked]}
+        """``state`` with every generation's asked keys: all a resume needs (``engine.state_codec`` makes it bytes)."""
+        return {**self.state(), "asked": list(self.asked)}
 
     # ---- result --------------------------------------------------------------------------------------------
     def result(self, tester: LocalBacktester, cancelled: bool = False) -> MiningResult:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from client.models import ENDED, UNFINISHED
+from engine import state_codec
 from serve_app import backups
 from serve_app.errors import disk_full_is_storage_full
 from serve_app.private import private_dir, private_file
@@ -319,7 +320,7 @@ class JobStore:
         with self.transaction():
             self._db.execute("INSERT INTO checkpoints (job_id, generation, state) VALUES (?, ?, ?) ON CONFLICT(job_id) "
                              "DO UPDATE SET generation = excluded.generation, state = excluded.state",
-                             (job_id, generation, json.dumps(state)))
+                             (job_id, generation, state_codec.pack(state)))
             if asked is not None:
                 self._db.execute("INSERT OR REPLACE INTO asked_keys (job_id, generation, keys) VALUES (?, ?, ?)",
                                  (job_id, generation - 1, np.ascontiguousarray(asked, dtype=np.uint64).tobytes()))
@@ -332,8 +333,12 @@ class JobStore:
         return [np.frombuffer(row["keys"], dtype=np.uint64) for row in rows]
 
     def load_checkpoint(self, job_id: str) -> dict | None:
+        """The job's last checkpoint (``state_codec`` bytes; JSON text in a store written before them)."""
         row = self._db.execute("SELECT state FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()
-        return None if row is None else json.loads(row["state"])
+        if row is None:
+            return None
+        state = row["state"]
+        return json.loads(state) if isinstance(state, str) else state_codec.unpack(state)
 
     def save_result(self, job_id: str, result: dict) -> None:
         self._write("INSERT OR REPLACE INTO results (job_id, result) VALUES (?, ?)", (job_id, json.dumps(result)))
