@@ -102,19 +102,21 @@ def coordinator_process() -> psutil.Process:
 
 
 def busy_run(client: MinerClient, dataset: str, population: int, generations: int) -> dict[str, float]:
-    """While a job mines its generations: worker busy time / (wall time x workers) and idle seconds per generation
-    and worker (how much of the pool the coordinator keeps fed); over the whole job (its random baseline and result
-    included): the coordinator's CPU seconds, all its threads, per generation and as a share of the machine's cores
-    (the serial work that takes the workers' cores here)."""
-    busy_before, workers = cluster_busy(client)
+    """While a job mines its generations (from the first generation's start to the last one's best, so not its random
+    baseline after them): worker busy time / (wall time x workers) and idle seconds per generation and worker (how
+    much of the pool the coordinator keeps fed), and the coordinator's CPU seconds per generation, all its threads
+    (the serial work, which here takes the workers' cores), also as a share of the machine's cores."""
     coordinator = coordinator_process()
-    cpu_before = sum(coordinator.cpu_times()[:2])
-    mining_s, total_s = service_run(client, dataset, population, generations)
-    cpu = sum(coordinator.cpu_times()[:2]) - cpu_before
-    busy = cluster_busy(client)[0] - busy_before
-    return {"busy": busy / (mining_s * workers), "idle_s": (mining_s - busy / workers) / generations,
-            "wall_s": mining_s, "coordinator_s": cpu / generations,
-            "coordinator_share": cpu / (total_s * (os.cpu_count() or 1))}
+    job = client.submit(dataset=dataset, population=population, generations=generations, seed=11, permutations=0)
+    marks = []  # (wall, worker busy seconds, coordinator CPU seconds) at the first start and the last best
+    for event in client.events(job.id):
+        if (event.type == "generation_started" and not marks) or (
+                event.type == "generation_best" and event.data.generation == generations - 1):
+            marks.append((time.perf_counter(), cluster_busy(client)[0], sum(coordinator.cpu_times()[:2])))
+    (t0, busy0, cpu0), (t1, busy1, cpu1) = marks
+    wall, busy, cpu, workers = t1 - t0, busy1 - busy0, cpu1 - cpu0, client.cluster().workers
+    return {"busy": busy / (wall * workers), "idle_s": (wall - busy / workers) / generations, "wall_s": wall,
+            "coordinator_s": cpu / generations, "coordinator_share": cpu / (wall * (os.cpu_count() or 1))}
 
 
 def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tuple[float, float]:
