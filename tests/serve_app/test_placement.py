@@ -1,7 +1,8 @@
 """Pool placement and batch sizing, without a cluster."""
 
+from engine.layout import N_METRICS
 from serve_app.config import PoolSettings
-from serve_app.pool import WorkerPool
+from serve_app.pool import INLINE_REPLY_BYTES, WorkerPool
 
 
 def node(cpus, **labels):
@@ -28,3 +29,5 @@ def test_chunks_carry_the_target_time_but_feed_every_worker():
     assert pool.chunk_size(1_000, 50_000) == 400
     assert pool.chunk_size(100, 50_000) == 100
     assert pool.chunk_size(10, 50) >= 1
+    # the answer of a chunk (its metrics on every fold, its fitness) stays small enough to travel in Ray's reply
+    assert pool.chunk_size(1_000, 50, folds=4) * 8 * (4 * N_METRICS + 1) <= INLINE_REPLY_BYTES
