@@ -245,6 +245,8 @@ class WorkerPool:
         bars = sum(w.bars for w in windows)
         out = np.empty((n, len(windows), N_METRICS))
         fitness = np.empty(n)
+        if n == 0:
+            return out, fitness
         count = math.ceil(n / self.chunk_size(max(n, spread), bars, len(windows)))
         edges = [n * k // count for k in range(count + 1)]  # chunks as even as they can be
         loop = asyncio.get_running_loop()
