@@ -53,7 +53,7 @@ def island_sizes(population: int, islands: int) -> list[int]:
 def _array(value: np.ndarray | str, width: int | None = None) -> np.ndarray:
     """A float64 array of a state: as stored, or as base64 text (checkpoints written before ``engine.state_codec``)."""
     array = (np.frombuffer(base64.b64decode(value), dtype=np.float64).copy() if isinstance(value, str)
-             else np.asarray(value, dtype=np.float64))
+             else np.array(value, dtype=np.float64))  # a copy: a state may be resumed from twice
     return array.reshape(-1, width) if width else array
 
 
