@@ -34,7 +34,7 @@ from engine.backtester import Window
 from engine.layout import N_METRICS
 from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.sandbox import START_TIMEOUT_S
-from serve_app.worker import BacktestWorker, Scoring
+from serve_app.worker import BacktestWorker, Scoring, UnknownScoring
 
 # Ray sends a reply under 100 KB inline; a larger one goes through the object store, which here more than doubled a
 # call's round trip (2.7 -> 6.8 ms) and the coordinator's CPU for it (1.2 -> 2.8 ms). A batch's answer stays under.
@@ -42,6 +42,7 @@ INLINE_REPLY_BYTES = 90_000
 
 WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
 READY_WAIT_S = 30.0  # how long a call outside the queues waits for a ready worker
+SCORING_KEYS_KEPT = 64
 
 
 @dataclass
@@ -55,6 +56,15 @@ class _Worker:
     retiring: bool = False
     pid: int | None = None
     versions: dict[str, str] | None = None  # Python, Ray, numba and package versions where the worker runs
+    scorings: set[str] = field(default_factory=set)  # keys of the scorings it holds: sent by key alone
+
+    def scoring_arg(self, scoring: Scoring) -> Scoring | str:
+        return scoring.key if scoring.key in self.scorings else scoring
+
+    def holds(self, scoring: Scoring) -> None:
+        if len(self.scorings) >= SCORING_KEYS_KEPT:  # jobs long gone: forget them (a key the worker lost is resent)
+            self.scorings.clear()
+        self.scorings.add(scoring.key)
 
     @property
     def busy(self) -> bool:
@@ -321,8 +331,13 @@ class WorkerPool:
                 self._spawn(self._run(worker, chunk))
 
     async def _run(self, worker: _Worker, chunk: _Chunk) -> None:
+        scoring, genomes, windows = chunk.args
         try:
-            metrics, scores, seconds = await worker.handle.evaluate.remote(*chunk.args)
+            metrics, scores, seconds = await worker.handle.evaluate.remote(worker.scoring_arg(scoring), genomes,
+                                                                           windows)
+        except UnknownScoring:  # the worker forgot it (or its dataset): send it whole
+            worker.scorings.discard(scoring.key)
+            self._requeue(chunk)
         except WORKER_LOST:
             self._workers = {k: w for k, w in self._workers.items() if w is not worker}
             self._requeue(chunk)
@@ -330,6 +345,7 @@ class WorkerPool:
             if not chunk.future.done():
                 chunk.future.set_exception(exc)
         else:
+            worker.holds(scoring)
             genome_bars = (chunk.hi - chunk.lo) * chunk.bars
             self.evaluations_by_node[worker.node_id] += chunk.hi - chunk.lo
             self.busy_seconds_by_node[worker.node_id] += seconds

@@ -1,0 +1,70 @@
+"""A worker's batches name a scoring it has used by key alone; one it does not hold is refused, never guessed."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import ray
+
+from engine.backtester import LocalBacktester, Window
+from engine.evaluator import get_evaluator
+from engine.scoring import job_fitness
+from engine.settings import RISK_PRESETS, MinerSettings, RiskLevel
+from engine.space import GenomeSpace
+from engine.synthetic import synthetic_candles
+from serve_app.config import EvaluatorLimits
+from serve_app.datasets import menu_features, put_tables
+from serve_app.worker import MAX_CACHED_SCORINGS, BacktestWorker, Scoring, UnknownScoring
+
+
+@pytest.fixture(scope="module")
+def worker(service):  # the session's cluster; no CPU asked, the pool's workers hold them
+    handle = BacktestWorker.options(num_cpus=0).remote("scoring-test")
+    yield handle
+    ray.kill(handle)
+
+
+def test_a_scoring_used_once_is_named_by_key_and_scores_the_same(worker):
+    candles = synthetic_candles(2_000, seed=3)
+    evaluator = get_evaluator()
+    scoring = Scoring(dataset_id=candles.fingerprint, dataset=[put_tables(candles, menu_features(candles))],
+                      costs=MinerSettings().costs, evaluator_version=evaluator.version,
+                      evaluator=[ray.put((evaluator.name, evaluator.source, evaluator.params, True))],
+                      limits=EvaluatorLimits(), min_trades=5)
+    genomes = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu).random_population(
+        20, np.random.default_rng(2))
+    windows = [(0, 1_000), (1_000, 2_000)]
+
+    with pytest.raises(UnknownScoring):  # never sent: the worker cannot know its dataset or evaluator
+        ray.get(worker.evaluate.remote(scoring.key, genomes, windows))
+    whole = ray.get(worker.evaluate.remote(scoring, genomes, windows))
+    by_key = ray.get(worker.evaluate.remote(scoring.key, genomes, windows))
+
+    expected = LocalBacktester(candles, scoring.costs).evaluate_windows(genomes, [Window(*w) for w in windows])
+    for metrics, fitness, _ in (whole, by_key):
+        np.testing.assert_array_equal(metrics, expected)
+        np.testing.assert_array_equal(fitness, job_fitness(evaluator, expected, 5))
+
+    derived = dataclasses.replace(scoring, min_trades=1_000)  # a validation search's: another key, another answer
+    assert derived.key != scoring.key
+    with pytest.raises(UnknownScoring):
+        ray.get(worker.evaluate.remote(derived.key, genomes, windows))
+    _, fitness, _ = ray.get(worker.evaluate.remote(derived, genomes, windows))
+    np.testing.assert_array_equal(fitness, job_fitness(evaluator, expected, 1_000))
+
+
+def test_a_worker_forgets_its_oldest_scorings_past_its_limit(worker):
+    candles = synthetic_candles(600, seed=4)
+    evaluator = get_evaluator()
+    first = Scoring(dataset_id=candles.fingerprint, dataset=[put_tables(candles, menu_features(candles))],
+                    costs=MinerSettings().costs, evaluator_version=evaluator.version,
+                    evaluator=[ray.put((evaluator.name, evaluator.source, evaluator.params, True))],
+                    limits=EvaluatorLimits(), min_trades=1)
+    genomes = GenomeSpace(RISK_PRESETS[RiskLevel.LOW], MinerSettings().period_menu).random_population(
+        3, np.random.default_rng(5))
+    scorings = [first] + [dataclasses.replace(first) for _ in range(MAX_CACHED_SCORINGS)]
+    for scoring in scorings:
+        ray.get(worker.evaluate.remote(scoring, genomes, [(0, 600)]))
+    with pytest.raises(UnknownScoring):
+        ray.get(worker.evaluate.remote(first.key, genomes, [(0, 600)]))
+    ray.get(worker.evaluate.remote(scorings[-1].key, genomes, [(0, 600)]))  # the newest are held
