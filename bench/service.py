@@ -224,6 +224,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller jobs, no 1000 x 200 run")
     parser.add_argument("--before", metavar="COMMIT", help="print the end-to-end table: COMMIT's code, then this")
     parser.add_argument("--end-to-end-json", action="store_true", help=argparse.SUPPRESS)  # the child of --before
+    parser.add_argument("--efficiency", type=int, metavar="ROUNDS",
+                        help="only the 1/11 rows, ROUNDS times each (400 and 1000 genomes x 30), one row per job")
     args = parser.parse_args()
     data = Path(args.data)
     if args.end_to_end_json:
@@ -241,6 +243,16 @@ def main() -> None:
     short = f"{dataset}_1of11"
     short_bars = cut_dataset(data, state / "data" / f"{short}.csv", 1 / 11)
     rows: list[tuple[str, str]] = []
+    if args.efficiency:
+        with local_service(data, state) as client:
+            service_run(client, short, 20, 1)  # the short dataset's tables, made once
+            for round_ in range(args.efficiency):
+                for size in (400, 1000):
+                    run = busy_run(client, short, size, 30)
+                    rows.append((f"round {round_ + 1}: {size} x 30 on 1/11: wall / busy / coordinator CPU per gen.",
+                                 f"{run['wall_s']:.2f} s / {run['busy']:.0%} / {run['coordinator_s'] * 1000:.1f} ms"))
+        print_table(f"data: 1/11 of {candles.describe()}; {os.cpu_count()} CPUs", rows)
+        return
     with local_service(data, state) as client:
         tester = ThreadedBacktester(candles, MinerSettings().costs, threads=os.cpu_count())
         tester.local.features.ensure_menu(DEFAULT_PERIOD_MENU)
