@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # engine.miner drives its in-process jobs with this module
     from engine.miner import MiningSession, SearchRun
 
 T = TypeVar("T")
-Scored = tuple[np.ndarray, np.ndarray | None]  # fold metrics (n, folds, metrics), fitness if scored already
+# fold metrics (n, folds, metrics), fitness if scored already; a validation search scored on the pool gets its fitness
+# alone (metrics None): it keeps only its best
+Scored = tuple[np.ndarray | None, np.ndarray | None]
 Evaluate = Callable[[np.ndarray], Awaitable[Scored]]
 
 

@@ -83,16 +83,17 @@ class SearchRun:
     def fitness(self, fold_metrics: np.ndarray) -> np.ndarray:
         return job_fitness(self.evaluator, fold_metrics, self.min_trades)
 
-    def tell(self, fold_metrics: np.ndarray, fitness: np.ndarray | None = None) -> np.ndarray:
+    def tell(self, fold_metrics: np.ndarray | None, fitness: np.ndarray | None = None) -> np.ndarray:
         """Score a fully evaluated generation ((n, folds, metrics), row i for genome row i); breed the next.
 
-        ``fitness`` may come precomputed (the service scores in its workers, with the same rule).
+        ``fitness`` may come precomputed (the service scores in its workers, with the same rule), and then the
+        metrics may be None: a search run keeps only its best genome and fitness.
         """
         fitness = self.ranked(fold_metrics, fitness)
         self.search.tell(fitness)
         return fitness
 
-    def ranked(self, fold_metrics: np.ndarray, fitness: np.ndarray | None) -> np.ndarray:
+    def ranked(self, fold_metrics: np.ndarray | None, fitness: np.ndarray | None) -> np.ndarray:
         """The fitness the search ranks by: computed from the metrics, or as given with non-finite values last."""
         return self.fitness(fold_metrics) if fitness is None else np.where(np.isfinite(fitness), fitness, -np.inf)
 

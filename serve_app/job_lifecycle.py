@@ -169,7 +169,8 @@ class JobLifecycle:
                 if data is not candles:
                     data_ref = await asyncio.to_thread(lambda: put_tables(data, menu_features(data)))
                     on_data = dataclasses.replace(on_data, dataset_id=data.fingerprint, dataset=[data_ref])
-                await drive_search(run, lambda population: self.pool.evaluate(job_id, on_data, population, run.folds),
+                await drive_search(run, lambda population: self.pool.evaluate(job_id, on_data, population, run.folds,
+                                                                              metrics=False),  # it keeps its best only
                                    lambda: job_id in self._cancelled)
                 nonlocal progress
                 finished = session.record(task, run)

@@ -131,12 +131,12 @@ class BacktestWorker:
         except EvaluatorError as exc:
             raise EvaluatorError(f"evaluator {version} failed on a batch of {len(metrics)} genomes: {exc}") from None
 
-    def evaluate(self, scoring: Scoring | str, genomes: np.ndarray,
-                 windows: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, float]:
+    def evaluate(self, scoring: Scoring | str, genomes: np.ndarray, windows: list[tuple[int, int]],
+                 with_metrics: bool = True) -> tuple[np.ndarray | None, np.ndarray, float]:
         """(metrics (n, folds, metrics), fitness, seconds backtesting and scoring) for one batch on every fold window
         (one kernel call: the batch's rules are evaluated once for all of them), scored as ``scoring`` says with the
-        engine's fold and min_trades rules. ``scoring`` may be the key of one this worker has used (``UnknownScoring``
-        if it no longer holds it, its dataset or its evaluator)."""
+        engine's fold and min_trades rules; None for the metrics unless ``with_metrics``. ``scoring`` may be the key
+        of one this worker has used (``UnknownScoring`` if it no longer holds it, its dataset or its evaluator)."""
         key = scoring if isinstance(scoring, str) else scoring.key
         if isinstance(scoring, str):
             scoring = self._known_scoring(key)
@@ -148,7 +148,7 @@ class BacktestWorker:
         fitness = self._fitness(scoring, metrics)
         seconds = time.perf_counter() - started
         self._remember(key, scoring)
-        return metrics, fitness, seconds
+        return metrics if with_metrics else None, fitness, seconds
 
     def _remember(self, key: str, scoring: Scoring) -> None:
         """Keep a scoring that has served a batch, without its refs (they would keep its dataset in the object store

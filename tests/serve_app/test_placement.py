@@ -31,3 +31,5 @@ def test_chunks_carry_the_target_time_but_feed_every_worker():
     assert pool.chunk_size(10, 50) >= 1
     # the answer of a chunk (its metrics on every fold, its fitness) stays small enough to travel in Ray's reply
     assert pool.chunk_size(1_000, 50, folds=4) * 8 * (4 * N_METRICS + 1) <= INLINE_REPLY_BYTES
+    # a search that asks for the fitness alone gets answers a 53rd the size: the reply no longer limits the call
+    assert pool.chunk_size(1_000, 50, folds=4) < 1_000 == pool.chunk_size(1_000, 50, folds=4, metrics=False)

@@ -44,6 +44,9 @@ def test_a_scoring_used_once_is_named_by_key_and_scores_the_same(worker):
     for metrics, fitness, _ in (whole, by_key):
         np.testing.assert_array_equal(metrics, expected)
         np.testing.assert_array_equal(fitness, job_fitness(evaluator, expected, 5))
+    metrics, fitness, _ = ray.get(worker.evaluate.remote(scoring.key, genomes, windows, False))
+    assert metrics is None  # a search that keeps only its best asks for the fitness alone
+    np.testing.assert_array_equal(fitness, job_fitness(evaluator, expected, 5))
 
     derived = dataclasses.replace(scoring, min_trades=1_000)  # a validation search's: another key, another answer
     assert derived.key != scoring.key
