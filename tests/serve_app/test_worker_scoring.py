@@ -1,5 +1,6 @@
 """A worker's batches name a scoring it has used by key alone; one it does not hold is refused, never guessed."""
 
+import asyncio
 import dataclasses
 
 import numpy as np
@@ -12,8 +13,9 @@ from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
-from serve_app.config import EvaluatorLimits
+from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.datasets import menu_features, put_tables
+from serve_app.pool import WorkerPool, _Worker
 from serve_app.worker import MAX_CACHED_SCORINGS, BacktestWorker, Scoring, UnknownScoring
 
 
@@ -71,3 +73,33 @@ def test_a_worker_forgets_its_oldest_scorings_past_its_limit(worker):
     with pytest.raises(UnknownScoring):
         ray.get(worker.evaluate.remote(first.key, genomes, [(0, 600)]))
     ray.get(worker.evaluate.remote(scorings[-1].key, genomes, [(0, 600)]))  # the newest are held
+
+
+def test_the_pool_sends_a_scoring_again_to_a_worker_that_forgot_it(worker):
+    candles = synthetic_candles(800, seed=6)
+    evaluator = get_evaluator()
+    scoring = Scoring(dataset_id=candles.fingerprint, dataset=[put_tables(candles, menu_features(candles))],
+                      costs=MinerSettings().costs, evaluator_version=evaluator.version,
+                      evaluator=[ray.put((evaluator.name, evaluator.source, evaluator.params, True))],
+                      limits=EvaluatorLimits(), min_trades=1)
+    genomes = GenomeSpace(RISK_PRESETS[RiskLevel.HIGH], MinerSettings().period_menu).random_population(
+        6, np.random.default_rng(7))
+    windows = [Window(0, 400), Window(400, 800)]
+    spans = [(w.start, w.end) for w in windows]
+
+    async def scenario():
+        pool = WorkerPool(PoolSettings())  # this module's worker alone, fed by the pool's own dispatch loop
+        held = pool._workers["only"] = _Worker(worker, node_id="test", label=None, ready=True)
+        pool._spawn(pool._dispatch_loop())
+        first = await pool.evaluate("job", scoring, genomes, windows)
+        assert scoring.key in held.scorings  # the pool will name it by key from now on
+        for _ in range(MAX_CACHED_SCORINGS):  # other scorings push it out of the worker's memory
+            await worker.evaluate.remote(dataclasses.replace(scoring), genomes, spans)
+        with pytest.raises(UnknownScoring):
+            await worker.evaluate.remote(scoring.key, genomes, spans)
+        return first, await pool.evaluate("job", scoring, genomes, windows)
+
+    (metrics, fitness), (metrics_again, fitness_again) = asyncio.run(scenario())
+    np.testing.assert_array_equal(metrics_again, metrics)
+    np.testing.assert_array_equal(fitness_again, fitness)
+    np.testing.assert_array_equal(metrics, LocalBacktester(candles, scoring.costs).evaluate_windows(genomes, windows))
