@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test also
 def doctor(on: hosts.Laptop, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     done = on.run(" ".join(["deploy/doctor.sh", *args]), env=env, check=False, timeout=120)
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    print(done.stdout)
+    print(done.stdout, done.stderr)  # stderr: a usage error (exit 2) says why there alone
     return done.returncode, done.stdout
 
 
