@@ -613,6 +613,19 @@ def _connection_flags(parser: argparse.ArgumentParser, default: Any) -> None:
                              "~/.miner/admin_token)")
 
 
+SECRET_FLAGS = ("--token", "--admin-token")
+
+
+def glue_secrets(argv: list[str]) -> list[str]:
+    """``--token VALUE`` as ``--token=VALUE``: a token may start with "-" (the urlsafe ones of earlier heads, one in
+    64), which argparse would take for a flag of its own."""
+    glued, rest = [], iter(argv)
+    for arg in rest:
+        value = next(rest, None) if arg in SECRET_FLAGS else None
+        glued.append(arg if value is None else f"{arg}={value}")
+    return glued
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = MinerParser(prog="miner", description=__doc__, allow_abbrev=False,
                          formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -712,7 +725,7 @@ def main(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None
          open_stream: StreamOpener = websocket_stream) -> int:
     """Run one command; ``transport`` and ``open_stream`` replace the ways to the service (``MinerClient``'s)."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(glue_secrets(sys.argv[1:] if argv is None else argv))
         settings = resolve(args.url, args.token, args.admin_token)
         with MinerClient(settings.url, settings.token, admin_token=settings.admin_token, transport=transport,
                          open_stream=open_stream) as client:

@@ -35,7 +35,9 @@ def ensure_token(path: Path) -> str:
         # created 0600 from the start: a chmod after writing would leave a moment where others can read it
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_urlsafe(32) + "\n")
+            # hex, not urlsafe base64: one urlsafe token in 64 starts with "-", which a command line then takes for
+            # a flag (`miner --token -x...` fails)
+            out.write(secrets.token_hex(32) + "\n")
     path.chmod(0o600)
     return path.read_text().strip()
 

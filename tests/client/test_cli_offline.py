@@ -457,3 +457,12 @@ def test_compare_names_the_job_it_cannot_compare(miner, fake, capsys, status, ex
     assert miner("compare", "job1", other) == exit_code
     err = capsys.readouterr().err
     assert err.startswith(words) and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_token_that_starts_with_a_dash_is_a_token_not_a_flag(miner, fake, where):
+    token = fake.token = "-kS0rEwJ4tqHk3pJ1QyL2h9Yw8dXfVbN6mCzA5eR7uT"  # urlsafe base64: one in 64 starts so
+    argv = ["--token", token, "jobs"] if where == "before" else ["jobs", "--token", token]
+    assert miner(*argv) == ExitCode.OK
+    assert fake.requests[-1].headers["Authorization"] == f"Bearer {token}"
+    assert miner("jobs", "--token") == ExitCode.USAGE  # no value at all is still a usage error

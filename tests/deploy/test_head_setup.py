@@ -39,6 +39,8 @@ def test_both_tokens_are_created_once_readable_by_the_owner_only_and_the_service
     assert {oct(p.stat().st_mode & 0o777) for p in (token, admin)} == {"0o600"}
     first = token.read_text(), admin.read_text()
     assert first[0] != first[1] and all(len(t.strip()) >= 32 for t in first)
+    # hex: never a leading "-" that a command line (`miner --token ...`) would take for a flag
+    assert all(set(t.strip()) <= set("0123456789abcdef") for t in first)
     prepare(config)
     assert (token.read_text(), admin.read_text()) == first  # never replaced: clients keep working
     served = ServiceSettings.model_validate(yaml.safe_load(config.read_text())["applications"][0]["args"])
