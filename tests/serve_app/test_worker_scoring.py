@@ -26,13 +26,19 @@ def worker(service):  # the session's cluster; no CPU asked, the pool's workers 
     ray.kill(handle)
 
 
+def scoring_of(candles, min_trades: int) -> Scoring:
+    """What the coordinator builds for a job on ``candles`` with the default evaluator (trusted, built in)."""
+    evaluator = get_evaluator()
+    return Scoring(dataset_id=candles.fingerprint, dataset=[put_tables(candles, menu_features(candles))],
+                   costs=MinerSettings().costs, evaluator_version=evaluator.version,
+                   evaluator=[ray.put((evaluator.name, evaluator.source, evaluator.params, True))],
+                   limits=EvaluatorLimits(), min_trades=min_trades)
+
+
 def test_a_scoring_used_once_is_named_by_key_and_scores_the_same(worker):
     candles = synthetic_candles(2_000, seed=3)
     evaluator = get_evaluator()
-    scoring = Scoring(dataset_id=candles.fingerprint, dataset=[put_tables(candles, menu_features(candles))],
-                      costs=MinerSettings().costs, evaluator_version=evaluator.version,
-                      evaluator=[ray.put((evaluator.name, evaluator.source, evaluator.params, True))],
-                      limits=EvaluatorLimits(), min_trades=5)
+    scoring = scoring_of(candles, min_trades=5)
     genomes = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu).random_population(
         20, np.random.default_rng(2))
     windows = [(0, 1_000), (1_000, 2_000)]
@@ -59,12 +65,7 @@ def test_a_scoring_used_once_is_named_by_key_and_scores_the_same(worker):
 
 
 def test_a_worker_forgets_its_oldest_scorings_past_its_limit(worker):
-    candles = synthetic_candles(600, seed=4)
-    evaluator = get_evaluator()
-    first = Scoring(dataset_id=candles.fingerprint, dataset=[put_tables(candles, menu_features(candles))],
-                    costs=MinerSettings().costs, evaluator_version=evaluator.version,
-                    evaluator=[ray.put((evaluator.name, evaluator.source, evaluator.params, True))],
-                    limits=EvaluatorLimits(), min_trades=1)
+    first = scoring_of(synthetic_candles(600, seed=4), min_trades=1)
     genomes = GenomeSpace(RISK_PRESETS[RiskLevel.LOW], MinerSettings().period_menu).random_population(
         3, np.random.default_rng(5))
     scorings = [first] + [dataclasses.replace(first) for _ in range(MAX_CACHED_SCORINGS)]
@@ -77,11 +78,7 @@ def test_a_worker_forgets_its_oldest_scorings_past_its_limit(worker):
 
 def test_the_pool_sends_a_scoring_again_to_a_worker_that_forgot_it(worker):
     candles = synthetic_candles(800, seed=6)
-    evaluator = get_evaluator()
-    scoring = Scoring(dataset_id=candles.fingerprint, dataset=[put_tables(candles, menu_features(candles))],
-                      costs=MinerSettings().costs, evaluator_version=evaluator.version,
-                      evaluator=[ray.put((evaluator.name, evaluator.source, evaluator.params, True))],
-                      limits=EvaluatorLimits(), min_trades=1)
+    scoring = scoring_of(candles, min_trades=1)
     genomes = GenomeSpace(RISK_PRESETS[RiskLevel.HIGH], MinerSettings().period_menu).random_population(
         6, np.random.default_rng(7))
     windows = [Window(0, 400), Window(400, 800)]
