@@ -132,6 +132,12 @@ class MiningSession(SearchRun):
         """``tell`` for the real search's whole generation; returns the generation's event."""
         return self.tell_islands(range(len(self.search.islands)), fold_metrics, fitness)
 
+    @property
+    def metrics_kept(self) -> int:
+        """How many of any batch's fittest distinct genomes need every metric for their generation to be told (its
+        best, and the hall of fame); of the others, only their trade statistics are read (``engine.brief``)."""
+        return self.hall.size
+
     def island_rows(self, islands: range) -> np.ndarray:
         """The genomes to evaluate next of consecutive ``islands``: right after they were told, their next
         generation's."""

@@ -169,8 +169,9 @@ class JobLifecycle:
                 if data is not candles:
                     data_ref = await asyncio.to_thread(lambda: put_tables(data, menu_features(data)))
                     on_data = dataclasses.replace(on_data, dataset_id=data.fingerprint, dataset=[data_ref])
+                # the fitness alone (keep 0): a validation search keeps only its best
                 await drive_search(run, lambda population: self.pool.evaluate(job_id, on_data, population, run.folds,
-                                                                              metrics=False),  # it keeps its best only
+                                                                              keep=0),
                                    lambda: job_id in self._cancelled)
                 nonlocal progress
                 finished = session.record(task, run)
@@ -255,7 +256,7 @@ class _PoolGenerations:
                 store.set_progress(self.job_id, self.progress.model_copy(update={"evaluated": evaluated}).model_dump())
 
         return self.coordinator.pool.evaluate(self.job_id, self.scoring, rows, self.session.folds, on_progress,
-                                              spread=total)
+                                              spread=total, keep=self.session.metrics_kept)
 
     def announce(self, generation: int) -> None:
         if generation != self.told_generation:  # after a restart, followers know the one under way

@@ -31,6 +31,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from engine.backtester import Window
+from engine.brief import BriefMetrics
 from engine.layout import N_METRICS
 from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.sandbox import START_TIMEOUT_S
@@ -77,8 +78,8 @@ class _Chunk:
     lo: int
     hi: int
     bars: int  # bars each genome is backtested on (all folds)
-    # BacktestWorker.evaluate's: scoring, genomes, windows, whether metrics are wanted
-    args: tuple[Scoring, np.ndarray, list[tuple[int, int]], bool]
+    # BacktestWorker.evaluate's: scoring, genomes, windows, fittest genomes whose every metric is kept
+    args: tuple[Scoring, np.ndarray, list[tuple[int, int]], int]
     future: asyncio.Future
     sent_at: list[float] = field(default_factory=list)
 
@@ -232,47 +233,53 @@ class WorkerPool:
         return list(await asyncio.gather(*(w.handle.memory.remote() for w in ready)))
 
     # ---- evaluation --------------------------------------------------------------------------------
-    def chunk_size(self, n_genomes: int, bars: int, folds: int = 1, metrics: bool = True) -> int:
+    def chunk_size(self, n_genomes: int, bars: int, folds: int = 1, keep: int = 0) -> int:
         """Genomes per call: ~batch_target_s of kernel time, but enough chunks of ``n_genomes`` to feed every
-        worker, and few enough that the answer (every fold's metrics if asked for, and the fitness) travels inline
-        in Ray's reply (``INLINE_REPLY_BYTES``)."""
+        worker, and few enough that the answer (the fitness, and the brief metrics if ``keep``) travels inline in
+        Ray's reply (``INLINE_REPLY_BYTES``)."""
         by_time = math.ceil(self.settings.batch_target_s / max(self._seconds_per_genome_bar * bars, 1e-12))
         by_spread = math.ceil(n_genomes / max(1, self.ready_workers))
-        by_reply = INLINE_REPLY_BYTES // (8 * ((folds * N_METRICS if metrics else 0) + 1))
+        if keep:
+            room = INLINE_REPLY_BYTES - BriefMetrics.bytes_kept(folds, keep)
+            by_reply = max(keep, room // BriefMetrics.bytes_per_genome(folds))
+        else:
+            by_reply = INLINE_REPLY_BYTES // 8
         return max(1, min(by_time, by_spread, by_reply))
 
     async def evaluate(self, job: str, scoring: Scoring, genomes: np.ndarray, windows: list[Window],
                        on_progress: Callable[[int, int], None] | None = None,
-                       spread: int = 0, metrics: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+                       spread: int = 0, keep: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
         """(metrics (n, folds, metrics), fitness) for every genome row on every fold window, computed by the pool;
         row i is genome row i. A job may have several calls under way at once (its validation searches, its
         islands). ``spread``: the genomes of the calls sent together with this one (an island's generation), all
-        of which are cut for every worker to have some, not each call. ``metrics`` False: the fitness alone (None
-        for the metrics), all a search that keeps only its best needs; the answers are a 53rd the size, so calls
-        are fewer.
+        of which are cut for every worker to have some, not each call.
+
+        The metrics are what a search reads of them (``engine.brief``): every genome's trade statistics and every
+        metric of each batch's ``keep`` fittest distinct genomes, NaN elsewhere; None if ``keep`` is 0, the fitness
+        alone, all a search that keeps only its best needs. Small answers make fewer, larger calls.
 
         Workers score with exactly ``scoring``'s evaluator version; a batch whose scoring fails or passes a limit
         fails the call.
         """
         n = genomes.shape[0]
         bars = sum(w.bars for w in windows)
-        out = np.empty((n, len(windows), N_METRICS)) if metrics else None
+        out = np.empty((n, len(windows), N_METRICS)) if keep else None
         fitness = np.empty(n)
         if n == 0:
             return out, fitness
-        count = math.ceil(n / self.chunk_size(max(n, spread), bars, len(windows), metrics))
+        count = math.ceil(n / self.chunk_size(max(n, spread), bars, len(windows), keep))
         edges = [n * k // count for k in range(count + 1)]  # chunks as even as they can be
         loop = asyncio.get_running_loop()
         spans = [(w.start, w.end) for w in windows]
-        chunks = [_Chunk(job, lo, hi, bars, (scoring, genomes[lo:hi], spans, metrics), loop.create_future())
+        chunks = [_Chunk(job, lo, hi, bars, (scoring, genomes[lo:hi], spans, keep), loop.create_future())
                   for lo, hi in itertools.pairwise(edges)]
         self._enqueue(job, chunks)
         done = 0
         try:
             for finished in asyncio.as_completed([c.future for c in chunks]):
-                chunk, (answered, scores) = await finished
+                chunk, (brief, scores) = await finished
                 if out is not None:
-                    out[chunk.lo:chunk.hi] = answered
+                    brief.fill(out[chunk.lo:chunk.hi])
                 fitness[chunk.lo:chunk.hi] = scores
                 done += chunk.hi - chunk.lo
                 if on_progress is not None:
@@ -335,10 +342,10 @@ class WorkerPool:
                 self._spawn(self._run(worker, chunk))
 
     async def _run(self, worker: _Worker, chunk: _Chunk) -> None:
-        scoring, genomes, windows, with_metrics = chunk.args
+        scoring, genomes, windows, keep = chunk.args
         try:
-            metrics, scores, seconds = await worker.handle.evaluate.remote(worker.scoring_arg(scoring), genomes,
-                                                                           windows, with_metrics)
+            brief, scores, seconds = await worker.handle.evaluate.remote(worker.scoring_arg(scoring), genomes, windows,
+                                                                         keep)
         except UnknownScoring:  # the worker forgot it (or its dataset): send it whole
             worker.scorings.discard(scoring.key)
             self._requeue(chunk)
@@ -355,7 +362,7 @@ class WorkerPool:
             self.busy_seconds_by_node[worker.node_id] += seconds
             self._seconds_per_genome_bar = 0.8 * self._seconds_per_genome_bar + 0.2 * seconds / genome_bars
             if not chunk.future.done():
-                chunk.future.set_result((chunk, (metrics, scores)))
+                chunk.future.set_result((chunk, (brief, scores)))
         finally:
             worker.calls -= 1
             if worker.retiring and not worker.busy:

@@ -20,6 +20,7 @@ import numpy as np
 import ray
 
 from engine.backtester import LocalBacktester, Window
+from engine.brief import BriefMetrics
 from engine.evaluator import Evaluator, EvaluatorError
 from engine.features import FeatureStore
 from engine.scoring import job_fitness
@@ -132,11 +133,13 @@ class BacktestWorker:
             raise EvaluatorError(f"evaluator {version} failed on a batch of {len(metrics)} genomes: {exc}") from None
 
     def evaluate(self, scoring: Scoring | str, genomes: np.ndarray, windows: list[tuple[int, int]],
-                 with_metrics: bool = True) -> tuple[np.ndarray | None, np.ndarray, float]:
-        """(metrics (n, folds, metrics), fitness, seconds backtesting and scoring) for one batch on every fold window
-        (one kernel call: the batch's rules are evaluated once for all of them), scored as ``scoring`` says with the
-        engine's fold and min_trades rules; None for the metrics unless ``with_metrics``. ``scoring`` may be the key
-        of one this worker has used (``UnknownScoring`` if it no longer holds it, its dataset or its evaluator)."""
+                 keep: int) -> tuple[BriefMetrics | None, np.ndarray, float]:
+        """(metrics, fitness, seconds backtesting and scoring) for one batch on every fold window (one kernel call: the
+        batch's rules are evaluated once for all of them), scored as ``scoring`` says with the engine's fold and
+        min_trades rules. The metrics come as a search reads them (``BriefMetrics``, whole rows for the ``keep``
+        fittest distinct genomes), None if ``keep`` is 0: a search that keeps only its best needs the fitness alone.
+        ``scoring`` may be the key of one this worker has used (``UnknownScoring`` if it no longer holds it, its
+        dataset or its evaluator)."""
         key = scoring if isinstance(scoring, str) else scoring.key
         if isinstance(scoring, str):
             scoring = self._known_scoring(key)
@@ -146,9 +149,10 @@ class BacktestWorker:
         started = time.perf_counter()
         metrics = tester.evaluate_windows(genomes, [Window(start, end) for start, end in windows])
         fitness = self._fitness(scoring, metrics)
+        brief = BriefMetrics.of(genomes, metrics, fitness, keep) if keep else None
         seconds = time.perf_counter() - started
         self._remember(key, scoring)
-        return metrics if with_metrics else None, fitness, seconds
+        return brief, fitness, seconds
 
     def _remember(self, key: str, scoring: Scoring) -> None:
         """Keep a scoring that has served a batch, without its refs (they would keep its dataset in the object store

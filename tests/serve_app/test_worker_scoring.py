@@ -8,6 +8,7 @@ import pytest
 import ray
 
 from engine.backtester import LocalBacktester, Window
+from engine.brief import BriefMetrics
 from engine.evaluator import get_evaluator
 from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, MinerSettings, RiskLevel
@@ -35,6 +36,13 @@ def scoring_of(candles, min_trades: int) -> Scoring:
                    limits=EvaluatorLimits(), min_trades=min_trades)
 
 
+def assert_brief_of(brief: BriefMetrics, genomes, metrics, fitness, keep: int) -> None:
+    expected = BriefMetrics.of(genomes, metrics, fitness, keep)
+    np.testing.assert_array_equal(brief.rows, expected.rows)
+    np.testing.assert_array_equal(brief.kept, expected.kept)
+    np.testing.assert_array_equal(brief.trade_stats, expected.trade_stats)
+
+
 def test_a_scoring_used_once_is_named_by_key_and_scores_the_same(worker):
     candles = synthetic_candles(2_000, seed=3)
     evaluator = get_evaluator()
@@ -44,23 +52,24 @@ def test_a_scoring_used_once_is_named_by_key_and_scores_the_same(worker):
     windows = [(0, 1_000), (1_000, 2_000)]
 
     with pytest.raises(UnknownScoring):  # never sent: the worker cannot know its dataset or evaluator
-        ray.get(worker.evaluate.remote(scoring.key, genomes, windows))
-    whole = ray.get(worker.evaluate.remote(scoring, genomes, windows))
-    by_key = ray.get(worker.evaluate.remote(scoring.key, genomes, windows))
+        ray.get(worker.evaluate.remote(scoring.key, genomes, windows, 3))
+    whole = ray.get(worker.evaluate.remote(scoring, genomes, windows, 3))
+    by_key = ray.get(worker.evaluate.remote(scoring.key, genomes, windows, 3))
 
     expected = LocalBacktester(candles, scoring.costs).evaluate_windows(genomes, [Window(*w) for w in windows])
-    for metrics, fitness, _ in (whole, by_key):
-        np.testing.assert_array_equal(metrics, expected)
-        np.testing.assert_array_equal(fitness, job_fitness(evaluator, expected, 5))
-    metrics, fitness, _ = ray.get(worker.evaluate.remote(scoring.key, genomes, windows, False))
-    assert metrics is None  # a search that keeps only its best asks for the fitness alone
-    np.testing.assert_array_equal(fitness, job_fitness(evaluator, expected, 5))
+    expected_fitness = job_fitness(evaluator, expected, 5)
+    for brief, fitness, _ in (whole, by_key):
+        np.testing.assert_array_equal(fitness, expected_fitness)
+        assert_brief_of(brief, genomes, expected, expected_fitness, keep=3)
+    brief, fitness, _ = ray.get(worker.evaluate.remote(scoring.key, genomes, windows, 0))
+    assert brief is None  # a search that keeps only its best asks for the fitness alone
+    np.testing.assert_array_equal(fitness, expected_fitness)
 
     derived = dataclasses.replace(scoring, min_trades=1_000)  # a validation search's: another key, another answer
     assert derived.key != scoring.key
     with pytest.raises(UnknownScoring):
-        ray.get(worker.evaluate.remote(derived.key, genomes, windows))
-    _, fitness, _ = ray.get(worker.evaluate.remote(derived, genomes, windows))
+        ray.get(worker.evaluate.remote(derived.key, genomes, windows, 0))
+    _, fitness, _ = ray.get(worker.evaluate.remote(derived, genomes, windows, 0))
     np.testing.assert_array_equal(fitness, job_fitness(evaluator, expected, 1_000))
 
 
@@ -70,10 +79,10 @@ def test_a_worker_forgets_its_oldest_scorings_past_its_limit(worker):
         3, np.random.default_rng(5))
     scorings = [first] + [dataclasses.replace(first) for _ in range(MAX_CACHED_SCORINGS)]
     for scoring in scorings:
-        ray.get(worker.evaluate.remote(scoring, genomes, [(0, 600)]))
+        ray.get(worker.evaluate.remote(scoring, genomes, [(0, 600)], 0))
     with pytest.raises(UnknownScoring):
-        ray.get(worker.evaluate.remote(first.key, genomes, [(0, 600)]))
-    ray.get(worker.evaluate.remote(scorings[-1].key, genomes, [(0, 600)]))  # the newest are held
+        ray.get(worker.evaluate.remote(first.key, genomes, [(0, 600)], 0))
+    ray.get(worker.evaluate.remote(scorings[-1].key, genomes, [(0, 600)], 0))  # the newest are held
 
 
 def test_the_pool_sends_a_scoring_again_to_a_worker_that_forgot_it(worker):
@@ -88,15 +97,20 @@ def test_the_pool_sends_a_scoring_again_to_a_worker_that_forgot_it(worker):
         pool = WorkerPool(PoolSettings())  # this module's worker alone, fed by the pool's own dispatch loop
         held = pool._workers["only"] = _Worker(worker, node_id="test", label=None, ready=True)
         pool._spawn(pool._dispatch_loop())
-        first = await pool.evaluate("job", scoring, genomes, windows)
+        first = await pool.evaluate("job", scoring, genomes, windows, keep=2)
         assert scoring.key in held.scorings  # the pool will name it by key from now on
         for _ in range(MAX_CACHED_SCORINGS):  # other scorings push it out of the worker's memory
-            await worker.evaluate.remote(dataclasses.replace(scoring), genomes, spans)
+            await worker.evaluate.remote(dataclasses.replace(scoring), genomes, spans, 0)
         with pytest.raises(UnknownScoring):
-            await worker.evaluate.remote(scoring.key, genomes, spans)
-        return first, await pool.evaluate("job", scoring, genomes, windows)
+            await worker.evaluate.remote(scoring.key, genomes, spans, 0)
+        return first, await pool.evaluate("job", scoring, genomes, windows, keep=2)
 
     (metrics, fitness), (metrics_again, fitness_again) = asyncio.run(scenario())
     np.testing.assert_array_equal(metrics_again, metrics)
     np.testing.assert_array_equal(fitness_again, fitness)
-    np.testing.assert_array_equal(metrics, LocalBacktester(candles, scoring.costs).evaluate_windows(genomes, windows))
+    expected = LocalBacktester(candles, scoring.costs).evaluate_windows(genomes, windows)
+    expected_fitness = job_fitness(get_evaluator(), expected, 1)
+    np.testing.assert_array_equal(fitness, expected_fitness)
+    filled = np.empty_like(expected)
+    BriefMetrics.of(genomes, expected, expected_fitness, keep=2).fill(filled)
+    np.testing.assert_array_equal(metrics, filled)  # NaN where the brief keeps nothing, in both
