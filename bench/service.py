@@ -119,6 +119,11 @@ def busy_run(client: MinerClient, dataset: str, population: int, generations: in
             "coordinator_s": cpu / generations, "coordinator_share": cpu / (wall * (os.cpu_count() or 1))}
 
 
+def efficiency_cells(run: dict[str, float]) -> str:
+    """A ``busy_run``'s wall time, busy share and coordinator CPU per generation, as one table cell."""
+    return f"{run['wall_s']:.2f} s / {run['busy']:.0%} / {run['coordinator_s'] * 1000:.1f} ms"
+
+
 def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tuple[float, float]:
     """Median seconds from submit to the job_started event, and to the first batch result, on a warm service."""
     to_start, to_batch = [], []
@@ -246,11 +251,15 @@ def main() -> None:
     if args.efficiency:
         with local_service(data, state) as client:
             service_run(client, short, 20, 1)  # the short dataset's tables, made once
+            runs: dict[int, list[dict[str, float]]] = {400: [], 1000: []}
             for round_ in range(args.efficiency):
-                for size in (400, 1000):
-                    run = busy_run(client, short, size, 30)
+                for size, done in runs.items():
+                    done.append(busy_run(client, short, size, 30))
                     rows.append((f"round {round_ + 1}: {size} x 30 on 1/11: wall / busy / coordinator CPU per gen.",
-                                 f"{run['wall_s']:.2f} s / {run['busy']:.0%} / {run['coordinator_s'] * 1000:.1f} ms"))
+                                 efficiency_cells(done[-1])))
+        for size, done in runs.items():
+            median = {key: statistics.median(run[key] for run in done) for key in done[0]}
+            rows.append((f"median of {len(done)}: {size} x 30 on 1/11", efficiency_cells(median)))
         print_table(f"data: 1/11 of {candles.describe()}; {os.cpu_count()} CPUs", rows)
         return
     with local_service(data, state) as client:
