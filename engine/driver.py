@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # engine.miner drives its in-process jobs with this module
 
 T = TypeVar("T")
 # Telling and breeding 1,000 genomes takes about 4 ms of the event loop; handing a piece to a thread cost the
-# service's coordinator about 0.6 ms of CPU more per piece of 250 (docs/performance.md, "Telling small pieces here").
+# service's coordinator 0.3-1.3 ms of CPU more per piece of 250 or 100 genomes (docs/performance.md, "Telling small
+# pieces here").
 INLINE_TELL_GENOMES = 1_000
 # fold metrics (n, folds, metrics), fitness if scored already; a validation search scored on the pool gets its fitness
 # alone (metrics None): it keeps only its best
