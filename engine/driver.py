@@ -102,7 +102,8 @@ async def drive_generations(session: MiningSession, hooks: GenerationHooks) -> N
 async def _tell(session: MiningSession, piece: range, metrics: np.ndarray | None,
                 fitness: np.ndarray | None) -> ev.GenerationBest | None:
     """Tell a piece's islands (and breed them). A large piece in a thread, so that an event loop keeps serving
-    meanwhile; one of up to ``INLINE_TELL_GENOMES`` here, as handing it to a thread costs more than it blocks."""
+    meanwhile; one of up to ``INLINE_TELL_GENOMES`` here: it blocks the loop a few milliseconds at most, and the
+    hand-off to a thread costs CPU that the workers beside the coordinator need."""
     if sum(session.search.sizes[index] for index in piece) <= INLINE_TELL_GENOMES:
         return session.tell_islands(piece, metrics, fitness)
     return await asyncio.to_thread(session.tell_islands, piece, metrics, fitness)
