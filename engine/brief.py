@@ -18,6 +18,7 @@ import numpy as np
 
 from engine import layout as L
 from engine.genome import genome_keys
+from engine.scoring import search_ranked
 
 TRADE_STAT_COLUMNS = (L.M_TRADES, L.M_AVG_TRADE_RETURN, L.M_TRADE_T_STAT)  # what ``pooled_trade_stats`` reads
 
@@ -32,8 +33,7 @@ class BriefMetrics:
     def of(cls, genomes: np.ndarray, fold_metrics: np.ndarray, fitness: np.ndarray, keep: int) -> BriefMetrics:
         """The brief of a batch: whole rows for its fittest genomes until ``keep`` distinct ones (by genome key) are
         in, ranked as the search ranks (non-finite fitness last, ties to the lower row)."""
-        ranked = np.where(np.isfinite(fitness), fitness, -np.inf)
-        order = np.argsort(-ranked, kind="stable")
+        order = np.argsort(-search_ranked(fitness), kind="stable")
         _, first_seen = np.unique(genome_keys(genomes[order]), return_index=True)
         firsts = np.sort(first_seen)
         rows = order[:firsts[keep]] if firsts.size > keep else order

@@ -33,6 +33,7 @@ import numpy as np
 
 from engine import layout as L
 from engine.genome import genome_keys
+from engine.scoring import search_ranked
 from engine.settings import MinerSettings
 from engine.space import GenomeSpace
 
@@ -194,7 +195,7 @@ class GeneticSearch:
         if fitness.shape != (island.rows.shape[0],):
             raise ValueError(f"expected {island.rows.shape[0]} fitness values for island {index}, "
                              f"got shape {fitness.shape}")
-        fitness = np.where(np.isfinite(fitness), fitness, -np.inf)
+        fitness = search_ranked(fitness)
         top = int(np.argmax(fitness))  # the first of equals, island after island: the generation's first best
         if self.best_row is None or fitness[top] > self.best_fitness:
             self.best_row, self.best_fitness = island.rows[top].copy(), float(fitness[top])

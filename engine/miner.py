@@ -33,7 +33,7 @@ from engine.evaluator import Evaluator, get_evaluator
 from engine.ga import GeneticSearch
 from engine.genome import Genome, decode, genome_keys
 from engine.hall_of_fame import Famed, HallOfFame, HallOfFameEntry
-from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness
+from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness, search_ranked
 from engine.settings import MinerSettings
 from engine.validation import TrialLog, ValidationTask, task_candles, task_search, validation_tasks, verdict
 from schema.events import EventData
@@ -95,7 +95,7 @@ class SearchRun:
 
     def ranked(self, fold_metrics: np.ndarray | None, fitness: np.ndarray | None) -> np.ndarray:
         """The fitness the search ranks by: computed from the metrics, or as given with non-finite values last."""
-        return self.fitness(fold_metrics) if fitness is None else np.where(np.isfinite(fitness), fitness, -np.inf)
+        return self.fitness(fold_metrics) if fitness is None else search_ranked(fitness)
 
 
 class MiningSession(SearchRun):
