@@ -78,7 +78,9 @@ def test_job_progress_and_listing(client):
 
 
 def test_cancel_stops_a_running_job_between_batches(client):
-    job = client.submit(dataset="BTC-USD_FIVE_MINUTE", population=400, generations=50, seed=1)
+    # a first generation of about 0.6 s on two workers: the cancel sent at its first batch lands before it completes
+    # (with 400 genomes, ~25 ms, it sometimes completed first, and a job that completed a generation has a result)
+    job = client.submit(dataset="BTC-USD_FIVE_MINUTE", population=8_000, generations=50, seed=1)
     for event in client.events(job.id):
         if event.type == "batch_evaluated":
             client.cancel(job.id)
