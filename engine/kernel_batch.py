@@ -14,12 +14,13 @@ Structure (the semantics are docs/backtest.md's, and every metric equals the per
    per vector comparison (``engine.kernel_rules``).
 2. Per genome, its entry (exit) signal is the word-wise AND of its entry (exit) rules' bitsets.
 3. While flat, the simulation jumps to the next entry bit (count trailing zeros). In a position it scans for
-   the first bar that touches a stop or target, eight bars per step, bounded by the next exit bit of the
-   current word. It writes the close-marked equity of each bar held (the exit bar's is the cash after the
-   trade) to a stream and keeps the trade statistics.
+   the first bar that touches a stop or target, eight bars per step, up to the next exit bit (found once per
+   exit signal, not once per trade). It writes the close-marked equity of each bar held (the exit bar's is
+   the cash after the trade) to a stream and keeps the trade statistics.
 4. The per-bar statistics (peak, drawdown, the sums of returns) are a chain of dependent additions in bar order
    per backtest, so four backtests' streams are accounted side by side, one lane each of a <4 x double> vector
-   per step (``_account_lanes``): each lane's operations are the scalar loop's, on the same operands, in the
+   per step (``_account_lanes_branching`` or ``_account_lanes_dividing``, chosen by how often the last run of
+   steps deepened a drawdown): each lane's operations are the scalar loop's, on the same operands, in the
    same order. Flat bars return exactly 0 and change no statistic, so they are not in the streams.
 Each backtest reads only the shared, read-only bitsets and its own lane of the work arrays (vector operations
 are exact lane by lane): its metrics are the same alone as in any batch, in any lane. Functions compile with
@@ -55,6 +56,7 @@ from engine.layout import (
 )
 
 _LANES = 4  # backtests accounted side by side, one per lane of a <4 x double> vector
+_DEEPEN_SHARE = 8  # account with a division in every step after a run of steps of which 1 / 8 or more deepened
 _BITS_BUDGET = 1 << 26  # bytes of rule bitsets per chunk of genomes (64 MiB: 1,800 genomes on 47,000 bars)
 
 
@@ -85,101 +87,121 @@ _S_PREV, _S_PEAK, _S_MAX_DD, _S_SUM_R, _S_SUM_R2, _S_SUM_DOWN2 = range(6)
 _N_STATE = 6
 
 
-@intrinsic
-def _account_lanes(typingctx, streams, offset, steps, state):
-    """For each lane l, account the ``steps`` equity values ``streams.flat[offset[l]:offset[l] + steps]`` into the
-    running statistics ``state[:, l]``, all lanes in one <_LANES x double> vector per step.
+def _lane_accounting(always_divide):
+    """An intrinsic (streams, offset, steps, state) -> int64: for each lane l, account the ``steps`` equity values
+    ``streams.flat[offset[l]:offset[l] + steps]`` into the running statistics ``state[:, l]``, all lanes in one
+    <_LANES x double> vector per step; it returns the number of steps in which some lane's drawdown deepened.
 
     Each lane computes exactly what ``_account_one`` does for it (the same IEEE operations on the same operands in
     the same order, a branch replaced by a select), so its results are those of a scalar loop bit for bit. The
-    drawdown's division is made only in the steps where some lane's drawdown deepens. No bounds check: the caller
-    keeps every lane's values within ``streams``.
+    drawdown's division is made only in the steps where some lane's drawdown deepens, or, ``always_divide``, in
+    every step: equity that keeps making new lows (a losing strategy) deepens so irregularly that the branch costs
+    more than the division, while a rising one rarely deepens. The results are the same. No bounds check: the
+    caller keeps every lane's values within ``streams``.
     """
-    def c_array(t, dtype, ndim):
-        return isinstance(t, types.Array) and t.dtype == dtype and t.ndim == ndim and t.layout == "C"
 
-    if not (c_array(streams, types.float64, 2) and c_array(offset, types.int64, 1)
-            and isinstance(steps, types.Integer) and c_array(state, types.float64, 2)):
-        return None  # the code below reads raw contiguous memory: any other type is a typing error, not a miscompile
-    sig = types.void(streams, offset, steps, state)
+    @intrinsic
+    def account_lanes(typingctx, streams, offset, steps, state):
+        def c_array(t, dtype, ndim):
+            return isinstance(t, types.Array) and t.dtype == dtype and t.ndim == ndim and t.layout == "C"
 
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        vec = ir.VectorType(ir.DoubleType(), _LANES)
-        mask = ir.IntType(_LANES)
-        data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        offsets = context.make_array(signature.args[1])(context, builder, args[1]).data
-        rows = context.make_array(signature.args[3])(context, builder, args[3]).data
-        n = args[2]
-        zero = ir.Constant(vec, [0.0] * _LANES)
-        one = ir.Constant(vec, [1.0] * _LANES)
-        true = ir.Constant(ir.VectorType(ir.IntType(1), _LANES), [1] * _LANES)
+        if not (c_array(streams, types.float64, 2) and c_array(offset, types.int64, 1)
+                and isinstance(steps, types.Integer) and c_array(state, types.float64, 2)):
+            return None  # the code reads raw contiguous memory: any other type is a typing error, not a miscompile
+        sig = types.int64(streams, offset, steps, state)
 
-        def row(r):
-            return builder.bitcast(builder.gep(rows, [ir.Constant(i64, r * _LANES)]), vec.as_pointer())
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            vec = ir.VectorType(ir.DoubleType(), _LANES)
+            mask = ir.IntType(_LANES)
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            offsets = context.make_array(signature.args[1])(context, builder, args[1]).data
+            rows = context.make_array(signature.args[3])(context, builder, args[3]).data
+            n = args[2]
+            zero = ir.Constant(vec, [0.0] * _LANES)
+            one = ir.Constant(vec, [1.0] * _LANES)
+            true = ir.Constant(ir.VectorType(ir.IntType(1), _LANES), [1] * _LANES)
 
-        initial = [builder.load(row(r), align=8) for r in range(_N_STATE)]
-        lanes = [builder.gep(data, [builder.load(builder.gep(offsets, [ir.Constant(i64, k)]))])
-                 for k in range(_LANES)]
-        before = builder.block
-        head = builder.append_basic_block("lanes.head")
-        body = builder.append_basic_block("lanes.body")
-        deepen = builder.append_basic_block("lanes.deepen")
-        join = builder.append_basic_block("lanes.join")
-        done = builder.append_basic_block("lanes.done")
-        builder.branch(head)
+            def row(r):
+                return builder.bitcast(builder.gep(rows, [ir.Constant(i64, r * _LANES)]), vec.as_pointer())
 
-        builder.position_at_end(head)
-        step = builder.phi(i64)
-        step.add_incoming(ir.Constant(i64, 0), before)
-        phis = []
-        for r in range(_N_STATE):
-            phi = builder.phi(vec)
-            phi.add_incoming(initial[r], before)
-            phis.append(phi)
-        builder.cbranch(builder.icmp_signed("<", step, n), body, done)
+            initial = [builder.load(row(r), align=8) for r in range(_N_STATE)]
+            lanes = [builder.gep(data, [builder.load(builder.gep(offsets, [ir.Constant(i64, k)]))])
+                     for k in range(_LANES)]
+            before = builder.block
+            head = builder.append_basic_block("lanes.head")
+            body = builder.append_basic_block("lanes.body")
+            done = builder.append_basic_block("lanes.done")
+            builder.branch(head)
 
-        builder.position_at_end(body)
-        prev, peak, max_dd, sum_r, sum_r2, sum_down2 = phis
-        value = ir.Constant(vec, ir.Undefined)
-        for k in range(_LANES):
-            value = builder.insert_element(value, builder.load(builder.gep(lanes[k], [step])), ir.Constant(i64, k))
-        # r = value / prev - 1.0 if prev > 0.0 else 0.0
-        r = builder.select(builder.fcmp_ordered(">", prev, zero), builder.fsub(builder.fdiv(value, prev), one), zero)
-        # if value > peak: peak = value  elif value < peak * (1.0 - max_dd): max_dd = 1.0 - value / peak
-        higher = builder.fcmp_ordered(">", value, peak)
-        deeper = builder.and_(builder.xor(higher, true),
-                              builder.fcmp_ordered("<", value, builder.fmul(peak, builder.fsub(one, max_dd))))
-        new_peak = builder.select(higher, value, peak)
-        builder.cbranch(builder.icmp_unsigned("!=", builder.bitcast(deeper, mask), ir.Constant(mask, 0)), deepen,
-                        join)
-        builder.position_at_end(deepen)
-        deepened = builder.select(deeper, builder.fsub(one, builder.fdiv(value, peak)), max_dd)
-        builder.branch(join)
-        builder.position_at_end(join)
-        new_max_dd = builder.phi(vec)
-        new_max_dd.add_incoming(max_dd, body)
-        new_max_dd.add_incoming(deepened, deepen)
-        # down = min(r, 0.0), as Numba's min: 0.0 if 0.0 < r else r
-        down = builder.select(builder.fcmp_ordered("<", zero, r), zero, r)
-        new = [value, new_peak, new_max_dd, builder.fadd(sum_r, r), builder.fadd(sum_r2, builder.fmul(r, r)),
-               builder.fadd(sum_down2, builder.fmul(down, down))]
-        for phi, x in zip(phis, new, strict=True):
-            phi.add_incoming(x, join)
-        step.add_incoming(builder.add(step, ir.Constant(i64, 1)), join)
-        builder.branch(head)
+            builder.position_at_end(head)
+            step = builder.phi(i64)
+            step.add_incoming(ir.Constant(i64, 0), before)
+            deepened_steps = builder.phi(i64)
+            deepened_steps.add_incoming(ir.Constant(i64, 0), before)
+            phis = []
+            for r in range(_N_STATE):
+                phi = builder.phi(vec)
+                phi.add_incoming(initial[r], before)
+                phis.append(phi)
+            builder.cbranch(builder.icmp_signed("<", step, n), body, done)
 
-        builder.position_at_end(done)
-        for r in range(_N_STATE):
-            builder.store(phis[r], row(r), align=8)
-        return context.get_dummy_value()
+            builder.position_at_end(body)
+            prev, peak, max_dd, sum_r, sum_r2, sum_down2 = phis
+            value = ir.Constant(vec, ir.Undefined)
+            for k in range(_LANES):
+                value = builder.insert_element(value, builder.load(builder.gep(lanes[k], [step])),
+                                               ir.Constant(i64, k))
+            # r = value / prev - 1.0 if prev > 0.0 else 0.0
+            r = builder.select(builder.fcmp_ordered(">", prev, zero), builder.fsub(builder.fdiv(value, prev), one),
+                               zero)
+            # if value > peak: peak = value  elif value < peak * (1.0 - max_dd): max_dd = 1.0 - value / peak
+            higher = builder.fcmp_ordered(">", value, peak)
+            deeper = builder.and_(builder.xor(higher, true),
+                                  builder.fcmp_ordered("<", value, builder.fmul(peak, builder.fsub(one, max_dd))))
+            new_peak = builder.select(higher, value, peak)
+            some = builder.icmp_unsigned("!=", builder.bitcast(deeper, mask), ir.Constant(mask, 0))
+            if always_divide:
+                new_max_dd = builder.select(deeper, builder.fsub(one, builder.fdiv(value, peak)), max_dd)
+                latch = body
+            else:
+                deepen = builder.append_basic_block("lanes.deepen")
+                join = builder.append_basic_block("lanes.join")
+                builder.cbranch(some, deepen, join)
+                builder.position_at_end(deepen)
+                deepened = builder.select(deeper, builder.fsub(one, builder.fdiv(value, peak)), max_dd)
+                builder.branch(join)
+                builder.position_at_end(join)
+                new_max_dd = builder.phi(vec)
+                new_max_dd.add_incoming(max_dd, body)
+                new_max_dd.add_incoming(deepened, deepen)
+                latch = join
+            # down = min(r, 0.0), as Numba's min: 0.0 if 0.0 < r else r
+            down = builder.select(builder.fcmp_ordered("<", zero, r), zero, r)
+            new = [value, new_peak, new_max_dd, builder.fadd(sum_r, r), builder.fadd(sum_r2, builder.fmul(r, r)),
+                   builder.fadd(sum_down2, builder.fmul(down, down))]
+            for phi, x in zip(phis, new, strict=True):
+                phi.add_incoming(x, latch)
+            step.add_incoming(builder.add(step, ir.Constant(i64, 1)), latch)
+            deepened_steps.add_incoming(builder.add(deepened_steps, builder.zext(some, i64)), latch)
+            builder.branch(head)
 
-    return sig, codegen
+            builder.position_at_end(done)
+            for r in range(_N_STATE):
+                builder.store(phis[r], row(r), align=8)
+            return deepened_steps
+
+        return sig, codegen
+
+    return account_lanes
+
+
+_account_lanes_branching, _account_lanes_dividing = _lane_accounting(False), _lane_accounting(True)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _account_one(values, state, lane):
-    """Account one lane's equity ``values`` into ``state[:, lane]``, bar by bar (``_account_lanes`` for one lane)."""
+    """Account one lane's equity ``values`` into ``state[:, lane]``, bar by bar (``_lane_accounting`` for one lane)."""
     prev = state[_S_PREV, lane]
     peak = state[_S_PEAK, lane]
     max_dd = state[_S_MAX_DD, lane]
@@ -244,6 +266,7 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
     n_values = 0
     trade_mean = trade_m2 = 0.0
 
+    exit_signal = -1  # the next exit signal found so far (-1: none yet)
     flat_from = start
     while flat_from < last:
         signal = _next_bit(entry_words, w0, flat_from, last)
@@ -255,64 +278,55 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
         extreme = fill
         stop, _ = _effective_stop(stop_level, extreme, trail, d)
         entry_bar = i
-        # levels are checked bar by bar, one word of exit bits at a time: an exit signal at close x fills at
-        # the open of x + 1, where no level is checked
-        signalled = False
-        while True:
-            word_end = min((i | 63) + 1, last)
-            exit_signal = _next_bit(exit_words, w0, i, word_end)
-            limit = exit_signal + 1 if exit_signal < word_end else word_end
-            if trail > 0.0:
-                # the stop is a function of the extreme, recomputed when the extreme moves. Eight bars at a
-                # time while they are quiet even for the tightest stop they could see (the stop moves one way
-                # only), else bar by bar through those eight
-                while i < limit:
-                    if i + 8 <= limit:
-                        best = extreme
-                        for k in range(i, i + 7):
-                            best = max(best, favourable[k]) if d > 0 else min(best, favourable[k])
-                        tightest, _ = _effective_stop(stop_level, best, trail, d)
-                        if d > 0:
-                            quiet = _gt8(lows, i, tightest, 0) & _lt8(highs, i, target_level, 0)
-                        else:
-                            quiet = _lt8(highs, i, tightest, 0) & _gt8(lows, i, target_level, 0)
-                        if quiet == 0xFF:
-                            moved = max(best, favourable[i + 7]) if d > 0 else min(best, favourable[i + 7])
-                            if moved != extreme:
-                                extreme = moved
-                                stop, _ = _effective_stop(stop_level, extreme, trail, d)
-                            i += 8
-                            continue
-                    block_end = min(i + 8, limit)
-                    while i < block_end and _quiet(adverse, favourable, i, stop, target_level, d):
-                        moved = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
+        # the next exit signal at or after i (found once per signal passed, not per trade: genomes without exit
+        # rules scan their empty exit bitset once); an exit signal at close x fills at the open of x + 1, where
+        # no level is checked, so levels are checked through bar x
+        if exit_signal < i:
+            exit_signal = _next_bit(exit_words, w0, i, last)
+        limit = exit_signal + 1 if exit_signal < last else last
+        if trail > 0.0:
+            # the stop is a function of the extreme, recomputed when the extreme moves. Eight bars at a
+            # time while they are quiet even for the tightest stop they could see (the stop moves one way
+            # only), else bar by bar through those eight
+            while i < limit:
+                if i + 8 <= limit:
+                    best = extreme
+                    for k in range(i, i + 7):
+                        best = max(best, favourable[k]) if d > 0 else min(best, favourable[k])
+                    tightest, _ = _effective_stop(stop_level, best, trail, d)
+                    if d > 0:
+                        quiet = _gt8(lows, i, tightest, 0) & _lt8(highs, i, target_level, 0)
+                    else:
+                        quiet = _lt8(highs, i, tightest, 0) & _gt8(lows, i, target_level, 0)
+                    if quiet == 0xFF:
+                        moved = max(best, favourable[i + 7]) if d > 0 else min(best, favourable[i + 7])
                         if moved != extreme:
                             extreme = moved
                             stop, _ = _effective_stop(stop_level, extreme, trail, d)
-                        i += 1
-                    if i < block_end:
-                        break
-            else:
-                # eight bars per step: for a long, quiet is low > stop and high < target (d * (x - level) > 0
-                # is x > level for d = 1, x < level for d = -1, exactly, infinite levels included)
-                while i + 8 <= limit:
-                    if d > 0:
-                        quiet = _gt8(lows, i, stop, 0) & _lt8(highs, i, target_level, 0)
-                    else:
-                        quiet = _lt8(highs, i, stop, 0) & _gt8(lows, i, target_level, 0)
-                    if quiet != 0xFF:
-                        i += np.int64(_cttz(~quiet))
-                        break
-                    i += 8
-                while i < limit and _quiet(adverse, favourable, i, stop, target_level, d):
+                        i += 8
+                        continue
+                block_end = min(i + 8, limit)
+                while i < block_end and _quiet(adverse, favourable, i, stop, target_level, d):
+                    moved = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
+                    if moved != extreme:
+                        extreme = moved
+                        stop, _ = _effective_stop(stop_level, extreme, trail, d)
                     i += 1
-            if i < limit:  # a level was touched at bar i
-                break
-            if exit_signal < word_end:
-                signalled = True
-                break
-            if i == last:
-                break
+                if i < block_end:
+                    break
+        else:
+            while i + 8 <= limit:
+                if d > 0:
+                    quiet = _gt8(lows, i, stop, 0) & _lt8(highs, i, target_level, 0)
+                else:
+                    quiet = _lt8(highs, i, stop, 0) & _gt8(lows, i, target_level, 0)
+                if quiet != 0xFF:
+                    i += np.int64(_cttz(~quiet))
+                    break
+                i += 8
+            while i < limit and _quiet(adverse, favourable, i, stop, target_level, d):
+                i += 1
+        signalled = i == limit and exit_signal < last  # no level touched before the exit signal's fill
         if signalled or d * (opens[i] - stop) <= 0.0:  # an exit signal, or the bar opens beyond the stop
             exit_price = opens[i]
         elif d * (adverse[i] - stop) <= 0.0:
@@ -388,7 +402,7 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
     """``backtest_windows_nb`` for one chunk of genomes, the windows inside bars [lo, hi).
 
     The backtests (genome g, window w), g-major, go through ``_LANES`` lanes: a lane takes the next backtest, runs
-    its trades (``_trades_bits_nb``, which streams its equity values), and ``_account_lanes`` then accounts the
+    its trades (``_trades_bits_nb``, which streams its equity values), and a ``_lane_accounting`` loop then accounts the
     lanes' streams side by side, one vector operation for all lanes, until one of them ends; that lane writes
     its metrics and takes the next backtest. The backtests left when none remain are finished one by one.
     """
@@ -415,6 +429,7 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
     n_jobs = genomes.shape[0] * n_windows
     active = 0
     lane = 0
+    always_divide = False
     while True:
         # fill the lanes that have no backtest (all of them at first)
         while lane < _LANES and next_job < n_jobs:
@@ -443,7 +458,11 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
         if active < _LANES:
             break
         steps = length.min()
-        _account_lanes(streams, offset, steps, state)
+        if always_divide:
+            deepened = _account_lanes_dividing(streams, offset, steps, state)
+        else:
+            deepened = _account_lanes_branching(streams, offset, steps, state)
+        always_divide = deepened * _DEEPEN_SHARE > steps
         lane = _LANES
         for k in range(_LANES):
             offset[k] += steps

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from engine import backtester as backtester_module
 from engine import layout as L
@@ -18,7 +19,18 @@ from engine.candles import candles_from_arrays
 from engine.features import FeatureStore
 from engine.genome import Genome, encode
 from engine.kernel import backtest_detail_nb
-from engine.kernel_batch import backtest_batch_nb, backtest_windows_nb
+from engine.kernel_batch import (
+    _LANES,
+    _N_STATE,
+    _S_MAX_DD,
+    _S_PEAK,
+    _account_lanes_branching,
+    _account_lanes_dividing,
+    _account_one,
+    _reset_lane,
+    backtest_batch_nb,
+    backtest_windows_nb,
+)
 from engine.kernel_rules import rule_table_nb
 from engine.miner import mine
 from engine.scoring import fold_windows
@@ -240,3 +252,46 @@ def test_lanes_of_very_different_lengths_ruin_and_empty_streams_equal_the_per_ge
     assert np.isnan(out[3]).all() and (out[2, :, L.M_TRADES] == 0).all()
     assert out[0, 0, L.M_RETURN_PCT] == out[5, 0, L.M_RETURN_PCT] == -100.0  # both ruined (row 5: the 5th genome)
     assert out[1, 0, L.M_TRADES] > 100  # the long stream of short trades ran beside them
+
+
+@njit
+def _account_run(dividing, streams, offset, steps, state):
+    """One run of steps through either lane accounting loop (intrinsics are called from compiled code)."""
+    if dividing:
+        return _account_lanes_dividing(streams, offset, steps, state)
+    return _account_lanes_branching(streams, offset, steps, state)
+
+
+def test_both_lane_accounting_loops_equal_the_scalar_loop_over_any_segments():
+    """The kernel accounts a run of steps with the loop that branches on a deepening drawdown or with the one that
+    divides in every step (chosen by how often the last run deepened): both must leave every lane's statistics
+    equal to the scalar loop's bit for bit, whatever the segments and whichever loop takes each, and count the steps
+    in which some lane deepened. Streams: a rise, a fall that deepens in most steps, plateaus that equal the peak and
+    the trough exactly, and a ruin to 0."""
+    rng = np.random.default_rng(11)
+    n = 3_000
+    rise = 10_000 * np.cumprod(1 + np.abs(rng.normal(0, 0.002, n)))
+    fall = 10_000 * np.cumprod(1 + rng.normal(-0.001, 0.002, n))
+    plateaus = np.repeat(10_000 * np.cumprod(1 + rng.normal(0, 0.003, n // 10)), 10)
+    ruin = np.concatenate([10_000 * np.cumprod(1 + rng.normal(0, 0.003, n // 2)), np.zeros(n - n // 2)])
+    streams = np.ascontiguousarray(np.stack([rise, fall, plateaus, ruin]))
+    expected = np.zeros((_N_STATE, _LANES))
+    deepened_steps = np.zeros(n, bool)
+    for lane in range(_LANES):
+        _reset_lane(expected, lane, 10_000.0)
+        for k in range(n):  # the scalar loop a bar at a time, and its test of a deeper drawdown
+            value, peak, max_dd = streams[lane, k], expected[_S_PEAK, lane], expected[_S_MAX_DD, lane]
+            deepened_steps[k] |= not value > peak and value < peak * (1.0 - max_dd)
+            _account_one(streams[lane, k:k + 1], expected, lane)
+    assert deepened_steps[:100].sum() > 5 and deepened_steps.mean() > 0.1  # the fall deepens often
+    cuts = np.sort(rng.choice(np.arange(1, n), 12, replace=False))
+    for loops in ((False,), (True,), (False, True)):
+        state = np.zeros((_N_STATE, _LANES))
+        for lane in range(_LANES):
+            _reset_lane(state, lane, 10_000.0)
+        offset = np.arange(_LANES, dtype=np.int64) * n
+        counted = 0
+        for j, (first, stop) in enumerate(zip([0, *cuts], [*cuts, n], strict=True)):
+            counted += _account_run(loops[j % len(loops)], streams, offset + first, stop - first, state)
+        assert_identical(state, expected)
+        assert counted == deepened_steps.sum()
