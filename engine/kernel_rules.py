@@ -71,7 +71,7 @@ def _compare8(predicate):
     return compare8
 
 
-_gt8, _ge8, _lt8, _le8 = (_compare8(p) for p in (">", ">=", "<", "<="))
+_gt8, _ge8, _lt8, _le8, _ord8 = (_compare8(p) for p in (">", ">=", "<", "<=", "ord"))
 
 
 # ---- the batch's distinct rules --------------------------------------------------------------------------
@@ -201,11 +201,55 @@ def _rule_words_nb(a, b, op, w_lo, w_hi, dst):
         dst[w - w_lo] = _edge_word_nb(a, b, op, w) if w * 64 < n_bars else np.uint64(0)
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _pair_words(a, b, base):
+    """(a > b, a < b, neither NaN) over the 64 bars from ``base``, as words: every operator of a pair of rows
+    follows from these three (``_pair_words_nb``)."""
+    return _word(_gt8, a, b, base, 0), _word(_lt8, a, b, base, 0), _word(_ord8, a, b, base, 0)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_words_nb(a, b, members, ops, w_lo, w_hi, bits, w0):
+    """The words [w_lo, w_hi) of several rules comparing the same two rows ``a`` and ``b``, each its operator:
+    three comparisons of the rows per word for all of them, not one or two per rule, since a comparison of two
+    rows costs its loads. a >= b is (neither NaN) and not a < b, exactly as the comparison; a cross at bar i reads
+    bar i - 1's bit, the word before's last bit at bit 0 (none before the first bar)."""
+    n_bars = a.shape[0]
+    full_hi = max(min(w_hi, n_bars // 64), w_lo)  # words wholly inside the data
+    le_before = ge_before = np.uint64(0)
+    if 0 < w_lo < full_hi:
+        gt, lt, ordered = _pair_words(a, b, (w_lo - 1) * 64)
+        le_before, ge_before = ordered & ~gt, ordered & ~lt
+    for w in range(w_lo, full_hi):
+        gt, lt, ordered = _pair_words(a, b, w * 64)
+        le, ge = ordered & ~gt, ordered & ~lt
+        for k in members:
+            op = ops[k]
+            if op == GT:
+                word = gt
+            elif op == GE:
+                word = ge
+            elif op == LT:
+                word = lt
+            elif op == LE:
+                word = le
+            elif op == CROSSES_ABOVE:
+                word = gt & ((le << np.uint64(1)) | (le_before >> np.uint64(63)))
+            else:
+                word = lt & ((ge << np.uint64(1)) | (ge_before >> np.uint64(63)))
+            bits[k, w - w0] = word
+        le_before, ge_before = le, ge
+    for w in range(full_hi, w_hi):
+        for k in members:
+            bits[k, w - w0] = _edge_word_nb(a, b, ops[k], w) if w * 64 < n_bars else np.uint64(0)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def rule_bitsets_nb(features, left, right, ops, consts, w0, w1):
     """uint64 (n_rules, w1 - w0): bit i & 63 of column (i >> 6) - w0 is rule k at bar i, bars beyond the data 0.
 
-    Blocks of ``_BLOCK`` bars, every rule per block: the operand rows a block needs stay in cache.
+    Blocks of ``_BLOCK`` bars, every rule per block: the operand rows a block needs stay in cache. Rules comparing
+    the same two rows (``close > sma(20)``, ``close crosses_above sma(20)``) are evaluated together.
     """
     n_rules = left.shape[0]
     bits = np.zeros((n_rules, w1 - w0), np.uint64)
@@ -213,12 +257,20 @@ def rule_bitsets_nb(features, left, right, ops, consts, w0, w1):
     step = _BLOCK // 64
     for b0 in range(w0, w1, step):
         b1 = min(b0 + step, w1)
-        for k in order:
-            dst = bits[k, b0 - w0:b1 - w0]
-            if right[k] < 0:
-                _rule_words_nb(features[left[k]], consts[k], ops[k], b0, b1, dst)
+        j = 0
+        while j < n_rules:
+            k = order[j]
+            group_end = j + 1
+            while (right[k] >= 0 and group_end < n_rules and left[order[group_end]] == left[k]
+                   and right[order[group_end]] == right[k]):
+                group_end += 1
+            if group_end - j > 1:
+                _pair_words_nb(features[left[k]], features[right[k]], order[j:group_end], ops, b0, b1, bits, w0)
+            elif right[k] < 0:
+                _rule_words_nb(features[left[k]], consts[k], ops[k], b0, b1, bits[k, b0 - w0:b1 - w0])
             else:
-                _rule_words_nb(features[left[k]], features[right[k]], ops[k], b0, b1, dst)
+                _rule_words_nb(features[left[k]], features[right[k]], ops[k], b0, b1, bits[k, b0 - w0:b1 - w0])
+            j = group_end
     return bits
 
 
