@@ -299,10 +299,8 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
                     else:
                         quiet = _lt8(highs, i, tightest, 0) & _gt8(lows, i, target_level, 0)
                     if quiet == 0xFF:
-                        moved = max(best, favourable[i + 7]) if d > 0 else min(best, favourable[i + 7])
-                        if moved != extreme:
-                            extreme = moved
-                            stop, _ = _effective_stop(stop_level, extreme, trail, d)
+                        extreme = max(best, favourable[i + 7]) if d > 0 else min(best, favourable[i + 7])
+                        stop, _ = _effective_stop(stop_level, extreme, trail, d)  # as before if the extreme held
                         i += 8
                         continue
                 block_end = min(i + 8, limit)
