@@ -12,8 +12,10 @@ equal bit for bit.
 
 Times are medians over rounds of the CPU time of the timing thread (``time.thread_time``), so that time the
 shared machine gives to other processes is not counted; each round times every measure once (old and new
-alternate, the old kernel's child process staying up), so a change in the machine's load hits all of them
-alike. All rows come from one run on one machine: compare ratios, not absolute numbers across runs.
+alternate, the old kernel's child process staying up), and both processes are pinned to the same core. A ratio
+is the median of the rounds' ratios, so that a change in the machine's speed between rounds (this VM drifts by
+10-30 %) hits both sides of each ratio alike. All rows come from one run on one machine: compare ratios, not
+absolute numbers across runs.
 """
 
 from __future__ import annotations
@@ -202,6 +204,7 @@ def main() -> None:
     parser.add_argument("--old-commit", default=OLD_COMMIT, help="the commit whose batch kernel is 'old'")
     args = parser.parse_args()
 
+    os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})  # this process and the old kernel's child: one core
     full = load_candles(args.data)
     train, _ = split_windows(len(full), 0.2)
     candles = full.slice(0, train.end)  # the training window and nothing after it
@@ -260,6 +263,10 @@ def main() -> None:
     old_times = {name: median[f"old {name}"] for name in WORKLOADS}
     floor, t_loop = median["floor"], median["loop"]
 
+    def ratio(top: str, bottom: str) -> float:
+        """Median over rounds of samples[top] / samples[bottom]."""
+        return statistics.median(a / b for a, b in zip(samples[top], samples[bottom], strict=True))
+
     def us(seconds: float) -> str:
         return f"{seconds * 1e6:,.0f}"
 
@@ -268,11 +275,11 @@ def main() -> None:
               "fixed": "(c) fixed reference strategy (200 copies)"}
     for name in WORKLOADS:
         rows += [(f"{labels[name]}: µs per backtest, old / new", f"{us(old_times[name])} / {us(new_times[name])}"),
-                 (f"{labels[name]}: new speed-up over old", f"**{old_times[name] / new_times[name]:.2f}x**")]
+                 (f"{labels[name]}: new speed-up over old", f"**{ratio(f'old {name}', f'new {name}'):.2f}x**")]
     rows += [(f"one-pass floor: the five price columns read once, µs ({window.bars:,} bars)", us(floor)),
-             ("(a) new kernel / floor", f"**{new_times['random'] / floor:.2f}x**"),
+             ("(a) new kernel / floor", f"**{ratio('new random', 'floor'):.2f}x**"),
              ("(c) plain single-strategy Numba loop, µs", us(t_loop)),
-             ("(c) new kernel speed relative to the plain loop", f"**{t_loop / new_times['fixed']:.2f}x**"),
+             ("(c) new kernel speed relative to the plain loop", f"**{ratio('loop', 'new fixed'):.2f}x**"),
              ("(a) new kernel: bars per second per core", f"{window.bars / new_times['random'] / 1e6:.0f} M")]
 
     vbt_times = vectorbt_per_backtest(candles, sma20, rsi14, sma50, args.repeats)
