@@ -1,6 +1,6 @@
 """Throughput, latency, memory and one large job through the full service; prints a table.
 
-    .venv/bin/python bench/service.py [--data PATH] [--quick]
+    .venv/bin/python bench/service.py [--data PATH] [--quick] [--rounds 3]
     .venv/bin/python bench/service.py --before COMMIT [--data PATH]
 
 Starts a local single-node Ray cluster with the Serve app (as `python -m serve_app.local` does) on
@@ -227,6 +227,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--quick", action="store_true", help="smaller jobs, no 1000 x 200 run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of the service / in-process comparison (one job each way per round)")
     parser.add_argument("--before", metavar="COMMIT", help="print the end-to-end table: COMMIT's code, then this")
     parser.add_argument("--end-to-end-json", action="store_true", help=argparse.SUPPRESS)  # the child of --before
     parser.add_argument("--efficiency", type=int, metavar="ROUNDS",
@@ -266,15 +268,21 @@ def main() -> None:
         tester = ThreadedBacktester(candles, MinerSettings().costs, threads=os.cpu_count())
         tester.local.features.ensure_menu(DEFAULT_PERIOD_MENU)
         local_run(tester, 20, 1)
+        service_run(client, dataset, 20, 1)  # the workers' tables for this dataset, made once, as in-process above
 
-        service_s, _ = service_run(client, dataset, population, generations)
-        local_s = local_run(tester, population, generations)
+        # both warm; rounds alternate the two, so that the machine's drift hits both sides of each round's ratio
+        service_times, local_times = [], []
+        for _ in range(args.rounds):
+            service_times.append(service_run(client, dataset, population, generations)[0])
+            local_times.append(local_run(tester, population, generations))
         evaluations = population * generations
-        rows += [(f"in-process engine, {os.cpu_count()} threads: evaluations/s ({population} x {generations})",
-                  f"{evaluations / local_s:,.0f}"),
-                 (f"service, {client.cluster().workers} workers: evaluations/s (same job)",
-                  f"{evaluations / service_s:,.0f}"),
-                 ("service / in-process", f"{local_s / service_s:.0%}")]
+        ratios = [local / service for local, service in zip(local_times, service_times, strict=True)]
+        rows += [(f"in-process engine, {os.cpu_count()} threads: evaluations/s ({population} x {generations}, "
+                  f"median of {args.rounds})", f"{evaluations / statistics.median(local_times):,.0f}"),
+                 (f"service, {client.cluster().workers} workers: evaluations/s (same job, median of {args.rounds})",
+                  f"{evaluations / statistics.median(service_times):,.0f}"),
+                 ("service / in-process (median of the rounds' ratios; each round's)",
+                  f"{statistics.median(ratios):.0%} ({', '.join(f'{r:.0%}' for r in ratios)})")]
 
         # each generation's compute as 22 workers would see it on the whole file: the same job on 1/11 of the bars
         service_run(client, short, 20, 1)  # the short dataset's tables, made once
