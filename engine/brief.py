@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import layout as L
+from engine.evaluator import search_ranked
 from engine.genome import genome_keys
-from engine.scoring import search_ranked
 
 TRADE_STAT_COLUMNS = (L.M_TRADES, L.M_AVG_TRADE_RETURN, L.M_TRADE_T_STAT)  # what ``pooled_trade_stats`` reads
 

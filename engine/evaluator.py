@@ -30,6 +30,13 @@ from engine import layout as L
 DEFAULT_EVALUATOR = "balanced"
 
 
+def search_ranked(fitness: np.ndarray) -> np.ndarray:
+    """Fitness as every part of the search ranks it (an evaluator's scores, selection, the hall of fame, a batch's
+    brief): non-finite values (an evaluator's NaN or inf) as -inf, below everything else. Here, not in
+    ``engine.scoring``, because that module builds on this one."""
+    return np.where(np.isfinite(fitness), fitness, -np.inf)
+
+
 class EvaluatorError(ValueError):
     """An evaluator that cannot be used, with where (file, line) and why."""
 
@@ -147,9 +154,8 @@ class Evaluator(EvaluatorSource):
         return scores
 
     def fitness(self, metrics: np.ndarray) -> np.ndarray:
-        """Scores with NaN/inf mapped to -inf, so a strategy the evaluator cannot score ranks last."""
-        scores = self._call(metrics)
-        return np.where(np.isfinite(scores), scores, -np.inf)
+        """Scores as the search ranks them (``search_ranked``): a strategy the evaluator cannot score ranks last."""
+        return search_ranked(self._call(metrics))
 
     def check(self, metrics: np.ndarray) -> None:
         """Strict trial run: every score must be finite (used before an evaluator goes live)."""

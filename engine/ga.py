@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import layout as L
+from engine.evaluator import search_ranked
 from engine.genome import genome_keys
-from engine.scoring import search_ranked
 from engine.settings import MinerSettings
 from engine.space import GenomeSpace
 

@@ -29,11 +29,11 @@ from engine.backtester import (
 from engine.baselines import budget, buy_and_hold_pct
 from engine.candles import Candles
 from engine.driver import Scored, Stopped, drive_generations, drive_search, run_blocking
-from engine.evaluator import Evaluator, get_evaluator
+from engine.evaluator import Evaluator, get_evaluator, search_ranked
 from engine.ga import GeneticSearch
 from engine.genome import Genome, decode, genome_keys
 from engine.hall_of_fame import Famed, HallOfFame, HallOfFameEntry
-from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness, search_ranked
+from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness
 from engine.settings import MinerSettings
 from engine.validation import TrialLog, ValidationTask, task_candles, task_search, validation_tasks, verdict
 from schema.events import EventData

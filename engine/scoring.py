@@ -54,12 +54,6 @@ def apply_min_trades(fitness: np.ndarray, trades: np.ndarray, min_trades: int) -
     return np.where(trades >= min_trades, qualified, UNQUALIFIED - (min_trades - trades))
 
 
-def search_ranked(fitness: np.ndarray) -> np.ndarray:
-    """Fitness as every part of the search ranks it (selection, the hall of fame, a batch's brief): non-finite
-    values (an evaluator's NaN or inf) as -inf, below everything else."""
-    return np.where(np.isfinite(fitness), fitness, -np.inf)
-
-
 def job_fitness(evaluator: Evaluator, fold_metrics: np.ndarray, min_trades: int) -> np.ndarray:
     """The fitness the search ranks by, one per genome (see the module docstring)."""
     trades = fold_metrics[:, :, L.M_TRADES].sum(axis=1)
