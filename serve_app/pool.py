@@ -20,7 +20,7 @@ import contextlib
 import itertools
 import math
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +35,7 @@ from engine.brief import BriefMetrics
 from engine.layout import N_METRICS
 from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.sandbox import START_TIMEOUT_S
-from serve_app.worker import BacktestWorker, Scoring, UnknownScoring
+from serve_app.worker import MAX_CACHED_SCORINGS, BacktestWorker, Scoring, UnknownScoring
 
 # Ray sends a reply under 100 KB inline; a larger one goes through the object store, which here more than doubled a
 # call's round trip (2.7 -> 6.8 ms) and the coordinator's CPU for it (1.2 -> 2.8 ms). A batch's answer stays under.
@@ -43,7 +43,6 @@ INLINE_REPLY_BYTES = 90_000
 
 WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
 READY_WAIT_S = 30.0  # how long a call outside the queues waits for a ready worker
-SCORING_KEYS_KEPT = 64
 
 
 @dataclass
@@ -57,15 +56,19 @@ class _Worker:
     retiring: bool = False
     pid: int | None = None
     versions: dict[str, str] | None = None  # Python, Ray, numba and package versions where the worker runs
-    scorings: set[str] = field(default_factory=set)  # keys of the scorings it holds: sent by key alone
+    # keys of the scorings it holds, sent by key alone: the worker's own cache, least recently used first, as many as
+    # it keeps (a key it dropped all the same, with its dataset, say, is answered with UnknownScoring and resent)
+    scorings: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def scoring_arg(self, scoring: Scoring) -> Scoring | str:
         return scoring.key if scoring.key in self.scorings else scoring
 
     def holds(self, scoring: Scoring) -> None:
-        if len(self.scorings) >= SCORING_KEYS_KEPT:  # jobs long gone: forget them (a key the worker lost is resent)
-            self.scorings.clear()
-        self.scorings.add(scoring.key)
+        """The worker has just used ``scoring`` (it remembers the scorings of its last ``MAX_CACHED_SCORINGS`` uses)."""
+        self.scorings[scoring.key] = None
+        self.scorings.move_to_end(scoring.key)
+        while len(self.scorings) > MAX_CACHED_SCORINGS:
+            self.scorings.popitem(last=False)
 
     @property
     def busy(self) -> bool:
@@ -347,7 +350,7 @@ class WorkerPool:
             brief, scores, seconds = await worker.handle.evaluate.remote(worker.scoring_arg(scoring), genomes, windows,
                                                                          keep)
         except UnknownScoring:  # the worker forgot it (or its dataset): send it whole
-            worker.scorings.discard(scoring.key)
+            worker.scorings.pop(scoring.key, None)
             self._requeue(chunk)
         except WORKER_LOST:
             self._workers = {k: w for k, w in self._workers.items() if w is not worker}

@@ -114,3 +114,20 @@ def test_the_pool_sends_a_scoring_again_to_a_worker_that_forgot_it(worker):
     filled = np.empty_like(expected)
     BriefMetrics.of(genomes, expected, expected_fitness, keep=2).fill(filled)
     np.testing.assert_array_equal(metrics, filled)  # NaN where the brief keeps nothing, in both
+
+
+def test_the_pool_names_by_key_the_scorings_the_worker_keeps_and_no_older_one():
+    """The pool's record of a worker's scorings is the worker's own cache: the last MAX_CACHED_SCORINGS used, a
+    scoring used again moving to the newest; an older one goes whole, not by a key the worker has dropped."""
+    scoring = scoring_of(synthetic_candles(300, seed=2), min_trades=1)
+    record = _Worker(handle=None, node_id="test", label=None)
+    first, *others = [scoring] + [dataclasses.replace(scoring) for _ in range(MAX_CACHED_SCORINGS)]
+    record.holds(first)
+    for other in others[:-1]:
+        record.holds(other)
+    record.holds(first)  # used again: now the newest
+    record.holds(others[-1])  # one more than the worker keeps: the least recently used goes, others[0]
+    assert record.scoring_arg(first) == first.key
+    assert record.scoring_arg(others[0]) is others[0]
+    assert all(record.scoring_arg(other) == other.key for other in others[1:])
+    assert len(record.scorings) == MAX_CACHED_SCORINGS
