@@ -39,7 +39,7 @@ WORKER = "ray::BacktestWorker"
 # small jobs: this machine has 2 cores for both laptops (and whatever else runs on it)
 JOB = {"dataset": "BTC-USD_FIVE_MINUTE", "risk": "LOW", "permutations": 0}
 LONG_JOB = {**JOB, "population": 160, "generations": 10, "seed": 8}  # long enough to cut the link mid-way
-SHORT_JOB = {**JOB, "population": 400, "generations": 4}  # ~0.5 s of CPU on each laptop, far above idle noise
+SHORT_JOB = {**JOB, "population": 400, "generations": 8}  # ~0.5 s of CPU on each laptop, far above idle noise
 
 
 class TwoLaptops:
