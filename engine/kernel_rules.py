@@ -254,23 +254,27 @@ def rule_bitsets_nb(features, left, right, ops, consts, w0, w1):
     n_rules = left.shape[0]
     bits = np.zeros((n_rules, w1 - w0), np.uint64)
     order = np.argsort(left * (features.shape[0] + 1) + right)  # rules reading the same rows one after another
+    # groups of rules in that order: rules comparing the same two rows together, every other rule alone
+    bounds = np.empty(n_rules + 1, np.int64)
+    n_groups = 0
+    for j in range(n_rules):
+        k, before = order[j], order[j - 1]
+        if j == 0 or right[k] < 0 or left[k] != left[before] or right[k] != right[before]:
+            bounds[n_groups] = j
+            n_groups += 1
+    bounds[n_groups] = n_rules
     step = _BLOCK // 64
     for b0 in range(w0, w1, step):
         b1 = min(b0 + step, w1)
-        j = 0
-        while j < n_rules:
-            k = order[j]
-            group_end = j + 1
-            while (right[k] >= 0 and group_end < n_rules and left[order[group_end]] == left[k]
-                   and right[order[group_end]] == right[k]):
-                group_end += 1
-            if group_end - j > 1:
-                _pair_words_nb(features[left[k]], features[right[k]], order[j:group_end], ops, b0, b1, bits, w0)
+        for g in range(n_groups):
+            first, end = bounds[g], bounds[g + 1]
+            k = order[first]
+            if end - first > 1:
+                _pair_words_nb(features[left[k]], features[right[k]], order[first:end], ops, b0, b1, bits, w0)
             elif right[k] < 0:
                 _rule_words_nb(features[left[k]], consts[k], ops[k], b0, b1, bits[k, b0 - w0:b1 - w0])
             else:
                 _rule_words_nb(features[left[k]], features[right[k]], ops[k], b0, b1, bits[k, b0 - w0:b1 - w0])
-            j = group_end
     return bits
 
 
