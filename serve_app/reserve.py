@@ -25,9 +25,16 @@ class Reserve:
         return self.path.exists() and self.path.stat().st_size == self.size
 
     def take(self) -> bool:
-        """Hold the reserve (allocated, not a sparse file); False if the disk has not that much room."""
+        """Hold the reserve (allocated, not a sparse file); False unless the disk has room for it and as much again.
+
+        The margin is what makes a pause end only once someone has freed space: right after a pause, the reserve's
+        own room is free again (storing the pause can reuse pages the store already holds), and taking just that
+        back would resume the job into the same full disk, to pause again at its next write, every probe."""
         if self.held:
             return True
+        disk = os.statvfs(self.path.parent)
+        if disk.f_bavail * disk.f_frsize < 2 * self.size:
+            return False
         try:  # zeros written and synced, not a sparse file (and not posix_fallocate, which macOS lacks)
             with open(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
                 f.write(bytes(self.size))

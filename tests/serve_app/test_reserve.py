@@ -27,7 +27,10 @@ def test_the_reserve_is_freed_on_a_full_disk_and_taken_back_only_when_there_is_r
             f.flush()
     reserve.free()
     assert not reserve.held
+    # its own room alone is not "someone freed space": taking it back would resume a job into a full disk
+    assert not reserve.take() and not reserve.path.exists()
     (small_disk / "pause").write_bytes(bytes(1024 * 1024))  # the room it leaves is there to be used
     assert not reserve.take() and not reserve.path.exists()  # no room for it again: no partial file either
     filler.unlink()
+    (small_disk / "other").write_bytes(bytes(7 * 1024 * 1024))  # 16 - 1 - 7 = 8 MB free: the reserve and as much
     assert reserve.take() and reserve.held
