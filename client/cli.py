@@ -618,9 +618,11 @@ SECRET_FLAGS = ("--token", "--admin-token")
 
 def glue_secrets(argv: list[str]) -> list[str]:
     """``--token VALUE`` as ``--token=VALUE``: a token may start with "-" (the urlsafe ones of earlier heads, one in
-    64), which argparse would take for a flag of its own."""
+    64), which argparse would take for a flag of its own. Nothing after ``--`` is a flag, so nothing there is glued."""
     glued, rest = [], iter(argv)
     for arg in rest:
+        if arg == "--":
+            return [*glued, arg, *rest]
         value = next(rest, None) if arg in SECRET_FLAGS else None
         glued.append(arg if value is None else f"{arg}={value}")
     return glued

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from client import MinerClient
-from client.cli import main
+from client.cli import glue_secrets, main
 from client.models import JobSpec, JobStatus
 from schema.errors import ERRORS, ExitCode
 
@@ -466,3 +466,8 @@ def test_a_token_that_starts_with_a_dash_is_a_token_not_a_flag(miner, fake, wher
     assert miner(*argv) == ExitCode.OK
     assert fake.requests[-1].headers["Authorization"] == f"Bearer {token}"
     assert miner("jobs", "--token") == ExitCode.USAGE  # no value at all is still a usage error
+
+
+def test_secret_flags_are_glued_to_their_values_only_before_a_double_dash():
+    assert glue_secrets(["--token", "-x", "jobs", "--admin-token", "a"]) == ["--token=-x", "jobs", "--admin-token=a"]
+    assert glue_secrets(["result", "--", "--token", "x"]) == ["result", "--", "--token", "x"]
