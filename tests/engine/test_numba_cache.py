@@ -1,0 +1,79 @@
+"""Numba's cache must not serve compiled code whose callees changed in another file of the engine.
+
+Numba stamps a cached function with its own source file only; what it calls from other files is compiled into it
+unchecked (numba#6845). The engine keeps its cache per version of all its sources (``engine.numba_cache``). Each
+case below copies the engine into a temporary folder with two probe modules, a cached caller in one file and its
+callee in another, runs the caller in a fresh process, changes only the callee's file and runs it again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENGINE = Path(__file__).resolve().parents[2] / "engine"
+CALLER = """from numba import njit
+
+from engine._probe_callee import value
+
+
+@njit(cache=True)
+def read():
+    return value()
+"""
+CALLEE = """from numba import njit
+
+
+@njit(cache=True)
+def value():
+    return {}
+"""
+READ = "import engine; from engine._probe_caller import read; print(read())"
+
+
+@pytest.fixture
+def engine_copy(tmp_path):
+    shutil.copytree(ENGINE, tmp_path / "engine", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "engine" / "_probe_caller.py").write_text(CALLER)
+    (tmp_path / "engine" / "_probe_callee.py").write_text(CALLEE.format(1))
+    return tmp_path
+
+
+def read_in_fresh_process(root: Path, **env: str) -> str:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")} | env | {"PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, "-c", READ], cwd=root, env=environ, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip()
+
+
+def cache_indexes(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("_probe_caller.read-*.nbi"))
+
+
+def test_a_change_in_a_callee_file_is_compiled_not_read_from_the_stale_cache(engine_copy):
+    pycache = engine_copy / "engine" / "__pycache__"
+    assert read_in_fresh_process(engine_copy) == "1"
+    first = cache_indexes(pycache)
+    assert first  # the caller was cached, so a stale cache could be served
+    assert read_in_fresh_process(engine_copy) == "1"  # and served from it while nothing changed
+    assert cache_indexes(pycache) == first
+
+    (engine_copy / "engine" / "_probe_callee.py").write_text(CALLEE.format(2))
+    assert read_in_fresh_process(engine_copy) == "2"
+    assert len(cache_indexes(pycache)) == 1 and cache_indexes(pycache) != first  # the old sources' cache is gone
+
+
+def test_with_numba_cache_dir_set_the_engine_cache_is_kept_there_per_version_of_its_sources(engine_copy, tmp_path):
+    shared = tmp_path / "shared-numba-cache"
+    assert read_in_fresh_process(engine_copy, NUMBA_CACHE_DIR=str(shared)) == "1"
+    (engine_copy / "engine" / "_probe_callee.py").write_text(CALLEE.format(2))
+    assert read_in_fresh_process(engine_copy, NUMBA_CACHE_DIR=str(shared)) == "2"
+    # both versions' caches are there: a folder others may share is not pruned
+    assert len(cache_indexes(shared)) == 2
+    assert not (engine_copy / "engine" / "__pycache__").exists() or not cache_indexes(engine_copy / "engine")
