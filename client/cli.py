@@ -297,7 +297,8 @@ def cmd_cluster(client: MinerClient, args, console: Console) -> int:
     if args.json:
         _print_json(info)
         return ExitCode.OK
-    table = _table(f"cluster: {info.workers} workers ready, {info.pending_workers} starting",
+    refused = f", {info.refused_workers} refused (other engine code: see miner doctor)" if info.refused_workers else ""
+    table = _table(f"cluster: {info.workers} workers ready, {info.pending_workers} starting{refused}",
                    "node", "label", "address", "CPUs", "alive", "workers", "genomes backtested")
     for node in info.nodes:
         table.add_row(node.node_id[:12], node.label or "-", node.address, f"{node.cpus:g}",

@@ -17,7 +17,7 @@ from client.models import ClusterInfo, NodeInfo
 from schema.version import PACKAGE, package_version
 
 MAX_CLOCK_SKEW_S = 5.0  # the Date header has 1 s resolution; job times and logs disagree visibly past a few seconds
-MATCHED = ("python", "ray", "numba", PACKAGE)
+MATCHED = ("python", "ray", "numba", PACKAGE, "engine")
 
 
 @dataclass(frozen=True)

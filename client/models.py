@@ -218,14 +218,18 @@ class NodeInfo(_Wire):
     busy_seconds: float = Field(0.0, description="seconds this node's workers spent backtesting batches since the "
                                                  "coordinator started: its growth over a minute / (60 x workers) is "
                                                  "how busy they are")
-    versions: dict[str, str] | None = Field(None, description="python, ray, numba and strategy-miner versions "
-                                                              "of this node's workers (None: no worker yet)")
+    versions: dict[str, str] | None = Field(None, description="python, ray, numba and strategy-miner versions and "
+                                                              "the engine code's digest of this node's workers "
+                                                              "(None: no worker yet)")
+    refused_workers: int = Field(0, description="workers given no work: they run other engine code than the head")
 
 
 class ClusterInfo(_Wire):
     nodes: list[NodeInfo]
     workers: int
     pending_workers: int
+    refused_workers: int = Field(0, description="workers given no work: they run other engine code than the head "
+                                                "(`miner doctor` names their node)")
     versions: dict[str, str] = Field(default_factory=dict, description="the head's versions (the coordinator's "
                                                                        "process)")
 

@@ -4,7 +4,7 @@ Numba caches a compiled function and reuses it while its own source file is unch
 other files are compiled into it, but their files are not checked (numba#6845). So after an update that changes
 ``engine/kernel.py`` and not ``engine/kernel_batch.py``, the batch kernel would go on running the old metrics code
 from the cache, silently, or crash where an array layout changed. Hence the engine's cache lives in a folder named
-after a hash of all of its source files: any change to any of them compiles afresh.
+after a hash of all of its source files (``engine.sources``): any change to any of them compiles afresh.
 
 Where: ``engine/__pycache__/numba-<hash>`` (Numba's own default is that ``__pycache__``), the folders of earlier
 sources removed; under ``$NUMBA_CACHE_DIR/engine-<hash>`` when that is set (a folder others may share: nothing is
@@ -13,20 +13,11 @@ removed there); in the user's cache folder when the source tree is read-only.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
-SOURCES = Path(__file__).resolve().parent
-
-
-def sources_digest() -> str:
-    """A hash of every source file of the engine, names and contents."""
-    digest = hashlib.sha256()
-    for path in sorted(SOURCES.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
+from engine.sources import DIGEST, SOURCES
 
 
 def _writable(folder: Path) -> bool:
@@ -51,7 +42,7 @@ def use_cache_of_these_sources() -> Path | None:
     compiled; the folder, or None if there is nowhere to write (Numba then compiles without caching, as it would)."""
     from numba.core import config
 
-    digest = sources_digest()
+    digest = DIGEST
     shared = config.CACHE_DIR
     if shared and Path(shared).name == f"engine-{digest}":  # already set in this process
         return Path(shared)

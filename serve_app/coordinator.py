@@ -297,13 +297,14 @@ class MinerCoordinator(JobLifecycle):
             nodes.append(wire.NodeInfo(
                 node_id=node["NodeID"], address=node["NodeManagerAddress"], label=label,
                 cpus=node["Resources"].get("CPU", 0.0), alive=node["Alive"],
-                workers=sum(1 for w in here if w["ready"]),
+                workers=sum(1 for w in here if w["ready"]), refused_workers=sum(1 for w in here if w["refused"]),
                 evaluations=self.pool.evaluations_by_node[node["NodeID"]],
                 busy_seconds=self.pool.busy_seconds_by_node[node["NodeID"]],
                 versions=next((w["versions"] for w in here if w["versions"]), None)))
         ready = sum(1 for w in workers if w["ready"])
-        return wire.ClusterInfo(nodes=nodes, workers=ready, pending_workers=len(workers) - ready,
-                                versions=runtime_versions()).model_dump()
+        refused = sum(1 for w in workers if w["refused"])
+        return wire.ClusterInfo(nodes=nodes, workers=ready, pending_workers=len(workers) - ready - refused,
+                                refused_workers=refused, versions=runtime_versions()).model_dump()
 
     async def worker_details(self) -> list[dict]:
         return self.pool.workers()

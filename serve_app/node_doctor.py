@@ -237,7 +237,8 @@ def node_checks(here: Here, given: str | None = None,
 # ---- the service, and this laptop's versions against the head's ------------------------------------------------
 
 def versions(local: Mapping[str, str], head: Mapping[str, str]) -> Check:
-    """Python, Ray and numba here against the head's (the package itself is diagnose's "client version")."""
+    """Python, Ray, numba and the engine code here against the head's (the package itself is diagnose's "client
+    version")."""
     keys = [key for key in MATCHED if key != PACKAGE]
     differ = [f"{key} {local.get(key, '?')} (head {head.get(key, '?')})" for key in keys
               if local.get(key) != head.get(key)]
@@ -245,7 +246,7 @@ def versions(local: Mapping[str, str], head: Mapping[str, str]) -> Check:
         return Check("versions", False, "this laptop runs " + ", ".join(differ),
                      "install the head's versions here (same Python, then pip install -e \".[server]\" from the "
                      "head's commit), then restart Ray here")
-    return Check("versions", True, ", ".join(f"{key} {local[key]}" for key in keys) + ", as the head")
+    return Check("versions", True, ", ".join(f"{key} {local.get(key, '?')}" for key in keys) + ", as the head")
 
 
 def service_checks(url: str) -> list[Check]:

@@ -11,6 +11,11 @@ round-robin order, so a small job waits at most one chunk per running job, never
 job. A chunk whose worker dies is re-queued at once; one that takes longer than ``batch_timeout_s``
 is also sent to another worker and the first answer wins (answers are deterministic, so duplicates are
 harmless). Results are placed by genome index, never by completion order.
+
+A worker that runs other engine code than the coordinator (``engine.sources``: a laptop whose checkout was not
+updated) is refused: it gets no batch, since its metrics could differ and a job's result would then depend on where
+its batches ran. The cluster view says so (``miner doctor`` names the node); it is replaced after
+``REFUSED_RETRY_S``, so a laptop brought up to date is used again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import math
 import time
 from collections import Counter, OrderedDict, deque
@@ -33,6 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from engine.backtester import Window
 from engine.brief import BriefMetrics
 from engine.layout import N_METRICS
+from engine.sources import DIGEST
 from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.sandbox import START_TIMEOUT_S
 from serve_app.worker import MAX_CACHED_SCORINGS, BacktestWorker, Scoring, UnknownScoring
@@ -41,8 +48,10 @@ from serve_app.worker import MAX_CACHED_SCORINGS, BacktestWorker, Scoring, Unkno
 # call's round trip (2.7 -> 6.8 ms) and the coordinator's CPU for it (1.2 -> 2.8 ms). A batch's answer stays under.
 INLINE_REPLY_BYTES = 90_000
 
+log = logging.getLogger("ray")
 WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
 READY_WAIT_S = 30.0  # how long a call outside the queues waits for a ready worker
+REFUSED_RETRY_S = 60.0  # a worker refused for its engine code is replaced after this (its laptop may be updated)
 
 
 @dataclass
@@ -55,7 +64,9 @@ class _Worker:
     reserved: bool = False  # held for one ``call`` outside the queues
     retiring: bool = False
     pid: int | None = None
-    versions: dict[str, str] | None = None  # Python, Ray, numba and package versions where the worker runs
+    versions: dict[str, str] | None = None  # Python, Ray, numba, package and engine versions where the worker runs
+    refused: str | None = None  # why it gets no work: it runs other engine code than the coordinator
+    refused_at: float = 0.0
     # keys of the scorings it holds, sent by key alone: the worker's own cache, least recently used first, as many as
     # it keeps (a key it dropped all the same, with its dataset, say, is answered with UnknownScoring and resent)
     scorings: OrderedDict[str, None] = field(default_factory=OrderedDict)
@@ -88,8 +99,11 @@ class _Chunk:
 
 
 class WorkerPool:
-    def __init__(self, settings: PoolSettings):
+    """``engine``: the digest of the engine code workers must run, the coordinator's own."""
+
+    def __init__(self, settings: PoolSettings, engine: str = DIGEST):
         self.settings = settings
+        self.engine = engine
         self._workers: dict[str, _Worker] = {}
         self._queues: dict[str, deque[_Chunk]] = {}
         self._turns: deque[str] = deque()
@@ -131,11 +145,14 @@ class WorkerPool:
         return None, int(resources.get("CPU", 0))
 
     async def refresh(self) -> None:
-        """Forget workers on dead nodes, retire ones the placement no longer wants, start missing ones."""
+        """Forget workers on dead nodes, retire ones the placement no longer wants or refused long enough ago, start
+        missing ones."""
         nodes = {n["NodeID"]: n for n in await asyncio.to_thread(ray.nodes) if n["Alive"]}
         for key, worker in list(self._workers.items()):
             if worker.node_id not in nodes:
                 del self._workers[key]
+            elif worker.refused and time.monotonic() - worker.refused_at > REFUSED_RETRY_S:
+                self._retire(worker)
         for node_id, node in nodes.items():
             label, wanted = self.placement(node)
             here = [w for w in self._workers.values() if w.node_id == node_id and not w.retiring]
@@ -172,8 +189,14 @@ class WorkerPool:
         except WORKER_LOST:
             self._workers.pop(key, None)
             return
-        worker.node_id, worker.pid, worker.versions, worker.ready = (info["node_id"], info["pid"], info["versions"],
-                                                                      True)
+        worker.node_id, worker.pid, worker.versions = info["node_id"], info["pid"], info["versions"]
+        theirs = info["versions"].get("engine")
+        if theirs != self.engine:
+            worker.refused, worker.refused_at = (f"runs engine {theirs}, the head {self.engine}: update that laptop's "
+                                                 "checkout to the head's commit"), time.monotonic()
+            log.warning("worker %s on node %s refused: it %s", worker.pid, worker.node_id[:8], worker.refused)
+            return
+        worker.ready = True
         self._wakeup.set()
 
     # ---- views -------------------------------------------------------------------------------------
@@ -183,7 +206,7 @@ class WorkerPool:
 
     def workers(self) -> list[dict]:
         return [{"node_id": w.node_id, "label": w.label, "ready": w.ready and not w.retiring, "busy": w.busy,
-                 "pid": w.pid, "versions": w.versions} for w in self._workers.values()]
+                 "pid": w.pid, "versions": w.versions, "refused": w.refused} for w in self._workers.values()]
 
     async def trial(self, name: str, source: str, params: dict, limits: EvaluatorLimits) -> dict:
         """Try a would-be evaluator in one ready worker, an idle one if there is one (see ``BacktestWorker.trial``:

@@ -47,13 +47,20 @@ def test_doctor_exits_3_when_a_check_fails(service, monkeypatch, tmp_path, capsy
 
 
 def test_a_node_on_other_versions_than_the_head_is_flagged_with_each_difference():
-    head = {"python": "3.11.9", "ray": "2.40.0", "numba": "0.60.0", "strategy-miner": "0.1.0"}
+    head = {"python": "3.11.9", "ray": "2.40.0", "numba": "0.60.0", "strategy-miner": "0.1.0",
+            "engine": "0123456789abcdef"}
     node = NodeInfo(node_id="abc123456789", address="100.64.0.2", label="air", cpus=10, alive=True, workers=10,
                     evaluations=0, versions={**head, "ray": "2.9.3", "numba": "0.59.1"})
 
     check = _node(node, head)
     assert not check.ok and "ray 2.9.3 (head 2.40.0)" in check.detail and "numba 0.59.1 (head 0.60.0)" in check.detail
     assert "pip install" in check.fix
+    # a laptop whose checkout is behind the head's: same packages, other engine code (its workers are refused)
+    behind = node.model_copy(update={"workers": 0, "refused_workers": 10,
+                                     "versions": {**head, "engine": "fedcba9876543210"}})
+    check = _node(behind, head)
+    assert not check.ok and "engine fedcba9876543210 (head 0123456789abcdef)" in check.detail
+    assert "same commit" in check.fix
 
 
 def test_cluster_counts_the_genomes_each_node_backtested(service):
@@ -65,3 +72,4 @@ def test_cluster_counts_the_genomes_each_node_backtested(service):
     done = {n.node_id: n.evaluations - before.get(n.node_id, 0) for n in after}
     assert sum(done.values()) >= 48 * 3  # every genome once (a batch re-sent after a slow answer counts again)
     assert all(n.versions and n.versions["ray"] for n in after if n.workers)
+    assert all(n.versions["engine"] == client.cluster().versions["engine"] for n in after if n.workers)

@@ -125,11 +125,15 @@ def test_the_macos_variable_is_checked_on_macos_only(tmp_path):
 
 
 def test_versions_other_than_the_heads_are_each_named():
-    head = {"python": "3.11.9", "ray": "2.60.0", "numba": "0.61.0", "strategy-miner": "0.1.0"}
+    head = {"python": "3.11.9", "ray": "2.60.0", "numba": "0.61.0", "strategy-miner": "0.1.0",
+            "engine": "0123456789abcdef"}
     assert versions(head, head).ok
     check = versions({**head, "ray": "2.40.0", "strategy-miner": "0.0.9"}, head)
     assert not check.ok and check.detail == "this laptop runs ray 2.40.0 (head 2.60.0)"  # the package: diagnose's
     assert "pip install" in check.fix
+    check = versions({**head, "engine": "fedcba9876543210"}, head)  # a checkout behind the head's
+    assert not check.ok and check.detail == "this laptop runs engine fedcba9876543210 (head 0123456789abcdef)"
+    assert "head's commit" in check.fix
 
 
 def test_the_report_is_one_line_per_check_and_the_exit_code_says_whether_all_passed(capsys):

@@ -27,7 +27,7 @@ def test_workers_land_on_both_nodes_in_the_configured_numbers(client):
     cluster = client.cluster()
     by_label = {node.label: node.workers for node in cluster.nodes if node.alive}
     assert by_label == WORKERS_PER_LABEL
-    assert cluster.workers == 3 and cluster.pending_workers == 0
+    assert cluster.workers == 3 and cluster.pending_workers == 0 and cluster.refused_workers == 0
 
 
 def test_the_coordinator_and_the_ingress_live_on_the_head_node(service):

@@ -1,0 +1,60 @@
+"""A worker that runs other engine code than the coordinator gets no batch: its metrics could differ, and a job's
+result would then depend on where its batches ran (a laptop whose checkout was not updated)."""
+
+import asyncio
+
+import numpy as np
+import pytest
+import ray
+
+from engine.backtester import Window
+from engine.settings import RISK_PRESETS, MinerSettings, RiskLevel
+from engine.sources import DIGEST
+from engine.space import GenomeSpace
+from engine.synthetic import synthetic_candles
+from serve_app.config import PoolSettings
+from serve_app.pool import WorkerPool, _Worker
+from serve_app.worker import BacktestWorker
+from tests.serve_app.test_worker_scoring import scoring_of
+
+OTHER_ENGINE = "0123456789abcdef"  # what a head on another commit would run
+
+
+@pytest.fixture
+def worker(service):  # the session's cluster; no CPU asked, the pool's workers hold them
+    handle = BacktestWorker.options(num_cpus=0).remote("engine-version-test")
+    yield handle
+    ray.kill(handle)
+
+
+def test_a_worker_on_other_engine_code_is_refused_and_gets_no_batch_while_one_on_the_same_code_gets_it(worker):
+    candles = synthetic_candles(600, seed=11)
+    scoring = scoring_of(candles, min_trades=1)
+    genomes = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu).random_population(
+        4, np.random.default_rng(11))
+
+    async def joined(pool: WorkerPool) -> _Worker:
+        record = pool._workers["only"] = _Worker(worker, node_id="joining", label=None)
+        await pool._await_ready("only", record)
+        pool._spawn(pool._dispatch_loop())
+        return record
+
+    async def scenario():
+        other = WorkerPool(PoolSettings(), engine=OTHER_ENGINE)
+        refused = await joined(other)
+        view = other.workers()
+        with pytest.raises(TimeoutError):  # the batch waits for a worker that may take it; this one never may
+            await asyncio.wait_for(other.evaluate("job", scoring, genomes, [Window(0, 600)]), 3.0)
+        same = WorkerPool(PoolSettings())  # the coordinator's own digest: this checkout's
+        accepted = await joined(same)
+        _, fitness = await same.evaluate("job", scoring, genomes, [Window(0, 600)])
+        return refused, view, other.ready_workers, accepted, fitness
+
+    refused, view, ready, accepted, fitness = asyncio.run(scenario())
+    assert not refused.ready and ready == 0
+    assert refused.refused == f"runs engine {DIGEST}, the head {OTHER_ENGINE}: update that laptop's checkout to " \
+                              "the head's commit"
+    assert view == [{"node_id": refused.node_id, "label": None, "ready": False, "busy": False, "pid": refused.pid,
+                     "versions": refused.versions, "refused": refused.refused}]
+    assert refused.versions["engine"] == DIGEST
+    assert accepted.ready and accepted.refused is None and fitness.shape == (4,)
