@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from engine.sources import DIGEST, SOURCES
@@ -39,24 +40,28 @@ def _prune(pycache: Path, keep: Path) -> None:
 
 def use_cache_of_these_sources() -> Path | None:
     """Point Numba's cache at the folder of this version of the engine's sources, before any engine function is
-    compiled; the folder, or None if there is nowhere to write (Numba then compiles without caching, as it would)."""
-    from numba.core import config
+    compiled; the folder, or None if there is nowhere to write (Numba then compiles without caching, as it would).
 
-    digest = DIGEST
-    shared = config.CACHE_DIR
-    if shared and Path(shared).name == f"engine-{digest}":  # already set in this process
-        return Path(shared)
-    if shared:
-        folder = Path(shared) / f"engine-{digest}"
+    Through ``NUMBA_CACHE_DIR``, read when Numba is imported (and again whenever its environment is reloaded), so
+    that importing the engine does not import Numba: a process that only scores evaluators does without it.
+    Child processes inherit the folder."""
+    config = sys.modules.get("numba.core.config")  # imported already: its setting counts, not the environment
+    shared = config.CACHE_DIR if config is not None else os.environ.get("NUMBA_CACHE_DIR", "")
+    if shared and Path(shared).name in (f"numba-{DIGEST}", f"engine-{DIGEST}"):  # set for these sources already
+        folder = Path(shared)
+    elif shared:
+        folder = Path(shared) / f"engine-{DIGEST}"
     else:
         pycache = SOURCES / "__pycache__"
-        folder = pycache / f"numba-{digest}"
+        folder = pycache / f"numba-{DIGEST}"
         if _writable(folder):
             _prune(pycache, folder)
         else:
             user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-            folder = user_cache / "strategy-miner" / f"engine-{digest}"
+            folder = user_cache / "strategy-miner" / f"engine-{DIGEST}"
     if not _writable(folder):
         return None
-    config.CACHE_DIR = str(folder)
+    os.environ["NUMBA_CACHE_DIR"] = str(folder)
+    if config is not None:
+        config.CACHE_DIR = str(folder)
     return folder
