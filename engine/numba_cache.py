@@ -47,20 +47,19 @@ def use_cache_of_these_sources() -> Path | None:
     Child processes inherit the folder."""
     config = sys.modules.get("numba.core.config")  # imported already: its setting counts, not the environment
     shared = config.CACHE_DIR if config is not None else os.environ.get("NUMBA_CACHE_DIR", "")
+    pycache = SOURCES / "__pycache__"
     if shared and Path(shared).name in (f"numba-{DIGEST}", f"engine-{DIGEST}"):  # set for these sources already
-        folder = Path(shared)
+        candidates = [Path(shared)]
     elif shared:
-        folder = Path(shared) / f"engine-{DIGEST}"
+        candidates = [Path(shared) / f"engine-{DIGEST}"]
     else:
-        pycache = SOURCES / "__pycache__"
-        folder = pycache / f"numba-{DIGEST}"
-        if _writable(folder):
-            _prune(pycache, folder)
-        else:
-            user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-            folder = user_cache / "strategy-miner" / f"engine-{DIGEST}"
-    if not _writable(folder):
+        user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        candidates = [pycache / f"numba-{DIGEST}", user_cache / "strategy-miner" / f"engine-{DIGEST}"]
+    folder = next((candidate for candidate in candidates if _writable(candidate)), None)
+    if folder is None:
         return None
+    if folder.parent == pycache:
+        _prune(pycache, folder)
     os.environ["NUMBA_CACHE_DIR"] = str(folder)
     if config is not None:
         config.CACHE_DIR = str(folder)
