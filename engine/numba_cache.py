@@ -8,7 +8,8 @@ after a hash of all of its source files (``engine.sources``): any change to any 
 
 Where: ``engine/__pycache__/numba-<hash>`` (Numba's own default is that ``__pycache__``), the folders of earlier
 sources removed; under ``$NUMBA_CACHE_DIR/engine-<hash>`` when that is set (a folder others may share: nothing is
-removed there); in the user's cache folder when the source tree is read-only.
+removed there); in the user's cache folder when the source tree is read-only; in a new temporary folder when
+nothing else can be written.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from engine.sources import DIGEST, SOURCES
@@ -38,9 +41,33 @@ def _prune(pycache: Path, keep: Path) -> None:
         stray.unlink(missing_ok=True)
 
 
-def use_cache_of_these_sources() -> Path | None:
+def _user_cache() -> Path | None:
+    """``$XDG_CACHE_HOME`` or ``~/.cache``; None where there is no home (a container's uid without a passwd entry)."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"])
+    try:
+        return Path.home() / ".cache"
+    except RuntimeError:
+        return None
+
+
+def _candidates(shared: str, pycache: Path) -> Iterator[Path]:
+    """The folders to try, best first; each is made only when the ones before it failed."""
+    if shared and Path(shared).name.startswith((f"numba-{DIGEST}", f"engine-{DIGEST}")):  # set for these sources
+        yield Path(shared)
+    elif shared:
+        yield Path(shared) / f"engine-{DIGEST}"
+    else:
+        yield pycache / f"numba-{DIGEST}"
+        user_cache = _user_cache()
+        if user_cache is not None:
+            yield user_cache / "strategy-miner" / f"engine-{DIGEST}"
+
+
+def use_cache_of_these_sources() -> Path:
     """Point Numba's cache at the folder of this version of the engine's sources, before any engine function is
-    compiled; the folder, or None if there is nowhere to write (Numba then compiles without caching, as it would).
+    compiled, and return it. Where none of the usual folders can be written, a new temporary one: Numba would
+    otherwise fall back to a user-wide cache of its own, which checks each function's own file only.
 
     Through ``NUMBA_CACHE_DIR``, read when Numba is imported (and again whenever its environment is reloaded), so
     that importing the engine does not import Numba: a process that only scores evaluators does without it.
@@ -48,17 +75,10 @@ def use_cache_of_these_sources() -> Path | None:
     config = sys.modules.get("numba.core.config")  # imported already: its setting counts, not the environment
     shared = config.CACHE_DIR if config is not None else os.environ.get("NUMBA_CACHE_DIR", "")
     pycache = SOURCES / "__pycache__"
-    if shared and Path(shared).name in (f"numba-{DIGEST}", f"engine-{DIGEST}"):  # set for these sources already
-        candidates = [Path(shared)]
-    elif shared:
-        candidates = [Path(shared) / f"engine-{DIGEST}"]
-    else:
-        user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        candidates = [pycache / f"numba-{DIGEST}", user_cache / "strategy-miner" / f"engine-{DIGEST}"]
-    folder = next((candidate for candidate in candidates if _writable(candidate)), None)
+    folder = next((candidate for candidate in _candidates(shared, pycache) if _writable(candidate)), None)
     if folder is None:
-        return None
-    if folder.parent == pycache:
+        folder = Path(tempfile.mkdtemp(prefix=f"engine-{DIGEST}-"))
+    elif folder.parent == pycache:
         _prune(pycache, folder)
     os.environ["NUMBA_CACHE_DIR"] = str(folder)
     if config is not None:

@@ -15,10 +15,14 @@ SOURCES = Path(__file__).resolve().parent
 
 
 def digest_of(folder: Path) -> str:
-    """A hash of every Python source file in ``folder``, names and contents."""
+    """A hash of every Python source file in ``folder``, names and contents.
+
+    Hidden files are not sources: an editor's lock file (Emacs' ``.#kernel.py``, a dangling link) or macOS's
+    ``._kernel.py`` copies on shared volumes would make importing fail or give one node another digest."""
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        if not path.name.startswith(".") and path.is_file():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from engine import numba_cache
+from engine.sources import DIGEST
+
 ENGINE = Path(__file__).resolve().parents[2] / "engine"
 CALLER = """from numba import njit
 
@@ -77,3 +80,36 @@ def test_with_numba_cache_dir_set_the_engine_cache_is_kept_there_per_version_of_
     # both versions' caches are there: a folder others may share is not pruned
     assert len(cache_indexes(shared)) == 2
     assert not (engine_copy / "engine" / "__pycache__").exists() or not cache_indexes(engine_copy / "engine")
+
+
+@pytest.fixture
+def numba_settings_restored(monkeypatch):
+    """The test may point this process's Numba cache elsewhere: both places it is read from come back after it."""
+    config = pytest.importorskip("numba.core.config")
+    monkeypatch.setattr(config, "CACHE_DIR", config.CACHE_DIR)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", os.environ.get("NUMBA_CACHE_DIR", ""))
+    return config
+
+
+def test_without_a_home_the_user_cache_is_skipped_not_a_crash(monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", no_home)
+    assert numba_cache._user_cache() is None
+    assert list(numba_cache._candidates("", Path("/nowhere"))) == [Path("/nowhere") / f"numba-{DIGEST}"]
+
+
+def test_where_nothing_can_be_written_a_private_temporary_folder_is_used(monkeypatch, numba_settings_restored):
+    """Not Numba's own user-wide fallback, which would check each function's own file only."""
+    monkeypatch.setattr(numba_cache, "_writable", lambda folder: False)
+    numba_settings_restored.CACHE_DIR = ""
+    folder = numba_cache.use_cache_of_these_sources()
+    try:
+        assert folder.is_dir() and folder.name.startswith(f"engine-{DIGEST}-")
+        assert os.environ["NUMBA_CACHE_DIR"] == numba_settings_restored.CACHE_DIR == str(folder)
+        assert list(numba_cache._candidates(str(folder), Path("/nowhere"))) == [folder]  # a child keeps it
+    finally:
+        folder.rmdir()
