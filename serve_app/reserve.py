@@ -33,7 +33,7 @@ class Reserve:
         if self.held:
             return True
         disk = os.statvfs(self.path.parent)
-        if disk.f_bavail * disk.f_frsize < 2 * self.size:
+        if disk.f_bavail * disk.f_frsize + self._partial_bytes() < 2 * self.size:
             return False
         try:  # zeros written and synced, not a sparse file (and not posix_fallocate, which macOS lacks)
             with open(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
@@ -46,6 +46,13 @@ class Reserve:
                 raise
             return False
         return True
+
+    def _partial_bytes(self) -> int:
+        """The room a reserve cut short by a crash holds: rewriting it frees that first."""
+        try:
+            return self.path.stat().st_blocks * 512
+        except FileNotFoundError:
+            return 0
 
     def free(self) -> None:
         self.path.unlink(missing_ok=True)

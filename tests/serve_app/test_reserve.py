@@ -34,3 +34,11 @@ def test_the_reserve_is_freed_on_a_full_disk_and_taken_back_only_when_there_is_r
     filler.unlink()
     (small_disk / "other").write_bytes(bytes(7 * 1024 * 1024))  # 16 - 1 - 7 = 8 MB free: the reserve and as much
     assert reserve.take() and reserve.held
+
+
+def test_a_reserve_cut_short_by_a_crash_counts_its_own_room_when_taken_back(small_disk):
+    reserve = Reserve(small_disk / "miner.db", size=4 * 1024 * 1024)
+    reserve.path.write_bytes(bytes(3 * 1024 * 1024))  # killed while writing it: held is False, its 3 MB are used
+    (small_disk / "other").write_bytes(bytes(7 * 1024 * 1024))  # 16 - 3 - 7 = 6 MB free, 9 MB once it is rewritten
+    assert not reserve.held
+    assert reserve.take() and reserve.held
