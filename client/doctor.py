@@ -62,7 +62,7 @@ def diagnose(url: str, token: str, timeout_s: float = 5.0) -> list[Check]:
                                                         f"{answer.text[:200]}", "see the service log on the head")]
     checks.append(Check("token accepted", True, "yes"))
     cluster = ClusterInfo(**answer.json())
-    checks.append(_code(cluster))
+    checks += [_code(cluster), _coordinator_code(cluster)]
     checks.extend(_node(node, cluster.versions) for node in cluster.nodes)
     return checks
 
@@ -87,6 +87,15 @@ def _code(cluster: ClusterInfo) -> Check:
     return Check("client version", True, f"{PACKAGE} {mine} on both")
 
 
+def _coordinator_code(cluster: ClusterInfo) -> Check:
+    running = cluster.versions.get("engine", "?")
+    if cluster.checkout_engine is not None and cluster.checkout_engine != running:
+        return Check("service code", False, f"the coordinator runs engine {running}, the head's checkout is now "
+                                            f"{cluster.checkout_engine} (updated after the service started)",
+                     "restart the service on the head: deploy/stop-head.sh, then deploy/start-head.sh")
+    return Check("service code", True, f"engine {running}, as the head's checkout")
+
+
 def _node(node: NodeInfo, head: dict[str, str]) -> Check:
     name = f"node {node.label or node.node_id[:8]} ({node.address})"
     if not node.alive:
@@ -97,6 +106,9 @@ def _node(node: NodeInfo, head: dict[str, str]) -> Check:
                      "workers start within a minute of a node joining; if none does, run deploy/doctor.sh there")
     differ = [f"{key} {node.versions.get(key, '?')} (head {head.get(key, '?')})" for key in MATCHED
               if node.versions.get(key) != head.get(key)]
+    if node.refused_workers and node.refused_reason:
+        return Check(name, False, f"{node.refused_workers} workers get no work: each {node.refused_reason}",
+                     node.refused_fix or "see the service log on the head")
     if differ:
         return Check(name, False, "differs from the head: " + ", ".join(differ),
                      "install the head's versions there (same Python, then pip install -e . from the same commit)")

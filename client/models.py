@@ -222,6 +222,8 @@ class NodeInfo(_Wire):
                                                               "the engine code's digest of this node's workers "
                                                               "(None: no worker yet)")
     refused_workers: int = Field(0, description="workers given no work: they run other engine code than the head")
+    refused_reason: str | None = Field(None, description="why one of them is refused (then `versions` are its own)")
+    refused_fix: str | None = Field(None, description="what makes the refused workers take work again")
 
 
 class ClusterInfo(_Wire):
@@ -232,6 +234,9 @@ class ClusterInfo(_Wire):
                                                 "(`miner doctor` names their node)")
     versions: dict[str, str] = Field(default_factory=dict, description="the head's versions (the coordinator's "
                                                                        "process)")
+    checkout_engine: str | None = Field(None, description="the digest of the engine code in the head's checkout now: "
+                                                          "not versions['engine'] when it was updated after the "
+                                                          "service started, which needs a restart")
 
 
 EVALUATOR_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"  # a name ends up in files, logs and URLs: keep it plain

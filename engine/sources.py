@@ -27,3 +27,9 @@ def digest_of(folder: Path) -> str:
 
 
 DIGEST = digest_of(SOURCES)  # at import: the code this process runs, even if the files change later
+
+
+def checkout_digest() -> str:
+    """The digest of the engine's files on disk now: not ``DIGEST`` once the checkout was updated after this process
+    imported the engine (a long-lived service that was not restarted)."""
+    return digest_of(SOURCES)

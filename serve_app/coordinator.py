@@ -22,11 +22,12 @@ import ray
 from client import models as wire
 from engine.backtester import split_windows
 from engine.scoring import fold_windows
+from engine.sources import checkout_digest
 from schema.events import EventData
 from serve_app import backtests, backups, mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry
-from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, StorageFull, TooMany
+from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, StorageFull, TooMany, Unavailable
 from serve_app.evaluators import EvaluatorRegistry, trial_failure
 from serve_app.job_lifecycle import JobLifecycle
 from serve_app.pool import WorkerPool
@@ -135,6 +136,8 @@ class MinerCoordinator(JobLifecycle):
         await self._ensure_started()
         candidate = self.evaluators.candidate(name, source, params)
         while self.pool.ready_workers == 0:  # right after a (re)start the workers are still warming up
+            if self.pool.all_refused():  # ... unless none may ever take work: say why instead of waiting for ever
+                raise Unavailable(self.pool.none_ready())
             await asyncio.sleep(0.2)
         report = await self.pool.trial(candidate.name, candidate.source, candidate.params,
                                        self.runtime.evaluator_limits)
@@ -294,17 +297,22 @@ class MinerCoordinator(JobLifecycle):
         for node in await asyncio.to_thread(ray.nodes):
             label, _ = self.pool.placement(node)
             here = [w for w in workers if w["node_id"] == node["NodeID"]]
+            refused_one = next((w for w in here if w["refused"]), None)  # its versions show what differs
             nodes.append(wire.NodeInfo(
                 node_id=node["NodeID"], address=node["NodeManagerAddress"], label=label,
                 cpus=node["Resources"].get("CPU", 0.0), alive=node["Alive"],
                 workers=sum(1 for w in here if w["ready"]), refused_workers=sum(1 for w in here if w["refused"]),
+                refused_reason=refused_one and refused_one["refused"],
+                refused_fix=refused_one and refused_one["refused_fix"],
                 evaluations=self.pool.evaluations_by_node[node["NodeID"]],
                 busy_seconds=self.pool.busy_seconds_by_node[node["NodeID"]],
-                versions=next((w["versions"] for w in here if w["versions"]), None)))
+                versions=(refused_one or {}).get("versions") or next((w["versions"] for w in here if w["versions"]),
+                                                                     None)))
         ready = sum(1 for w in workers if w["ready"])
         refused = sum(1 for w in workers if w["refused"])
         return wire.ClusterInfo(nodes=nodes, workers=ready, pending_workers=len(workers) - ready - refused,
-                                refused_workers=refused, versions=runtime_versions()).model_dump()
+                                refused_workers=refused, versions=runtime_versions(),
+                                checkout_engine=await asyncio.to_thread(checkout_digest)).model_dump()
 
     async def worker_details(self) -> list[dict]:
         return self.pool.workers()

@@ -39,7 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from engine.backtester import Window
 from engine.brief import BriefMetrics
 from engine.layout import N_METRICS
-from engine.sources import DIGEST
+from engine.sources import DIGEST, checkout_digest
 from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.sandbox import START_TIMEOUT_S
 from serve_app.worker import MAX_CACHED_SCORINGS, BacktestWorker, Scoring, UnknownScoring
@@ -66,6 +66,7 @@ class _Worker:
     pid: int | None = None
     versions: dict[str, str] | None = None  # Python, Ray, numba, package and engine versions where the worker runs
     refused: str | None = None  # why it gets no work: it runs other engine code than the coordinator
+    refused_fix: str | None = None
     refused_at: float = 0.0
     # keys of the scorings it holds, sent by key alone: the worker's own cache, least recently used first, as many as
     # it keeps (a key it dropped all the same, with its dataset, say, is answered with UnknownScoring and resent)
@@ -96,6 +97,16 @@ class _Chunk:
     args: tuple[Scoring, np.ndarray, list[tuple[int, int]], int]
     future: asyncio.Future
     sent_at: list[float] = field(default_factory=list)
+
+
+def refusal(theirs: str | None, coordinator: str, checkout: str) -> tuple[str, str]:
+    """(why, fix) for a worker on engine code ``theirs`` that gets no work: its laptop is behind, or the coordinator
+    is (it kept running the code it started with while the head's checkout was updated)."""
+    if theirs == checkout:
+        return (f"runs engine {theirs}, as the head's checkout does, but the coordinator still runs {coordinator} "
+                "(it started before the update)",
+                "restart the service on the head: deploy/stop-head.sh, then deploy/start-head.sh")
+    return f"runs engine {theirs}, the head {coordinator}", "update that laptop's checkout to the head's commit"
 
 
 class WorkerPool:
@@ -192,9 +203,10 @@ class WorkerPool:
         worker.node_id, worker.pid, worker.versions = info["node_id"], info["pid"], info["versions"]
         theirs = info["versions"].get("engine")
         if theirs != self.engine:
-            worker.refused, worker.refused_at = (f"runs engine {theirs}, the head {self.engine}: update that laptop's "
-                                                 "checkout to the head's commit"), time.monotonic()
-            log.warning("worker %s on node %s refused: it %s", worker.pid, worker.node_id[:8], worker.refused)
+            (worker.refused, worker.refused_fix), worker.refused_at = (refusal(theirs, self.engine, checkout_digest()),
+                                                                       time.monotonic())
+            log.warning("worker %s on node %s refused: it %s; %s", worker.pid, worker.node_id[:8], worker.refused,
+                        worker.refused_fix)
             return
         worker.ready = True
         self._wakeup.set()
@@ -206,7 +218,20 @@ class WorkerPool:
 
     def workers(self) -> list[dict]:
         return [{"node_id": w.node_id, "label": w.label, "ready": w.ready and not w.retiring, "busy": w.busy,
-                 "pid": w.pid, "versions": w.versions, "refused": w.refused} for w in self._workers.values()]
+                 "pid": w.pid, "versions": w.versions, "refused": w.refused, "refused_fix": w.refused_fix}
+                for w in self._workers.values()]
+
+    def all_refused(self) -> bool:
+        """Every worker there is runs other engine code: none will take work until someone updates a checkout."""
+        return bool(self._workers) and all(w.refused for w in self._workers.values())
+
+    def none_ready(self) -> str:
+        """What to tell a caller that found no ready worker, with the refusal if that is why."""
+        message = "no worker is ready"
+        refused = [w for w in self._workers.values() if w.refused]
+        if refused:
+            message += f"; {len(refused)} refused: each {refused[0].refused}; {refused[0].refused_fix}"
+        return message
 
     async def trial(self, name: str, source: str, params: dict, limits: EvaluatorLimits) -> dict:
         """Try a would-be evaluator in one ready worker, an idle one if there is one (see ``BacktestWorker.trial``:
@@ -231,7 +256,7 @@ class WorkerPool:
             waited = 0.0
             while not (ready := [w for w in self._workers.values() if w.ready and not w.retiring]):
                 if waited >= READY_WAIT_S:  # right after a (re)start the workers are still warming up
-                    raise TimeoutError(f"no worker was ready within {READY_WAIT_S:g} s")
+                    raise TimeoutError(f"waited {READY_WAIT_S:g} s: {self.none_ready()}")
                 await asyncio.sleep(0.2)
                 waited += 0.2
             worker = min(ready, key=lambda w: w.busy)

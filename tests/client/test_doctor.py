@@ -7,8 +7,8 @@ import re
 import pytest
 
 from client.cli import main
-from client.doctor import _node, diagnose
-from client.models import NodeInfo
+from client.doctor import _coordinator_code, _node, diagnose
+from client.models import ClusterInfo, NodeInfo
 from schema.errors import ExitCode
 from tests.service_fixture import free_port
 
@@ -21,8 +21,8 @@ def test_doctor_is_all_green_on_the_working_cluster_and_names_each_node(service,
     out = capsys.readouterr().out
     assert "FAIL" not in out
     checks = diagnose(service.url, service.token)
-    assert [c.name for c in checks[:5]] == ["address", "service reachable", "clock", "token accepted",
-                                            "client version"]
+    assert [c.name for c in checks[:6]] == ["address", "service reachable", "clock", "token accepted",
+                                            "client version", "service code"]
     nodes = [c for c in checks if c.name.startswith("node ")]
     assert len(nodes) == len(service.client().cluster().nodes) >= 2
     assert all(c.ok and "versions as the head" in c.detail for c in nodes)
@@ -57,10 +57,22 @@ def test_a_node_on_other_versions_than_the_head_is_flagged_with_each_difference(
     assert "pip install" in check.fix
     # a laptop whose checkout is behind the head's: same packages, other engine code (its workers are refused)
     behind = node.model_copy(update={"workers": 0, "refused_workers": 10,
+                                     "refused_reason": "runs engine fedcba9876543210, the head 0123456789abcdef",
+                                     "refused_fix": "update that laptop's checkout to the head's commit",
                                      "versions": {**head, "engine": "fedcba9876543210"}})
     check = _node(behind, head)
-    assert not check.ok and "engine fedcba9876543210 (head 0123456789abcdef)" in check.detail
-    assert "same commit" in check.fix
+    assert not check.ok and "10 workers get no work: each runs engine fedcba9876543210" in check.detail
+    assert "head's commit" in check.fix
+
+
+def test_a_coordinator_running_older_code_than_the_heads_checkout_is_flagged_with_a_restart():
+    versions = {"engine": "0123456789abcdef"}
+    assert _coordinator_code(ClusterInfo(nodes=[], workers=1, pending_workers=0, versions=versions,
+                                         checkout_engine="0123456789abcdef")).ok
+    stale = _coordinator_code(ClusterInfo(nodes=[], workers=1, pending_workers=0, versions=versions,
+                                          checkout_engine="fedcba9876543210"))
+    assert not stale.ok and "runs engine 0123456789abcdef, the head's checkout is now fedcba9876543210" in stale.detail
+    assert "stop-head.sh" in stale.fix
 
 
 def test_cluster_counts_the_genomes_each_node_backtested(service):

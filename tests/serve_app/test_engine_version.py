@@ -13,7 +13,7 @@ from engine.sources import DIGEST
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
 from serve_app.config import PoolSettings
-from serve_app.pool import WorkerPool, _Worker
+from serve_app.pool import WorkerPool, _Worker, refusal
 from serve_app.worker import BacktestWorker
 from tests.serve_app.test_worker_scoring import scoring_of
 
@@ -43,18 +43,31 @@ def test_a_worker_on_other_engine_code_is_refused_and_gets_no_batch_while_one_on
         other = WorkerPool(PoolSettings(), engine=OTHER_ENGINE)
         refused = await joined(other)
         view = other.workers()
+        told = other.all_refused(), other.none_ready()
         with pytest.raises(TimeoutError):  # the batch waits for a worker that may take it; this one never may
             await asyncio.wait_for(other.evaluate("job", scoring, genomes, [Window(0, 600)]), 3.0)
         same = WorkerPool(PoolSettings())  # the coordinator's own digest: this checkout's
         accepted = await joined(same)
         _, fitness = await same.evaluate("job", scoring, genomes, [Window(0, 600)])
-        return refused, view, other.ready_workers, accepted, fitness
+        return refused, view, told, other.ready_workers, accepted, fitness, same.all_refused()
 
-    refused, view, ready, accepted, fitness = asyncio.run(scenario())
+    refused, view, told, ready, accepted, fitness, accepted_all_refused = asyncio.run(scenario())
     assert not refused.ready and ready == 0
-    assert refused.refused == f"runs engine {DIGEST}, the head {OTHER_ENGINE}: update that laptop's checkout to " \
-                              "the head's commit"
+    # the head's checkout is this one, so the coordinator (engine=OTHER_ENGINE) is the one behind
+    assert refused.refused == f"runs engine {DIGEST}, as the head's checkout does, but the coordinator still runs " \
+                              f"{OTHER_ENGINE} (it started before the update)"
+    assert refused.refused_fix == "restart the service on the head: deploy/stop-head.sh, then deploy/start-head.sh"
     assert view == [{"node_id": refused.node_id, "label": None, "ready": False, "busy": False, "pid": refused.pid,
-                     "versions": refused.versions, "refused": refused.refused}]
+                     "versions": refused.versions, "refused": refused.refused, "refused_fix": refused.refused_fix}]
     assert refused.versions["engine"] == DIGEST
+    assert told == (True, f"no worker is ready; 1 refused: each {refused.refused}; {refused.refused_fix}")
+    assert not accepted_all_refused
     assert accepted.ready and accepted.refused is None and fitness.shape == (4,)
+
+
+def test_a_refused_worker_is_told_apart_a_laptop_behind_from_a_coordinator_behind():
+    assert refusal("aaaa", "bbbb", checkout="bbbb") == ("runs engine aaaa, the head bbbb",
+                                                        "update that laptop's checkout to the head's commit")
+    why, fix = refusal("aaaa", "bbbb", checkout="aaaa")  # the head was updated, its coordinator not restarted
+    assert why == "runs engine aaaa, as the head's checkout does, but the coordinator still runs bbbb (it started " \
+                  "before the update)" and "stop-head.sh" in fix
