@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -49,11 +50,18 @@ class JobLifecycle:
         generation, its status and its last event land together."""
         result = await self._early_result(job_id)
         generation = self._job(job_id)["progress"].get("generation", 0)
-        with self.store.transaction():
-            if result is not None:
-                self.store.save_result(job_id, result.model_dump(mode="json"))
-            self.store.set_status(job_id, "failed" if error else "cancelled", error=error)
-            self._emit_engine(job_id, Failed(error=error) if error else ev.Cancelled(generation=generation))
+        for attempt in itertools.count():
+            try:
+                with self.store.transaction():
+                    if result is not None:
+                        self.store.save_result(job_id, result.model_dump(mode="json"))
+                    self.store.set_status(job_id, "failed" if error else "cancelled", error=error)
+                    self._emit_engine(job_id, Failed(error=error) if error else ev.Cancelled(generation=generation))
+                return
+            except StorageFull:  # the end must be stored: in the reserve's room, else once writes succeed again
+                self.reserve.free()
+                while attempt and not await asyncio.to_thread(self.reserve.take):
+                    await asyncio.sleep(PAUSE_PROBE_S)
 
     async def _early_result(self, job_id: str) -> wire.JobResult | None:
         """The best of the generations a job completed, hall of fame included, from the state committed with the
@@ -107,13 +115,18 @@ class JobLifecycle:
                 self._emit_engine(job_id, Paused(reason=reason))
         except StorageFull:  # even the reserve's room is gone (other writers): followers learn it on resuming
             log.error("job %s paused, and the disk is too full to store that", job_id)
-        while not await asyncio.to_thread(self.reserve.take):
-            if job_id in self._cancelled:
-                raise Stopped
-            await asyncio.sleep(PAUSE_PROBE_S)
-        with self.store.transaction():
-            self.store.set_status(job_id, "running")
-            self._emit_engine(job_id, Resumed())
+        while True:
+            while not await asyncio.to_thread(self.reserve.take):
+                if job_id in self._cancelled:
+                    raise Stopped
+                await asyncio.sleep(PAUSE_PROBE_S)
+            try:
+                with self.store.transaction():
+                    self.store.set_status(job_id, "running")
+                    self._emit_engine(job_id, Resumed())
+                return
+            except StorageFull:  # full again before the resume was stored (another job took the room): still paused
+                self.reserve.free()
 
     async def _mine(self, job_id: str, spec: wire.JobSpec, progress: dict, evaluator_version: str) -> None:
         dataset = self.datasets.get(spec.dataset)

@@ -1,0 +1,94 @@
+"""A job paused by a full disk resumes, whatever fails while it does: it never ends failed for want of room, and
+its checkpoint stays. ``JobLifecycle`` runs here on a real job store and reserve; its mining is a stand-in that
+fills the store as a generation's commit would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import numpy as np
+
+from serve_app import job_lifecycle, mapping
+from serve_app.errors import StorageFull
+from serve_app.job_lifecycle import JobLifecycle
+from serve_app.reserve import Reserve
+from serve_app.store import JobStore
+
+
+class OneJob(JobLifecycle):
+    """The parts of the coordinator ``JobLifecycle`` uses, for one job whose first generation meets a full disk."""
+
+    def __init__(self, store: JobStore, reserve: Reserve):
+        self.store, self.reserve, self._cancelled, self.mined = store, reserve, set(), 0
+
+    def _job(self, job_id: str) -> dict:
+        return self.store.get_job(job_id)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self):
+        yield
+
+    def _emit_engine(self, job_id: str, event) -> None:
+        self.store.append_event(job_id, *mapping.event_data(event))
+
+    async def _mine(self, job_id: str, spec, progress: dict, evaluator_version: str) -> None:
+        self.mined += 1
+        if self.mined == 1:
+            raise StorageFull.at(self.store.path)  # the generation's commit found the disk full
+        self.store.save_checkpoint(job_id, 5, {"population": np.arange(100.0)})
+
+    async def _early_result(self, job_id: str) -> None:
+        return None
+
+
+class FailingJob(OneJob):
+    async def _mine(self, job_id: str, spec, progress: dict, evaluator_version: str) -> None:
+        raise ValueError("its candles changed")
+
+
+def a_store_with_one_running_job(tmp_path) -> tuple[JobStore, Reserve, str]:
+    store = JobStore(tmp_path / "miner.db")
+    reserve = Reserve(store.path, size=64 * 1024)
+    assert reserve.take()
+    job_id = store.create_job({"dataset": "synthetic"}, {}, evaluator_version="balanced@1")
+    store.set_status(job_id, "running")
+    store.save_checkpoint(job_id, 4, {"population": np.arange(10.0)})
+    return store, reserve, job_id
+
+
+def full_once_when_set(store: JobStore, monkeypatch, wanted: str, times: int = 1) -> list[bool]:
+    """The next ``times`` commits that set the job's status to ``wanted`` find the disk full; what is left of them."""
+    set_status, left = store.set_status, [True] * times
+
+    def full_disk_first(job: str, status: str, error: str | None = None) -> None:
+        if status == wanted and left:
+            left.pop()
+            raise StorageFull.at(store.path)
+        set_status(job, status, error)
+
+    monkeypatch.setattr(store, "set_status", full_disk_first)
+    return left
+
+
+def test_a_resume_that_meets_a_full_disk_again_stays_paused_and_resumes_later(tmp_path, monkeypatch):
+    monkeypatch.setattr(job_lifecycle, "PAUSE_PROBE_S", 0.01)
+    store, reserve, job_id = a_store_with_one_running_job(tmp_path)
+    full_once = full_once_when_set(store, monkeypatch, "running")  # another job took the room back meanwhile
+    lifecycle = OneJob(store, reserve)
+    asyncio.run(lifecycle._run(job_id))
+    assert lifecycle.mined == 2 and not full_once
+    assert store.get_job(job_id)["status"] == "running" and store.get_job(job_id)["error"] is None
+    assert [e["type"] for e in store.events_after(job_id, 0)] == ["paused", "resumed"]
+    assert store.load_checkpoint(job_id) is not None and reserve.held
+
+
+def test_a_failing_job_whose_end_meets_a_full_disk_still_ends_failed_with_its_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(job_lifecycle, "PAUSE_PROBE_S", 0.01)
+    store, reserve, job_id = a_store_with_one_running_job(tmp_path)
+    left = full_once_when_set(store, monkeypatch, "failed", times=2)  # in the reserve's room too
+    asyncio.run(FailingJob(store, reserve)._run(job_id))
+    assert not left
+    job = store.get_job(job_id)
+    assert job["status"] == "failed" and job["error"] == "ValueError: its candles changed"
+    assert [e["type"] for e in store.events_after(job_id, 0)] == ["failed"]
