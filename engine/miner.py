@@ -61,6 +61,14 @@ class MiningResult(BaseModel):
     settings: MinerSettings
 
 
+class DataChanged(ValueError):
+    """A job resumed on other candles than it started on (a data file replaced or appended to meanwhile)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
 class SearchRun:
     """One search (GA or random) over one dataset's training folds, a generation at a time."""
 
@@ -109,6 +117,11 @@ class MiningSession(SearchRun):
         self.data_fingerprint = data_fingerprint
         self.train, self.holdout = split_windows(n_bars, settings.holdout_fraction)
         state = resume_state or {}
+        started_on = state.get("data_fingerprint", data_fingerprint)  # states from before it was kept: not known
+        if started_on != data_fingerprint:
+            raise DataChanged(f"the job's candles changed since it started (fingerprint {started_on} then, "
+                              f"{data_fingerprint} now): resuming would not give the result it started towards; "
+                              "put the file back, or submit the job again on the new candles")
         # the keys of every population evaluated, one array per generation: the search's memory of what it asked
         # for and the count of strategies tried are rebuilt from them; ``checkpoint`` carries them, ``state`` not
         self.asked: list[np.ndarray] = list(asked) if asked is not None else [
@@ -213,7 +226,7 @@ class MiningSession(SearchRun):
         """The job's state after the last generation or validation search, without the asked keys: small (tens of
         kB at 1,000 genomes), so a store can write it every generation and append only ``self.asked[-1]``."""
         return {"search": self.search.state(), "trials": self.trials.state(), "validated": dict(self.validated),
-                "hall_of_fame": self.hall.state()}
+                "hall_of_fame": self.hall.state(), "data_fingerprint": self.data_fingerprint}
 
     def checkpoint(self) -> dict:
         """``state`` with every generation's asked keys: all a resume needs (``engine.state_codec`` makes it bytes)."""

@@ -11,7 +11,7 @@ from engine.driver import drive_generations, island_pieces, run_blocking
 from engine.evaluator import Evaluator, EvaluatorError, get_evaluator
 from engine.genome import decode, encode
 from engine.layout import N_METRICS
-from engine.miner import MiningSession, evaluate_folds, mine
+from engine.miner import DataChanged, MiningSession, evaluate_folds, mine
 from engine.scoring import fold_windows, job_fitness
 from engine.settings import MinerSettings
 from engine.synthetic import synthetic_candles
@@ -121,6 +121,16 @@ def test_resume_from_checkpoint_equals_straight_run(candles):
          should_stop=lambda: len(checkpoints) >= 2)
     resumed = mine(candles, settings, resume_state=checkpoints[1])
     assert resumed.best_genome == straight.best_genome and resumed.history == straight.history
+
+
+def test_a_checkpoint_resumes_only_on_the_candles_it_started_on(candles):
+    settings = MinerSettings(population=12, generations=3, seed=8, permutations=0)
+    checkpoints = []
+    mine(candles, settings, on_checkpoint=checkpoints.append, should_stop=lambda: len(checkpoints) >= 1)
+    grown = synthetic_candles(len(candles) + 500)  # the file appended to while the service was down
+    with pytest.raises(DataChanged, match=f"fingerprint {candles.fingerprint} then, {grown.fingerprint} now"):
+        mine(grown, settings, resume_state=checkpoints[0])
+    assert mine(candles, settings, resume_state=checkpoints[0]).best_genome == mine(candles, settings).best_genome
 
 
 def test_islands_sent_apart_and_answered_in_any_order_mine_the_in_process_result(candles):
