@@ -8,6 +8,7 @@ every period of the GA's menu) are computed once, here; workers receive candles 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import uuid
@@ -24,7 +25,7 @@ from engine.features import FeatureStore
 from engine.settings import DEFAULT_PERIOD_MENU
 from engine.synthetic import synthetic_candles
 from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge, disk_full_is_storage_full
-from serve_app.private import private_dir
+from serve_app.private import private_dir, sync_folder
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -151,8 +152,10 @@ class DatasetRegistry:
             raise TooLarge(f"upload is {len(content) / 1e6:.1f} MB; the limit is {self.max_upload_bytes / 1e6:.0f} MB")
         staged = self.upload_dir / f".{name}.{uuid.uuid4().hex[:8]}.staged.csv"  # hidden: refresh() skips dot-files
         try:
-            with disk_full_is_storage_full(self.upload_dir):  # a partial file is removed below, never kept
-                staged.write_bytes(content)
+            with disk_full_is_storage_full(self.upload_dir), open(staged, "wb") as file:  # a partial file is removed
+                file.write(content)                                                       # below, never kept
+                file.flush()
+                os.fsync(file.fileno())  # on disk before its name is: jobs that name it are committed durably
             candles = load_candles(staged)
             with self._lock:
                 self._load_new()
@@ -161,7 +164,17 @@ class DatasetRegistry:
                     if existing.info.fingerprint == candles.fingerprint:
                         return existing.info
                     raise Conflict(f"dataset '{name}' already exists with different candles; upload under a new name")
-                staged.replace(self.upload_dir / f"{name}.csv")  # a rename: needs no space
+                same_but_case = next((known for known in self._datasets if known.casefold() == name.casefold()), None)
+                if same_but_case is not None:  # one file on a Mac's disk, which ignores case: it would be replaced
+                    raise Conflict(f"dataset '{same_but_case}' already exists, a name that differs from '{name}' only "
+                                   "in case; upload under a new name")
+                target = self.upload_dir / f"{name}.csv"
+                try:
+                    os.link(staged, target)  # never over an existing file (a rename would replace it): needs no space
+                except FileExistsError:
+                    raise Conflict(f"a file {target.name} is already in the upload folder; upload under a new "
+                                   "name") from None
+                sync_folder(self.upload_dir)
                 info = _info(name, candles, "upload")
                 self._datasets[name] = Dataset(info, candles)
                 return info

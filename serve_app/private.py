@@ -45,7 +45,21 @@ def private_file(path: Path) -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step (a crash leaves the old file or the new one), mode 0600."""
+    """Replace ``path`` with ``text`` in one step (a crash or a power cut leaves the old file or the new one), mode
+    0600."""
     staged = private_file(path.with_name(path.name + ".partial"))
-    staged.write_text(text)
+    with open(staged, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
     os.replace(staged, path)
+    sync_folder(path.parent)
+
+
+def sync_folder(path: Path) -> None:
+    """Make the names in ``path`` durable: a file renamed or linked there survives a power cut under that name."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -49,6 +49,25 @@ def test_uploads_are_validated_kept_and_never_overwritten(registry, tmp_path):
     assert [p.name for p in (tmp_path / "uploads").iterdir()] == ["mine.csv"]
 
 
+def test_a_name_that_differs_only_in_case_is_refused_as_a_mac_disk_would_overwrite_the_file(registry, tmp_path):
+    info = registry.add_upload("mine", csv_bytes())
+    with pytest.raises(Conflict, match="'mine' already exists, a name that differs from 'MINE' only in case"):
+        registry.add_upload("MINE", csv_bytes(seed=9))
+    with pytest.raises(Conflict, match="'BTC-USD_FIVE_MINUTE' already exists, a name that differs"):
+        registry.add_upload("btc-usd_five_minute", csv_bytes())
+    assert registry.get("mine").info == info and [p.name for p in (tmp_path / "uploads").iterdir()] == ["mine.csv"]
+
+
+def test_an_upload_never_replaces_a_file_already_in_the_upload_folder(registry, tmp_path):
+    registry.list()
+    (tmp_path / "uploads" / "later.csv").write_text("kept as it is\n")  # put there by hand after the registry looked
+    registry._load_new = lambda: None  # ... and not seen yet
+    with pytest.raises(Conflict, match=r"a file later\.csv is already in the upload folder"):
+        registry.add_upload("later", csv_bytes())
+    assert (tmp_path / "uploads" / "later.csv").read_text() == "kept as it is\n"
+    assert [p.name for p in (tmp_path / "uploads").iterdir()] == ["later.csv"]
+
+
 def test_only_the_most_recently_mined_datasets_keep_their_indicator_tables(registry):
     names = [f"pair{i}" for i in range(MAX_DATASETS_WITH_TABLES + 1)]
     for seed, name in enumerate(names):
