@@ -18,12 +18,14 @@ import os
 import re
 import sqlite3
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from serve_app.private import private_dir, private_file
 
 STAMP = "%Y%m%dT%H%M%S%fZ"
+ABANDONED_S = 3600.0  # a copy not written to for this long was left by a killed backup
 
 
 class BackupFailed(Exception):
@@ -74,8 +76,22 @@ def _copy(source: Path, target: Path) -> list[str]:
         src.close()
 
 
+def _remove_abandoned_copies(store: Path) -> None:
+    """Remove copies a killed backup left (``.partial``, with its journal): untouched for ABANDONED_S, so not one
+    that another process is writing now."""
+    if not folder(store).is_dir():
+        return
+    for stale in folder(store).glob(f"{store.stem}-*.db.partial*"):
+        with contextlib.suppress(FileNotFoundError):
+            if time.time() - stale.stat().st_mtime > ABANDONED_S:
+                stale.unlink()
+
+
 def take(store: Path, reason: str, keep: int | None = None) -> Path:
     """Back the store up now; with ``keep``, delete all but the newest ``keep`` backups afterwards."""
+    if not store.is_file():  # connecting would make an empty store, whose copy would be the newest backup
+        raise BackupFailed(f"no store at {store} to back up")
+    _remove_abandoned_copies(store)
     target = private_dir(folder(store)) / f"{store.stem}-{_stamp()}-{reason}.db"
     staged = target.with_name(target.name + ".partial")
     staged.unlink(missing_ok=True)

@@ -125,6 +125,31 @@ def test_only_the_newest_backups_are_kept_and_a_damaged_copy_never_replaces_them
     assert backups.existing(db) == taken[-2:] and not list((tmp_path / "backups").glob("*.partial"))
 
 
+def test_a_missing_store_is_not_backed_up_as_an_empty_one(tmp_path):
+    db = tmp_path / "miner.db"
+    filled_store(db)
+    good = backups.take(db, "scheduled")
+    db.unlink()  # lost: the newest backup must stay the one to restore
+    with pytest.raises(backups.BackupFailed, match=f"no store at {db} to back up"):
+        backups.take(db, "manual")
+    assert not db.exists() and backups.newest(db) == good
+
+
+def test_copies_left_by_a_killed_backup_are_removed_by_the_next_once_abandoned(tmp_path):
+    db = tmp_path / "miner.db"
+    filled_store(db)
+    backups.take(db, "scheduled")
+    killed = "miner-20261204T010203000000Z-scheduled.db.partial"
+    left = [tmp_path / "backups" / f"{killed}{end}" for end in ("", "-journal")]
+    in_progress = tmp_path / "backups" / "miner-20261204T050505000000Z-manual.db.partial"  # another process's, now
+    for copy in [*left, in_progress]:
+        copy.write_bytes(bytes(4096))
+    for copy in left:
+        os.utime(copy, (0, 0))
+    backups.take(db, "scheduled")
+    assert not any(copy.exists() for copy in left) and in_progress.exists()
+
+
 def test_an_older_store_is_backed_up_before_its_upgrade_and_keeps_its_jobs(tmp_path):
     db = tmp_path / "miner.db"
     ids = filled_store(db)
