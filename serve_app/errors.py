@@ -67,12 +67,13 @@ class CannotStart(MinerError):
 
 @contextlib.contextmanager
 def disk_full_is_storage_full(where: str):
-    """SQLite's SQLITE_FULL or the system's ENOSPC inside the block becomes ``StorageFull`` naming ``where``."""
+    """SQLite's SQLITE_FULL or the system's ENOSPC (or EDQUOT) inside the block becomes ``StorageFull`` naming
+    ``where``."""
     try:
         yield
     except (sqlite3.OperationalError, OSError) as exc:
         full = (exc.sqlite_errorcode == sqlite3.SQLITE_FULL if isinstance(exc, sqlite3.OperationalError)
-                else exc.errno == errno.ENOSPC)
+                else exc.errno in (errno.ENOSPC, errno.EDQUOT))  # no room, or none left to this user
         if not full:
             raise
         raise StorageFull.at(where) from None

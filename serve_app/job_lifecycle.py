@@ -89,6 +89,7 @@ class JobLifecycle:
             if job_id in self._cancelled:  # cancelled before a restart: no need to wait for a slot
                 raise Stopped
             async with self._slot():
+                await self._resume_if_paused(job_id)
                 while True:
                     job = self._job(job_id)
                     try:
@@ -104,6 +105,18 @@ class JobLifecycle:
             await self._end_early(job_id, getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}")
         finally:
             self._cancelled.discard(job_id)  # per-job memory ends with the job (events live in the store)
+
+    async def _resume_if_paused(self, job_id: str) -> None:
+        """A job paused by a full disk when the service stopped resumes now (its followers are told so), or pauses
+        again if the disk is still full."""
+        if self._job(job_id)["status"] != "paused":
+            return
+        try:
+            with self.store.transaction():
+                self.store.set_status(job_id, "running")
+                self._emit_engine(job_id, Resumed())
+        except StorageFull as exc:
+            await self._pause_until_writable(job_id, exc.message)
 
     async def _pause_until_writable(self, job_id: str, reason: str) -> None:
         """The disk is full: store (in the room the reserve leaves) that the job is paused, then wait until the

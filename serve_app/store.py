@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -113,6 +114,9 @@ class JobStore:
             check_integrity(self.path, self._db)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            if sys.platform == "darwin":  # macOS's fsync stops at the drive's cache; F_FULLFSYNC reaches the disk
+                self._db.execute("PRAGMA fullfsync=ON")
+                self._db.execute("PRAGMA checkpoint_fullfsync=ON")
             self._upgrade()
             self._marked = mark_jobs_held(self.path, self.count_jobs())
         except (sqlite3.DatabaseError, StoreUnusable) as exc:

@@ -92,3 +92,26 @@ def test_a_failing_job_whose_end_meets_a_full_disk_still_ends_failed_with_its_er
     job = store.get_job(job_id)
     assert job["status"] == "failed" and job["error"] == "ValueError: its candles changed"
     assert [e["type"] for e in store.events_after(job_id, 0)] == ["failed"]
+
+
+def test_a_job_paused_when_the_service_stopped_is_told_resumed_when_it_starts_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(job_lifecycle, "PAUSE_PROBE_S", 0.01)
+    store, reserve, job_id = a_store_with_one_running_job(tmp_path)
+    store.set_status(job_id, "paused")
+    lifecycle = OneJob(store, reserve)
+    lifecycle.mined = 1  # no full disk this time
+    asyncio.run(lifecycle._run(job_id))
+    assert store.get_job(job_id)["status"] == "running"
+    assert [e["type"] for e in store.events_after(job_id, 0)] == ["resumed"]
+
+
+def test_a_job_paused_when_the_service_stopped_pauses_again_if_the_disk_is_still_full(tmp_path, monkeypatch):
+    monkeypatch.setattr(job_lifecycle, "PAUSE_PROBE_S", 0.01)
+    store, reserve, job_id = a_store_with_one_running_job(tmp_path)
+    store.set_status(job_id, "paused")
+    left = full_once_when_set(store, monkeypatch, "running")
+    lifecycle = OneJob(store, reserve)
+    lifecycle.mined = 1
+    asyncio.run(lifecycle._run(job_id))
+    assert not left and store.get_job(job_id)["status"] == "running"
+    assert [e["type"] for e in store.events_after(job_id, 0)] == ["paused", "resumed"]
