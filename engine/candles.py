@@ -18,6 +18,7 @@ import pandas as pd
 REQUIRED_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 PRICE_COLUMNS = ("open", "high", "low", "close")
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
+LATEST_TIMESTAMP = 4_102_444_800  # 2100-01-01 UTC: later ones are a unit mistake, and break date arithmetic
 _EPOCH_MS_THRESHOLD = 1e11  # epoch seconds stay below this until the year 5138
 
 
@@ -126,6 +127,8 @@ def candles_from_arrays(timestamp, open_, high, low, close, volume, *, source: s
             more = f" ({bad.size} rows have this problem)" if bad.size > 1 else ""
             raise CandleDataError(message + more, source=source, row=int(bad[0]) + row_offset, column=column)
 
+    fail_where((columns["timestamp"] < 0) | (columns["timestamp"] >= LATEST_TIMESTAMP), "timestamp",
+               "timestamp out of range: times must fall between 1970 and 2100 (epoch seconds or milliseconds)")
     for name in ("open", "high", "low", "close", "volume"):
         fail_where(~np.isfinite(columns[name]), name, "value is missing, NaN or infinite")
     for name in PRICE_COLUMNS:
@@ -156,14 +159,34 @@ def load_candles(path: str | Path) -> Candles:
         frame, row_offset = pd.read_parquet(path), 1
         frame = frame.astype({c: str for c in frame.columns if frame[c].dtype == object})
     elif suffix in (".csv", ".csv.gz", ".txt", ""):  # pandas reads gzip by the file name
-        try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except pd.errors.EmptyDataError:
-            raise CandleDataError("the file is empty", source=source) from None
+        frame = _read_csv(path, source)
         row_offset = 2
     else:
         raise CandleDataError(f"unsupported file type '{suffix}': use .csv, .csv.gz or .parquet", source=source)
     return _candles_from_frame(frame, source, row_offset)
+
+
+def _read_csv(path: Path, source: str) -> pd.DataFrame:
+    """Every field as text; what cannot be read as a CSV is a ``CandleDataError`` saying why, never pandas' own."""
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise CandleDataError("the file is empty", source=source) from None
+    except UnicodeDecodeError:
+        raise CandleDataError("the file is not UTF-8 text: save it as a plain CSV (compressed, it must be named "
+                              ".csv.gz and sit in the data folder)", source=source) from None
+    except pd.errors.ParserError as exc:
+        reason = str(exc).strip().removeprefix("Error tokenizing data. C error: ")
+        raise CandleDataError(f"not a well-formed CSV: {reason}", source=source) from None
+    except (OSError, EOFError) as exc:  # a .csv.gz that is not gzip, or cut short
+        raise CandleDataError(f"the file cannot be read: {exc or type(exc).__name__}", source=source) from None
+    if not isinstance(frame.index, pd.RangeIndex):  # pandas made the fields beyond the header's into an index
+        named = {str(name).strip().lower() for name in frame.columns}
+        missing = [name for name in REQUIRED_COLUMNS if name not in named]
+        hint = f": the header lacks {', '.join(missing)}" if missing else " (a comma too many?)"
+        raise CandleDataError(f"the rows have more fields than the header's {len(frame.columns)}{hint}", source=source,
+                              row=2, column=missing[0] if missing else None)
+    return frame
 
 
 def _candles_from_frame(frame: pd.DataFrame, source: str, row_offset: int) -> Candles:
@@ -201,7 +224,11 @@ def _parse_timestamps(raw: pd.Series, source: str, row_offset: int) -> np.ndarra
     numeric = pd.to_numeric(raw, errors="coerce")
     if pd.api.types.is_numeric_dtype(raw) or numeric.notna().all():
         seconds = numeric.to_numpy(dtype=np.float64)
-        if np.nanmax(np.abs(seconds)) > _EPOCH_MS_THRESHOLD:
+        if not np.isfinite(seconds).all():
+            bad = int(np.flatnonzero(~np.isfinite(seconds))[0])
+            raise CandleDataError(f"'{raw.iloc[bad]}' is not a timestamp", source=source, row=bad + row_offset,
+                                  column="timestamp")
+        if np.abs(seconds).max() > _EPOCH_MS_THRESHOLD:
             seconds = seconds / 1000.0
         return np.floor(seconds).astype(np.int64)
     parsed = pd.to_datetime(raw, utc=True, errors="coerce", format="ISO8601")

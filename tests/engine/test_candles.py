@@ -1,3 +1,5 @@
+import gzip
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -76,7 +78,10 @@ def test_fingerprint_changes_with_content(tmp_path):
 @pytest.mark.parametrize(
     ("rows", "header", "row", "column", "words"),
     [
-        (GOOD_ROWS, "timestamp,low,high,open,close\n", None, "volume", "missing column(s) volume"),
+        (GOOD_ROWS, "timestamp,low,high,open,close\n", 2, "volume",
+         "more fields than the header's 5: the header lacks volume"),
+        ([r.rsplit(",", 1)[0] for r in GOOD_ROWS], "timestamp,low,high,open,close\n", None, "volume",
+         "missing column(s) volume"),
         ([GOOD_ROWS[0], "2025-07-01 00:05:00,100,102,abc,101,4"], HEADER, 3, "open", "'abc' is not a number"),
         ([GOOD_ROWS[0], "2025-07-01 00:05:00,100,102,100.5,NaN,4"], HEADER, 3, "close", "NaN"),
         ([GOOD_ROWS[0], GOOD_ROWS[0].replace(",99,", ",98,")], HEADER, 3, "timestamp", "duplicate timestamp"),
@@ -88,6 +93,12 @@ def test_fingerprint_changes_with_content(tmp_path):
         (["yesterday,99,101,100,100.5,3"], HEADER, 2, "timestamp", "is not a timestamp"),
         (["1751328000,99,101,100,100.5,3", " ,99,101,100,100.5,3"], HEADER, 3, "timestamp", "timestamp is missing"),
         ([], HEADER, None, None, "no candles"),
+        (["inf,99,101,100,100.5,3"], HEADER, 2, "timestamp", "'inf' is not a timestamp"),
+        (["100000000000000000,99,101,100,100.5,3"], HEADER, 2, "timestamp", "timestamp out of range"),  # year 3e6
+        (["2150-01-01 00:00:00,99,101,100,100.5,3"], HEADER, 2, "timestamp", "between 1970 and 2100"),
+        (["1751328000,99,101,100,100.5,3,7,8"], HEADER, 2, None, "more fields than the header's 6"),
+        ([GOOD_ROWS[0], "1,2,3,4,5,6,7,8,9"], HEADER, None, None, "not a well-formed CSV: Expected 6 fields in line 3"),
+        (['"1751328000,99,101,100,100.5,3'], HEADER, None, None, "not a well-formed CSV: EOF inside string"),
     ],
 )
 def test_bad_files_name_file_row_and_column(tmp_path, rows, header, row, column, words):
@@ -110,6 +121,20 @@ def test_counts_rows_sharing_a_problem(tmp_path):
     rows = [GOOD_ROWS[0], "2025-07-01 00:05:00,100,102,x,101,4", "2025-07-01 00:10:00,100,102,y,101,4"]
     with pytest.raises(CandleDataError, match=r"\(2 rows have this problem\)"):
         load_candles(write(tmp_path, rows))
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("c.csv", gzip.compress((HEADER + GOOD_ROWS[0]).encode()), "not UTF-8 text"),  # gzipped, named .csv
+    ("c.csv", (HEADER + GOOD_ROWS[0]).encode("utf-16"), "not UTF-8 text"),
+    ("c.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "not UTF-8 text"),
+    ("c.csv.gz", (HEADER + GOOD_ROWS[0]).encode(), "cannot be read: Not a gzipped file"),
+    ("c.csv.gz", gzip.compress((HEADER + "\n".join(GOOD_ROWS)).encode())[:40], "cannot be read"),  # cut short
+])
+def test_files_that_are_not_csv_text_are_refused_saying_why(tmp_path, name, content, words):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CandleDataError, match=words):
+        load_candles(path)
 
 
 def test_unsupported_extension(tmp_path):
