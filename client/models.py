@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from schema.costs import Costs
 from schema.job import JobParameters
@@ -28,8 +28,9 @@ class JobSpec(_Wire, JobParameters):
 
     dataset: str = Field(min_length=1, max_length=200, description="dataset name, see GET /v1/datasets")
     costs: Costs | None = None
-    evaluator: str | None = Field(None, description="evaluator name (its latest version) or exact version "
-                                                    "id (name@hash); default: the service's default")
+    evaluator: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,39}(@[0-9A-Za-z]{1,64})?$",
+                                  description="evaluator name (its latest version) or exact version id (name@hash); "
+                                              "default: the service's default")
 
 
 class JobStatus(StrEnum):
@@ -246,7 +247,9 @@ class EvaluatorPush(_Wire):
     """A new evaluator version: module source defining ``score(m, **params)`` and optional ``PARAMS``."""
 
     source: str = Field(min_length=1, max_length=200_000)
-    params: dict[str, float] = Field(default_factory=dict, description="overrides of the module's PARAMS")
+    params: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")],
+                 Annotated[float, Field(allow_inf_nan=False)]] = Field(
+        default_factory=dict, description="overrides of the module's PARAMS: names of its parameters, finite numbers")
     make_default: bool = Field(False, description="use it for jobs that do not name an evaluator")
 
 

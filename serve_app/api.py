@@ -384,7 +384,7 @@ class MinerAPI:
         if not (_token_matches(websocket.app.state.token, presented) or dashboard.TICKETS.redeem(ticket)):
             await _refuse(websocket, ERRORS["unauthorized"], "missing or wrong token or ticket")
             return
-        if not (since.isdigit() and int(since) < 2**63):
+        if not (since.isascii() and since.isdigit() and int(since) < 2**63):  # "²" is a digit to isdigit()
             await _refuse(websocket, ERRORS["bad_request"], f"since must be a whole number >= 0, got '{since[:40]}'")
             return
         try:

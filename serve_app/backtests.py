@@ -82,13 +82,13 @@ def window_of(dataset: Dataset, start: datetime | None, end: datetime | None) ->
         at = int(np.ceil(start.timestamp()))
         if not info.first_time <= at <= info.last_time:
             raise FieldRefused.at("start", f"is outside the data: {span}; leave it out to start at the first bar",
-                                  value=_when(at))
+                                  value=start.isoformat())  # as given: a time of year 1 has no epoch seconds here
         lo = int(np.searchsorted(timestamps, at, side="left"))
     if end is not None:
         at = int(np.ceil(end.timestamp()))
         if not info.first_time < at <= after_last:
             raise FieldRefused.at("end", f"is outside the data: {span}; leave it out to end with the last bar",
-                                  value=_when(at))
+                                  value=end.isoformat())
         hi = int(np.searchsorted(timestamps, at, side="left"))
     if hi - lo < MIN_WINDOW_BARS:
         field = "end" if end is not None else "start" if start is not None else "dataset"

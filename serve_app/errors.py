@@ -18,7 +18,8 @@ class MinerError(Exception):
     kind: ErrorKind = ERRORS["bad_request"]
 
     def __init__(self, message: str):
-        super().__init__(message)
+        message = message.encode("utf-8", "backslashreplace").decode()  # a lone surrogate echoed from a request
+        super().__init__(message)                                        # could not cross Ray: the actor died
         self.message = message
 
 

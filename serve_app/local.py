@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"miner service up at {url} (docs: {url}/docs); API token in {state / 'token'}, "
                       f"admin token (pushing evaluators) in {state / 'admin_token'}")
         with MinerClient(url, token) as client:
-            names = [d.name for d in client.datasets()]
-            dataset = args.dataset or next((n for n in names if n != "synthetic"), "synthetic")
+            # the first file of --data-dir: never an upload of an earlier session, which may be too short to mine
+            in_data_dir = [d.name for d in client.datasets() if d.source == "data_dir"]
+            dataset = args.dataset or next(iter(in_data_dir), "synthetic")
             if dataset == "synthetic":
                 console.print("[yellow]mining on SYNTHETIC candles (no --data-dir file given)")
             job = client.submit(JobSpec(dataset=dataset, population=args.population, generations=args.generations,

@@ -100,6 +100,8 @@ CASES = {
                              "is outside the data: dataset 'synthetic' runs from 2025-01-01T00:00:00Z"),
     "start before the data": ({"start": "2024-12-31"}, 422, "invalid_data", "start", "is outside the data"),
     "end after the data": ({"end": "2035-01-01"}, 422, "invalid_data", "end", "is outside the data"),
+    "start in year 1": ({"start": "0001-01-01T00:00:00+14:00"}, 422, "invalid_data", "start", "is outside the data"),
+    "end in year 9999": ({"end": "9999-12-31T23:59:59-14:00"}, 422, "invalid_data", "end", "is outside the data"),
     "too few bars": ({"start": iso(FIRST), "end": iso(FIRST + 99 * 300)}, 422, "invalid_data", "end",
                      "the window holds 99 bars; a backtest needs at least 100"),
     "a negative fee": ({"costs": {"fee_bps": -1}}, 422, "invalid_request", "costs.fee_bps", "greater than"),

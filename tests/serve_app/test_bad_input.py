@@ -3,6 +3,7 @@ problem, and leaves the store exactly as it was. One table, over real HTTP and W
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
 
 import httpx
@@ -88,6 +89,7 @@ CASES = [
     Bad("unknown evaluator", "POST", "/v1/jobs", 404, "unknown evaluator 'sharp'; known evaluators: balanced",
         json=job(evaluator="sharp")),
     Bad("unknown evaluator version", "POST", "/v1/jobs", 404, "balanced@000000", json=job(evaluator="balanced@000000")),
+    Bad("evaluator as a lone surrogate", "POST", "/v1/jobs", 422, "evaluator", json=job(evaluator="\udc80")),
     # unknown jobs, bad query parameters
     Bad("status of an unknown job", "GET", "/v1/jobs/zzz", 404, "unknown job 'zzz'"),
     Bad("result of an unknown job", "GET", "/v1/jobs/zzz/result", 404, "unknown job 'zzz'"),
@@ -101,6 +103,12 @@ CASES = [
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
     Bad("evaluator parameter as text", "PUT", "/v1/evaluators/mine", 422, "params.w",
         json={"source": "def score(m):\n    return m.sharpe\n", "params": {"w": "heavy"}},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+    Bad("evaluator parameter named with a lone surrogate", "PUT", "/v1/evaluators/mine", 422, "params",
+        json={"source": "def score(m):\n    return 0\n", "params": {"\udc80": 1}},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
+    Bad("evaluator parameter not finite", "PUT", "/v1/evaluators/mine", 422, "params.w",
+        json={"source": "PARAMS = {'w': 1}\n\n\ndef score(m, w):\n    return w\n", "params": {"w": float("inf")}},
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}),
     *[Bad(f"evaluator named {name!r}", "PUT", f"/v1/evaluators/{name}", 422, "name",
           json={"source": "def score(m):\n    return m.sharpe\n"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
@@ -124,6 +132,9 @@ CASES = [
     upload("close_outside_bar", csv(HEADER, "1751328000,100,101,99,150,3"), 422, "close is outside the bar"),
     upload("bad_timestamp", csv(HEADER, "yesterday,100,101,99,100.5,3"), 422, "'yesterday' is not a timestamp"),
     upload("missing_timestamp", csv(HEADER, GOOD_ROW, ",100.5,102,100,101,4"), 422, "timestamp is missing"),
+    upload("gzipped", gzip.compress(csv(HEADER, GOOD_ROW)), 422, "not UTF-8 text"),
+    upload("ragged_row", csv(HEADER, GOOD_ROW, "1,2,3,4,5,6,7,8,9"), 422, "not a well-formed CSV"),
+    upload("far_future", csv(HEADER, "100000000000000000,100,101,99,100.5,3"), 422, "timestamp out of range"),
 ]
 
 
@@ -144,9 +155,11 @@ def test_a_bad_request_gets_a_4xx_that_names_the_problem_and_changes_nothing(ser
     [("real", "abc", None, 400, "since must be a whole number"),
      ("real", "-1", None, 400, "since must be a whole number"),
      ("real", "9" * 30, None, 400, "since must be a whole number"),
+     ("real", "\u00b2", None, 400, "since must be a whole number"),
      ("real", "0", "nope", 401, "wrong token"),
      ("no-such-job", "0", None, 404, "unknown job 'no-such-job'")],
-    ids=["since not a number", "negative since", "since beyond 64 bits", "wrong token", "unknown job"])
+    ids=["since not a number", "negative since", "since beyond 64 bits", "since a superscript digit", "wrong token",
+         "unknown job"])
 def test_a_bad_event_stream_request_is_closed_with_a_code_that_names_the_problem(service, client, job_id, since,
                                                                                   token, status, words):
     if job_id == "real":
