@@ -54,10 +54,18 @@ async def _miner_error(request: Request, exc: MinerError) -> JSONResponse:
     return _answer(exc.kind, exc.message, getattr(exc, "details", None))  # details: the fields at fault, if named
 
 
+def _refused_field(error: dict) -> dict[str, str]:
+    """One validation error as the field at fault and why; a body that is not JSON is the body's fault (its ``loc``
+    ends with the character where the JSON went wrong, not a field)."""
+    if error["type"] == "json_invalid":
+        why = error.get("ctx", {}).get("error", error["msg"])
+        return {"field": "body", "message": f"not valid JSON at character {error['loc'][-1]}: {why}"}
+    return {"field": ".".join(str(p) for p in error["loc"] if p != "body"), "message": error["msg"]}
+
+
 @app.exception_handler(RequestValidationError)
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    details = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "message": e["msg"]}
-               for e in exc.errors()]
+    details = [_refused_field(e) for e in exc.errors()]
     summary = "; ".join(f"{d['field'] or 'body'}: {d['message']}" for d in details)
     return _answer(ERRORS["invalid_request"], summary, details)
 

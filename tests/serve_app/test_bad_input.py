@@ -60,8 +60,10 @@ CASES = [
     Bad("ordinary token pushes an evaluator", "PUT", "/v1/evaluators/mine", 403, "admin token",
         json={"source": "def score(m):\n    return m.sharpe\n"}),
     # job specs: malformed, wrong types, out of range, unknown names
-    Bad("malformed JSON", "POST", "/v1/jobs", 422, "JSON", content=b'{"dataset": "synthetic",',
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}),
+    Bad("malformed JSON", "POST", "/v1/jobs", 422, "body: not valid JSON at character",
+        content=b'{"dataset": "synthetic",', headers=as_json(TOKEN)),
+    Bad("bytes after the JSON", "POST", "/v1/jobs", 422, "body: not valid JSON at character 24",
+        content=b'{"dataset": "synthetic"}xx', headers=as_json(TOKEN)),
     Bad("a list instead of an object", "POST", "/v1/jobs", 422, "valid dictionary", json=[1, 2]),
     Bad("population as text", "POST", "/v1/jobs", 422, "population", json=job(population="many")),
     Bad("population too small", "POST", "/v1/jobs", 422, "population", json=job(population=2)),
