@@ -27,7 +27,7 @@ from schema.events import EventData
 from serve_app import backtests, backups, mapping
 from serve_app.config import RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry
-from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, StorageFull, TooMany, Unavailable
+from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, StorageFull, TooMany, Unavailable, shown
 from serve_app.evaluators import EvaluatorRegistry, trial_failure
 from serve_app.job_lifecycle import JobLifecycle
 from serve_app.pool import WorkerPool
@@ -175,7 +175,7 @@ class MinerCoordinator(JobLifecycle):
     def _job(self, job_id: str) -> dict:
         job = self.store.get_job(job_id)
         if job is None:
-            raise NotFound(f"unknown job '{job_id}'")
+            raise NotFound(f"unknown job '{shown(job_id)}'")
         return job
 
     @staticmethod

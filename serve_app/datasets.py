@@ -24,7 +24,7 @@ from engine.candles import CandleDataError, Candles, load_candles
 from engine.features import FeatureStore
 from engine.settings import DEFAULT_PERIOD_MENU
 from engine.synthetic import synthetic_candles
-from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge, disk_full_is_storage_full
+from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge, disk_full_is_storage_full, shown
 from serve_app.private import private_dir, sync_folder
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -128,7 +128,7 @@ class DatasetRegistry:
                 raise InvalidData(f"dataset '{name}' cannot be used: {self._errors[name]}")
             if name not in self._datasets:
                 known = ", ".join(sorted(self._datasets)) or "none"
-                raise NotFound(f"unknown dataset '{name}'; available: {known}")
+                raise NotFound(f"unknown dataset '{shown(name)}'; available: {known}")
             return self._datasets[name]
 
     def mined(self, dataset: Dataset) -> None:

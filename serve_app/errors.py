@@ -14,6 +14,11 @@ import sqlite3
 from schema.errors import ERRORS, ErrorKind
 
 
+def shown(name: str, limit: int = 100) -> str:
+    """A name from a request, as an error repeats it: cut short, so a megabyte of id is not echoed back whole."""
+    return name if len(name) <= limit else f"{name[:limit]}... ({len(name):,} characters)"
+
+
 class MinerError(Exception):
     kind: ErrorKind = ERRORS["bad_request"]
 

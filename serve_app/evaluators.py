@@ -16,7 +16,7 @@ import ray
 
 from client.models import EvaluatorInfo
 from engine.evaluator import DEFAULT_EVALUATOR, Evaluator, EvaluatorError, EvaluatorSource, builtin_sources
-from serve_app.errors import InvalidData, NotFound
+from serve_app.errors import InvalidData, NotFound, shown
 from serve_app.sandbox import Sandbox, SandboxedEvaluator
 from serve_app.store import JobStore
 
@@ -47,7 +47,7 @@ class EvaluatorRegistry:
         record = self.store.latest_evaluator(name)
         if record is None:
             known = ", ".join(sorted({r["name"] for r in self.store.list_evaluators()}))
-            raise NotFound(f"unknown evaluator '{name}'; known evaluators: {known}")
+            raise NotFound(f"unknown evaluator '{shown(name)}'; known evaluators: {known}")
         return record
 
     def resolve(self, name_or_version: str | None) -> dict:
@@ -57,7 +57,7 @@ class EvaluatorRegistry:
         if "@" in name_or_version:
             record = self.store.get_evaluator(name_or_version)
             if record is None:
-                raise NotFound(f"unknown evaluator version '{name_or_version}'")
+                raise NotFound(f"unknown evaluator version '{shown(name_or_version)}'")
             return record
         return self.latest(name_or_version)
 
