@@ -7,13 +7,15 @@ from the cache, silently, or crash where an array layout changed. Hence the engi
 after a hash of all of its source files (``engine.sources``): any change to any of them compiles afresh.
 
 Where: ``engine/__pycache__/numba-<hash>`` (Numba's own default is that ``__pycache__``), the folders of earlier
-sources removed; under ``$NUMBA_CACHE_DIR/engine-<hash>`` when that is set (a folder others may share: nothing is
-removed there); in the user's cache folder when the source tree is read-only; in a new temporary folder when
-nothing else can be written.
+sources removed unless a running process still uses them (each holds a shared lock on its folder's ``.in-use``);
+under ``$NUMBA_CACHE_DIR/engine-<hash>`` when that is set (a folder others may share: nothing is removed there); in
+the user's cache folder when the source tree is read-only; in a new temporary folder when nothing else can be
+written.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
@@ -22,6 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engine.sources import DIGEST, SOURCES
+
+IN_USE = ".in-use"  # a marker each process using a cache folder holds a shared lock on
+_HELD: list[int] = []  # this process's marker, kept open
 
 
 def _writable(folder: Path) -> bool:
@@ -32,11 +37,34 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK)
 
 
+def _mark_in_use(folder: Path) -> None:
+    """Hold a shared lock on the folder's marker for the rest of this process's life: no process running newer
+    sources prunes a cache that this one may still write to (Ray workers started before a ``git pull``)."""
+    try:
+        descriptor = os.open(folder / IN_USE, os.O_RDONLY | os.O_CREAT, 0o644)
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
+    except OSError:
+        return
+    _HELD.append(descriptor)  # released by the system when the process ends
+
+
 def _prune(pycache: Path, keep: Path) -> None:
-    """Remove the caches of earlier sources (best effort: another process may be doing the same)."""
+    """Remove the caches of earlier sources that no running process uses (best effort: another process may be
+    doing the same)."""
     for old in pycache.glob("numba-*"):
-        if old != keep and old.is_dir():
+        if old == keep or not old.is_dir():
+            continue
+        try:
+            descriptor = os.open(old / IN_USE, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while removing: no process takes it up
             shutil.rmtree(old, ignore_errors=True)
+        except BlockingIOError:  # a process of those sources is running
+            pass
+        finally:
+            os.close(descriptor)
     for stray in [*pycache.glob("*.nbi"), *pycache.glob("*.nbc")]:  # in-tree caches from before this module
         stray.unlink(missing_ok=True)
 
@@ -79,6 +107,7 @@ def use_cache_of_these_sources() -> Path:
     if folder is None:
         folder = Path(tempfile.mkdtemp(prefix=f"engine-{DIGEST}-"))
     elif folder.parent == pycache:
+        _mark_in_use(folder)
         _prune(pycache, folder)
     os.environ["NUMBA_CACHE_DIR"] = str(folder)
     if config is not None:

@@ -113,3 +113,21 @@ def test_where_nothing_can_be_written_a_private_temporary_folder_is_used(monkeyp
         assert list(numba_cache._candidates(str(folder), Path("/nowhere"))) == [folder]  # a child keeps it
     finally:
         folder.rmdir()
+
+
+def test_the_cache_of_earlier_sources_is_kept_while_a_process_running_them_lives(engine_copy):
+    """Ray workers started before a `git pull` may still compile into their cache: it goes once they have ended."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")} | {"PYTHONPATH": str(engine_copy)}
+    running = subprocess.Popen([sys.executable, "-c", f"{READ}; import sys; sys.stdin.read()"], cwd=engine_copy,
+                               env=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert running.stdout.readline().strip() == "1"  # it runs the first sources, and holds their cache
+        (earlier,) = (engine_copy / "engine" / "__pycache__").glob("numba-*")
+        (engine_copy / "engine" / "_probe_callee.py").write_text(CALLEE.format(2))
+        assert read_in_fresh_process(engine_copy) == "2"
+        assert earlier.is_dir() and cache_indexes(earlier)  # in use: kept
+    finally:
+        running.stdin.close()
+        running.wait(timeout=60)
+    assert read_in_fresh_process(engine_copy) == "2"
+    assert not earlier.exists()  # no process uses it any more: pruned
