@@ -259,7 +259,8 @@ class MiningSession(SearchRun):
         validation = verdict(
             permutations=s.permutations, best_fitness=None if best is None else self.search.best_fitness,
             copies_best=copies if complete else None, strategies_tried=self.trials.count,
-            meets_min_trades=trades >= s.min_trades, min_trades=s.min_trades, trade_returns=returns,
+            meets_min_trades=trades >= s.min_trades, min_trades=s.min_trades,
+            training_pnl=sum(f.metrics["net_pnl"] for f in folds), trade_returns=returns,
             sharpe_variance=self.trials.sharpe_variance)
         return MiningResult(
             best_genome=None if best is None else decode(best),

@@ -144,15 +144,21 @@ def deflated_sharpe(returns: np.ndarray, trials: int, sharpe_variance: float) ->
 
 
 def verdict(*, permutations: int, best_fitness: float | None, copies_best: list[float] | None,
-            strategies_tried: int, meets_min_trades: bool, min_trades: int, trade_returns: np.ndarray,
-            sharpe_variance: float) -> Validation:
-    """The verdict and its evidence. ``copies_best`` None: the test did not run to the end."""
+            strategies_tried: int, meets_min_trades: bool, min_trades: int, training_pnl: float,
+            trade_returns: np.ndarray, sharpe_variance: float) -> Validation:
+    """The verdict and its evidence. ``copies_best`` None: the test did not run to the end.
+
+    ``edge`` needs the best strategy to end its training folds in profit after costs (``training_pnl``, their net
+    PnL together), besides the test: the test shows that the search finds something in the real data that it does
+    not find in shuffled copies, which a strategy can do while still losing less than the copies' best, not money
+    a trader keeps."""
     dsr = deflated_sharpe(trade_returns, strategies_tried, sharpe_variance)
     sharpe, benchmark, deflated = dsr if dsr else (None, None, None)
     tried = f"{strategies_tried:,} strategies tried"
+    profitable = training_pnl > 0.0
     common = dict(permutations=permutations, best_fitness=best_fitness, strategies_tried=strategies_tried,
-                  meets_min_trades=meets_min_trades, sharpe_per_trade=sharpe, deflated_sharpe=deflated,
-                  expected_max_sharpe=benchmark)
+                  meets_min_trades=meets_min_trades, profitable_in_training=profitable, sharpe_per_trade=sharpe,
+                  deflated_sharpe=deflated, expected_max_sharpe=benchmark)
     if permutations == 0 or copies_best is None or best_fitness is None:
         why = "no permutation test was asked for (permutations 0)" if permutations == 0 else \
             "the job ended before the permutation test ran"
@@ -164,10 +170,13 @@ def verdict(*, permutations: int, best_fitness: float | None, copies_best: list[
     if not meets_min_trades:
         evidence = f"no evidence of an edge: the best strategy made fewer than {min_trades} training trades; " \
                    f"{over}; {tried}"
+    elif p <= SIGNIFICANCE and not profitable:
+        evidence = f"no tradable edge: the search found structure that shuffled copies lack ({over}), but the " \
+                   f"best strategy loses after costs on its training folds (net {training_pnl:+,.2f}); {tried}"
     elif p <= SIGNIFICANCE:
         evidence = f"evidence of an edge: {over}; {tried}"
     else:
         evidence = f"no evidence of an edge: {over}; {tried}"
-    edge = meets_min_trades and p <= SIGNIFICANCE
+    edge = meets_min_trades and profitable and p <= SIGNIFICANCE
     return Validation(verdict="edge" if edge else "no_edge", p_value=p, copies_best_fitness=copies_best,
                       evidence=evidence, **common)

@@ -60,6 +60,9 @@ class Validation(_Record):
     best_fitness: float | None = Field(description="the real search's best fitness")
     strategies_tried: int = Field(description="distinct strategies the real search evaluated")
     meets_min_trades: bool = Field(description="the best strategy made at least min_trades training trades")
+    profitable_in_training: bool | None = Field(None, description="the best strategy's training folds end in "
+                                                                  "profit after costs, together; `edge` needs it "
+                                                                  "(None: a result from before it was recorded)")
     sharpe_per_trade: float | None = Field(None, description="mean / std of the best strategy's trade returns")
     deflated_sharpe: float | None = Field(
         None, description="probability that the per-trade Sharpe beats the best of `strategies_tried` "

@@ -74,7 +74,8 @@ def test_the_count_of_distinct_strategies_holds_over_many_overlapping_generation
 
 
 def test_verdict_rules():
-    common = dict(strategies_tried=100, min_trades=30, trade_returns=np.zeros(0), sharpe_variance=0.0)
+    common = dict(strategies_tried=100, min_trades=30, trade_returns=np.zeros(0), sharpe_variance=0.0,
+                  training_pnl=120.0)
     assert verdict(permutations=19, best_fitness=3.0, copies_best=[1.0] * 19, meets_min_trades=True,
                    **common).verdict == "edge"
     assert verdict(permutations=19, best_fitness=3.0, copies_best=[1.0] * 18 + [3.5], meets_min_trades=True,
@@ -85,6 +86,12 @@ def test_verdict_rules():
     assert off.verdict == "not_validated" and off.p_value is None and "permutations 0" in off.evidence
     cut = verdict(permutations=19, best_fitness=3.0, copies_best=None, meets_min_trades=True, **common)
     assert cut.verdict == "not_validated" and "ended before" in cut.evidence
+    # beating every copy is not enough: a strategy that loses after costs is no edge to trade
+    losing = verdict(permutations=19, best_fitness=-0.26, copies_best=[-1.0] * 19, meets_min_trades=True,
+                     **{**common, "training_pnl": -2_440.0})
+    assert losing.verdict == "no_edge" and losing.p_value == 0.05 and not losing.profitable_in_training
+    assert "no tradable edge" in losing.evidence and "loses after costs on its training folds (net -2,440.00)" \
+        in losing.evidence
 
 
 def test_shuffling_destroys_the_planted_edge():
