@@ -160,11 +160,9 @@ def _is_number(text):
 
 
 def bars_per_year(timestamps):
-    """Seconds per year / the median bar spacing: annualises Sharpe and Sortino."""
-    if len(timestamps) < 2:
-        return 1.0
-    spacing = int(np.median(np.diff(np.array(timestamps, dtype=np.int64))))
-    return SECONDS_PER_YEAR / spacing if spacing > 0 else 1.0
+    """Bars per year as the data has them (bars over the years they span): annualises Sharpe and Sortino."""
+    elapsed = int(timestamps[-1]) - int(timestamps[0]) if len(timestamps) > 1 else 0
+    return (len(timestamps) - 1) * SECONDS_PER_YEAR / elapsed if elapsed > 0 else 1.0
 
 
 # ---- indicators: NaN during warm-up ------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.candles import CandleDataError, load_candles
+from engine.candles import CandleDataError, candles_from_arrays, load_candles
+from engine.synthetic import synthetic_candles
 
 HEADER = "timestamp,low,high,open,close,volume\n"
 GOOD_ROWS = [
@@ -135,6 +136,19 @@ def test_files_that_are_not_csv_text_are_refused_saying_why(tmp_path, name, cont
     path.write_bytes(content)
     with pytest.raises(CandleDataError, match=words):
         load_candles(path)
+
+
+def test_sharpe_is_annualised_by_the_bars_a_year_really_holds(btc_candles):
+    # round the clock without gaps: a year over the bar spacing
+    assert synthetic_candles(1_000).periods_per_year == pytest.approx(365.25 * 86_400 / 300)
+    # the BTC file's two gaps cost it a few bars
+    assert btc_candles.periods_per_year == pytest.approx(365.25 * 86_400 / 300, rel=0.01)
+    # a market open 6.5 hours on weekdays: 78 five-minute bars a day, about 20,000 a year, not 105,000
+    days = pd.bdate_range("2025-01-01", periods=260)
+    stamps = np.concatenate([np.arange(78) * 300 + int(day.timestamp()) + 14 * 3600 + 1800 for day in days])
+    close = np.full(stamps.size, 100.0)
+    session = candles_from_arrays(stamps, close, close, close, close, close)
+    assert session.bar_seconds == 300 and 19_000 < session.periods_per_year < 21_000
 
 
 def test_unsupported_extension(tmp_path):
