@@ -246,8 +246,9 @@ def cmd_show(client: MinerClient, args, console: Console) -> int:
                  f"progress: generation {job.progress.generation}/{job.progress.generations}, "
                  f"{job.progress.evaluations:,} evaluations"]
         if job.best:
-            lines += [f"best so far (generation {job.best.generation}): fitness {job.best.fitness:+.4f}  "
-                      f"pnl {job.best.metrics.get('net_pnl', float('nan')):+,.2f}", f"  {job.best.strategy}"]
+            lines += [f"best so far (generation {job.best.generation + 1}): fitness {job.best.fitness:+.4f}  "
+                      f"net pnl over the training folds {job.best.metrics.get('net_pnl', float('nan')):+,.2f} USD",
+                      f"  {job.best.strategy}"]
         for line in lines:
             console.print(line, markup=False, highlight=False)
         if job.error:

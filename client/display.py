@@ -53,9 +53,9 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                 progress.update(genomes, info=_rate(data.evaluated, event.time - generation_started))
             elif isinstance(data, ev.GenerationBest):
                 evaluations += progress.tasks[genomes].total or 0
-                m = data.metrics
-                line = (f"best fitness {data.best_fitness_so_far:+.3f}  pnl {m['net_pnl']:+,.2f}  "
-                        f"trades {m['trades']:.0f}")
+                m = data.metrics  # the generation's best, its training folds together (each from the same cash)
+                line = (f"this generation's best {data.fitness:+.3f} ({m['trades']:.0f} trades, "
+                        f"{m['net_pnl']:+,.2f} USD over the folds)  best so far {data.best_fitness_so_far:+.3f}")
                 progress.update(generations, completed=data.generation + 1, info=line)
                 if not console.is_terminal:  # piped or logged: one plain line per generation instead of bars
                     rate = _rate(progress.tasks[genomes].total or 0, event.time - generation_started)

@@ -46,9 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _generation_line(event: ev.GenerationBest, generations: int, seconds: float) -> str:
+    """The generation's best strategy (its metrics: the training folds together, each from the same cash)."""
     m = event.metrics
     return (f"gen {event.generation + 1:>3}/{generations}  fitness {event.fitness:+8.3f}  "
-            f"best so far {event.best_fitness_so_far:+8.3f}  pnl {m['net_pnl']:+10.2f} ({m['return_pct']:+.2f}%)  "
+            f"best so far {event.best_fitness_so_far:+8.3f}  fold pnl {m['net_pnl']:+10.2f} USD  "
             f"trades {int(m['trades']):>4}  win {m['win_rate']:.0%}  dd {m['max_drawdown']:.1%}  "
             f"sharpe {m['sharpe']:+.2f}  {seconds:.2f}s")
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import httpx
 import pytest
 
 from client import MinerClient
 from client.cli import glue_secrets, main
-from client.models import JobSpec, JobStatus
+from client.models import BestSoFar, JobSpec, JobStatus
 from schema.errors import ERRORS, ExitCode
 
 from .fake_service import METRICS, STRATEGY, FakeService, Refused, add_ended_early
@@ -89,6 +90,10 @@ def test_submit_follow_shows_each_step_once_then_the_result(miner, fake, capsys)
         "generation 1/3", "generation 2/3", "generation 3/3"]
     assert "validation 1/3  random baseline: best fitness -0.500" in out and "validation 3/3  shuffled copy 2" in out
     assert out.index("validation 3/3") < out.index("VERDICT: no evidence of an edge") < out.index("best strategy:")
+    # each generation's numbers are one strategy's, and the best so far is named as such
+    line = next(line for line in out.splitlines() if line.startswith("generation 3/3"))
+    assert re.search(r"this generation's best [+-]\d\.\d{3} \(\d+ trades, [+-][\d,]+\.\d\d USD over the folds\)  "
+                     r"best so far [+-]\d\.\d{3}$", line), line
 
 
 def test_follow_reconnects_after_drops_and_shows_every_event_once(miner, fake, capsys):
@@ -148,6 +153,15 @@ def test_show_prints_the_status_and_exits_4_for_a_job_that_failed(miner, fake, c
     out = capsys.readouterr().out
     assert f"job {job}: {status.value}" in out and "progress: generation 0/2" in out
     assert ("error: the coordinator lost the dataset" in out) == (status is JobStatus.FAILED)
+
+
+def test_show_numbers_the_best_so_far_s_generation_as_follow_does(miner, fake, capsys):
+    job = fake.add_job(JobStatus.RUNNING)
+    fake.jobs[job] = fake.jobs[job].model_copy(update={"best": BestSoFar(
+        generation=0, fitness=0.25, strategy="LONG when close > sma(20)", genome={}, metrics={"net_pnl": -12.5})})
+    assert miner("show", job) == 0
+    out = capsys.readouterr().out
+    assert "best so far (generation 1): fitness +0.2500  net pnl over the training folds -12.50 USD" in out
 
 
 def test_result_prints_the_verdict_table_and_json(miner, fake, capsys):
