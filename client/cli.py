@@ -706,11 +706,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """A reader that left (``| head``) is no error: the same exit as print's broken pipe below, not rich's
+        ``SystemExit(1)``."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def output_console() -> Console:
     """stdout for people and scripts alike: lines are never wrapped by rich (a long line is the terminal's to
     wrap), and piped output is as wide as it needs to be, so no table is cut."""
-    console = Console(soft_wrap=True)
-    return console if console.is_terminal else Console(soft_wrap=True, width=PIPED_WIDTH)
+    console = _Console(soft_wrap=True)
+    return console if console.is_terminal else _Console(soft_wrap=True, width=PIPED_WIDTH)
 
 
 def _fail(code: ExitCode, message: str) -> int:
