@@ -89,6 +89,7 @@ import csv
 import gzip
 import json
 import math
+import os
 import sys
 from datetime import datetime, timezone
 
@@ -538,5 +539,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (| head): no traceback, the rest goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 '''

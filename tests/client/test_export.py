@@ -149,6 +149,10 @@ def test_the_output_for_people_lists_trades_and_metrics(tmp_path):
     empty = subprocess.run([sys.executable, str(script), str(DATA), "--start", "2030-01-01"], capture_output=True,
                            text=True, timeout=300)
     assert empty.returncode == 1 and empty.stderr == "error: the window holds no bars\n"
+    # | head -1: the reader leaves after a line, quietly
+    piped = subprocess.run(f"{sys.executable} {script} {DATA} | head -1", shell=True, capture_output=True, text=True,
+                           timeout=300, executable="/bin/bash")
+    assert piped.stdout == lines[0] + "\n" and piped.stderr == ""
 
 
 def test_the_json_document_round_trips_into_the_genome():
