@@ -136,7 +136,7 @@ def _mutate_rule(menu, rule):
 
 
 @njit(cache=True, nogil=True)
-def _random_genome(menu, bounds, allow_short, row):
+def _random_genome(menu, bounds, allow_short, stop_required, row):
     row[:] = 0.0
     u = np.random.random()
     n_entry = 1
@@ -147,7 +147,7 @@ def _random_genome(menu, bounds, allow_short, row):
     row[L.DIRECTION] = L.SHORT if allow_short and np.random.random() < 0.5 else L.LONG
     row[L.SIZE] = _draw(bounds, B_SIZE)
     row[L.LEVERAGE] = _draw(bounds, B_LEVERAGE)
-    row[L.STOP_LOSS] = _draw(bounds, B_STOP_LOSS) if np.random.random() < P_STOP else 0.0
+    row[L.STOP_LOSS] = _draw(bounds, B_STOP_LOSS) if np.random.random() < P_STOP or stop_required else 0.0
     row[L.TAKE_PROFIT] = _draw(bounds, B_TAKE_PROFIT) if np.random.random() < P_TARGET else 0.0
     row[L.TRAILING_STOP] = _draw(bounds, B_TRAILING_STOP) if np.random.random() < P_TRAIL else 0.0
     for k in range(n_entry):
@@ -179,7 +179,7 @@ def _mutate_rules(menu, rate, row, offset, count_col, maximum, minimum):
 
 
 @njit(cache=True, nogil=True)
-def _mutate(menu, bounds, allow_short, rate, row):
+def _mutate(menu, bounds, allow_short, stop_required, rate, row):
     """Each gene changes with probability ``rate``; risk genes stay inside the preset's bounds. The optional exits
     (stop, target, trail) switch off, or back on at a fresh level, as well as move."""
     if np.random.random() < rate:
@@ -191,7 +191,7 @@ def _mutate(menu, bounds, allow_short, rate, row):
         if np.random.random() < rate:
             if row[column] == 0.0:
                 row[column] = _draw(bounds, gene)
-            elif np.random.random() < 0.2:
+            elif np.random.random() < 0.2 and not (k == 0 and stop_required):
                 row[column] = 0.0
             else:
                 row[column] = _jitter(row[column], bounds, gene)
@@ -227,21 +227,21 @@ def _crossover(a, b, child):
 
 
 @njit(cache=True, nogil=True)
-def random_population_nb(count, menu, bounds, allow_short, seed):
+def random_population_nb(count, menu, bounds, allow_short, stop_required, seed):
     np.random.seed(seed)
     rows = np.empty((count, L.GENOME_WIDTH))
     for i in range(count):
-        _random_genome(menu, bounds, allow_short, rows[i])
+        _random_genome(menu, bounds, allow_short, stop_required, rows[i])
     return rows
 
 
 @njit(cache=True, nogil=True)
-def mutate_nb(rows, rate, menu, bounds, allow_short, seed):
+def mutate_nb(rows, rate, menu, bounds, allow_short, stop_required, seed):
     """Mutated copies of ``rows``."""
     np.random.seed(seed)
     out = rows.copy()  # a whole-array copy compiles fast; slice-to-slice assignment does not
     for i in range(out.shape[0]):
-        _mutate(menu, bounds, allow_short, rate, out[i])
+        _mutate(menu, bounds, allow_short, stop_required, rate, out[i])
     return out
 
 
@@ -255,7 +255,7 @@ def crossover_nb(mothers, fathers, seed):
 
 
 @njit(cache=True, nogil=True)
-def breed_nb(pool, parents, crossing, rate, menu, bounds, allow_short, seed):
+def breed_nb(pool, parents, crossing, rate, menu, bounds, allow_short, stop_required, seed):
     """One child per row of ``parents`` (mother, father indices into ``pool``): the parents' crossover where
     ``crossing``, else a copy of the mother, then mutated."""
     np.random.seed(seed)
@@ -265,7 +265,7 @@ def breed_nb(pool, parents, crossing, rate, menu, bounds, allow_short, seed):
             _crossover(pool[parents[i, 0]], pool[parents[i, 1]], children[i])
         else:
             _copy(pool[parents[i, 0]], 0, children[i], 0, L.GENOME_WIDTH)
-        _mutate(menu, bounds, allow_short, rate, children[i])
+        _mutate(menu, bounds, allow_short, stop_required, rate, children[i])
     return children
 
 

@@ -20,7 +20,7 @@ class Bounds(_Settings):
 
 
 class RiskPreset(_Settings):
-    """Ranges the GA draws and mutates risk genes in; 0 for take-profit/trailing means 'off'."""
+    """Ranges the GA draws and mutates risk genes in; 0 for a stop, take-profit or trailing stop means 'off'."""
 
     stop_loss: Bounds
     take_profit: Bounds
@@ -28,12 +28,13 @@ class RiskPreset(_Settings):
     size: Bounds
     leverage: Bounds
     allow_short: bool = True
+    stop_required: bool = False  # every strategy has a stop-loss (LOW: a trader asking for low risk expects one)
 
 
 RISK_PRESETS: dict[RiskLevel, RiskPreset] = {
     RiskLevel.LOW: RiskPreset(stop_loss=Bounds(low=0.005, high=0.02), take_profit=Bounds(low=0.005, high=0.04),
                               trailing_stop=Bounds(low=0.005, high=0.02), size=Bounds(low=0.1, high=0.5),
-                              leverage=Bounds(low=1.0, high=1.0)),
+                              leverage=Bounds(low=1.0, high=1.0), stop_required=True),
     RiskLevel.MEDIUM: RiskPreset(stop_loss=Bounds(low=0.005, high=0.04), take_profit=Bounds(low=0.005, high=0.08),
                                  trailing_stop=Bounds(low=0.005, high=0.04), size=Bounds(low=0.25, high=1.0),
                                  leverage=Bounds(low=1.0, high=2.0)),

@@ -26,18 +26,19 @@ class GenomeSpace:
         self.bounds = np.array([[b.low, b.high] for b in (preset.size, preset.leverage, preset.stop_loss,
                                                           preset.take_profit, preset.trailing_stop)])
         self.allow_short = bool(preset.allow_short)
+        self.stop_required = bool(preset.stop_required)
 
     # ---- whole generations -------------------------------------------------------------------------
     def random_population(self, size: int, rng: np.random.Generator) -> np.ndarray:
         """``size`` random genomes as a (size, GENOME_WIDTH) matrix."""
-        return B.random_population_nb(size, self.menu, self.bounds, self.allow_short, _seed(rng))
+        return B.random_population_nb(size, self.menu, self.bounds, self.allow_short, self.stop_required, _seed(rng))
 
     def breed(self, pool: np.ndarray, parents: np.ndarray, crossing: np.ndarray, rate: float,
               rng: np.random.Generator) -> np.ndarray:
         """One mutated child per (mother, father) row of ``parents``, crossed over where ``crossing``."""
         return B.breed_nb(np.ascontiguousarray(pool, dtype=np.float64), np.ascontiguousarray(parents, dtype=np.int64),
                           np.ascontiguousarray(crossing, dtype=np.bool_), float(rate), self.menu, self.bounds,
-                          self.allow_short, _seed(rng))
+                          self.allow_short, self.stop_required, _seed(rng))
 
     # ---- one row -----------------------------------------------------------------------------------
     def random_genome(self, rng: np.random.Generator) -> np.ndarray:
@@ -53,7 +54,7 @@ class GenomeSpace:
         inside the preset's bounds."""
         rows = np.asarray(rows, dtype=np.float64)
         mutated = B.mutate_nb(np.ascontiguousarray(np.atleast_2d(rows)), float(rate), self.menu, self.bounds,
-                              self.allow_short, _seed(rng))
+                              self.allow_short, self.stop_required, _seed(rng))
         return mutated.reshape(rows.shape)
 
     def crossover(self, a: np.ndarray, b: np.ndarray, rng: np.random.Generator) -> np.ndarray:

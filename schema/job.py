@@ -28,7 +28,11 @@ class JobParameters(ValidationSettings, SearchSettings):
     # 1000 x 30 in 9 (10 with 8 islands), while its best on shuffled copies stayed at most 1.01 (docs/research.md)
     population: int = Field(1000, ge=4, le=100_000, description="genomes per generation")
     generations: int = Field(30, ge=1, le=100_000, description="generations the search runs")
-    risk: RiskLevel = Field(RiskLevel.MEDIUM, description="position sizing and stops (case does not matter)")
+    risk: RiskLevel = Field(RiskLevel.MEDIUM, description="the ranges of stops, size and leverage the search draws "
+                                                          "from (case does not matter): LOW always a stop-loss of "
+                                                          "0.5-2 %, size 10-50 %, no leverage; MEDIUM stop 0.5-4 % or "
+                                                          "none, size 25-100 %, leverage up to 2x; HIGH stop 1-8 % or "
+                                                          "none, size 50-100 %, leverage up to 5x")
     seed: int = Field(0, ge=0, le=2**63 - 1,
                       description="random seed: the same seed, data and settings give the same result")
     holdout_fraction: float = Field(0.2, ge=0.0, le=0.5,

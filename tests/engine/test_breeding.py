@@ -65,6 +65,17 @@ def test_children_stay_valid_keep_their_rules_comparable_and_unused_slots_zero(r
     assert {(int(r[L.R_LEFT_KIND]), int(r[L.R_RIGHT_KIND])) for r in rules_of(children)} <= COMPARABLE
 
 
+@pytest.mark.parametrize("risk", list(RiskLevel))
+def test_every_low_risk_strategy_has_a_stop_loss_and_the_others_may_go_without(risk):
+    space = GenomeSpace(RISK_PRESETS[risk], MinerSettings().period_menu)
+    rng = np.random.default_rng(6)
+    parents = space.random_population(2_000, rng)
+    children = space.breed(parents, rng.integers(0, 2_000, size=(4_000, 2)), rng.random(4_000) < 0.5, 0.9, rng)
+    mutants = space.mutate(children, 0.9, rng)
+    for rows in (parents, children, mutants):
+        assert np.all(rows[:, L.STOP_LOSS] > 0) if risk is RiskLevel.LOW else np.mean(rows[:, L.STOP_LOSS] == 0) > 0.1
+
+
 def test_without_mutation_a_child_is_its_mother_or_made_of_its_parents_genes():
     rng = np.random.default_rng(5)
     parents = SPACE.random_population(50, rng)
