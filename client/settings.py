@@ -50,7 +50,8 @@ def resolve(url: str | None = None, token: str | None = None, admin_token: str |
              or (token_file.read_text().strip() if token_file.is_file() else None))
     if not token:
         raise ConfigError(f"no API token: pass --token, set MINER_TOKEN, or put token = \"...\" in {config_file} "
-                          "(the token is in ~/.miner/token on the head node)")
+                          "(the token is the file token in the service's state folder on the head node: ~/.miner "
+                          "unless it was started with --state-dir; MINER_HOME=that folder makes this client read it)")
     admin_file = folder / "admin_token"
     admin_token = (admin_token or os.environ.get("MINER_ADMIN_TOKEN") or file_values.get("admin_token")
                    or (admin_file.read_text().strip() if admin_file.is_file() else None))

@@ -103,8 +103,8 @@ def _bearer(header: str | None) -> str | None:
     return None
 
 
-WRONG_TOKEN = ("missing or wrong token: send 'Authorization: Bearer <token>' "
-               "(the token is in ~/.miner/token on the head node)")
+WRONG_TOKEN = ("missing or wrong token: send 'Authorization: Bearer <token>' (the token is the file token in the "
+               "service's state folder on the head node: ~/.miner unless it was started with --state-dir)")
 
 
 def require_token(request: Request) -> None:

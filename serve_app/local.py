@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         serve.run(build_app_with(settings, RuntimeConfig()), name="miner", route_prefix="/")
         console.print(f"miner service up at {url} (docs: {url}/docs); API token in {state / 'token'}, "
                       f"admin token (pushing evaluators) in {state / 'admin_token'}")
+        if state != Path("~/.miner").expanduser():
+            console.print(f"for the miner command in other terminals: export MINER_HOME={state.resolve()}")
         with MinerClient(url, token) as client:
             # the first file of --data-dir: never an upload of an earlier session, which may be too short to mine
             in_data_dir = [d.name for d in client.datasets() if d.source == "data_dir"]
