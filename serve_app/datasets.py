@@ -20,6 +20,7 @@ from pathlib import Path
 import ray
 
 from client.models import DatasetInfo
+from engine.backtester import MIN_WINDOW_BARS
 from engine.candles import CandleDataError, Candles, load_candles
 from engine.features import FeatureStore
 from engine.settings import DEFAULT_PERIOD_MENU
@@ -157,6 +158,9 @@ class DatasetRegistry:
                 file.flush()
                 os.fsync(file.fileno())  # on disk before its name is: jobs that name it are committed durably
             candles = load_candles(staged)
+            if len(candles) < MIN_WINDOW_BARS:  # nothing could use it: neither a job nor a one-strategy backtest
+                raise InvalidData(f"upload '{name}' holds {len(candles)} candles; a backtest needs at least "
+                                  f"{MIN_WINDOW_BARS} (a job with the default 20 % holdout, {5 * MIN_WINDOW_BARS})")
             with self._lock:
                 self._load_new()
                 existing = self._datasets.get(name)

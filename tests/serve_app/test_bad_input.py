@@ -143,6 +143,8 @@ CASES = [
     upload("gzipped", gzip.compress(csv(HEADER, GOOD_ROW)), 422, "not UTF-8 text"),
     upload("ragged_row", csv(HEADER, GOOD_ROW, "1,2,3,4,5,6,7,8,9"), 422, "not a well-formed CSV"),
     upload("far_future", csv(HEADER, "100000000000000000,100,101,99,100.5,3"), 422, "timestamp out of range"),
+    upload("too_short", csv(HEADER, *(f"{1751328000 + 300 * i},100,101,99,100.5,3" for i in range(50))), 422,
+           "holds 50 candles; a backtest needs at least 100"),
 ]
 
 
