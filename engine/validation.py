@@ -166,7 +166,8 @@ def verdict(*, permutations: int, best_fitness: float | None, copies_best: list[
                           evidence=f"not validated: {why}; {tried}", **common)
     p = permutation_p_value(best_fitness, copies_best)
     beaten = sum(1 for c in copies_best if c < best_fitness)
-    over = f"p = {p:.2f} over {permutations} shuffled copies (the real search beat {beaten})"
+    copies = "shuffled copy" if permutations == 1 else "shuffled copies"
+    over = f"p = {p:.2f} over {permutations} {copies} (the real search beat {beaten} of them)"
     if not meets_min_trades:
         evidence = f"no evidence of an edge: the best strategy made fewer than {min_trades} training trades; " \
                    f"{over}; {tried}"
