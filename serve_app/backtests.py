@@ -93,8 +93,8 @@ def window_of(dataset: Dataset, start: datetime | None, end: datetime | None) ->
     if hi - lo < MIN_WINDOW_BARS:
         field = "end" if end is not None else "start" if start is not None else "dataset"
         bars = max(hi - lo, 0)
-        raise FieldRefused.at(field, f"the window holds {bars} bar{'' if bars == 1 else 's'}; a backtest needs at least "
-                                     f"{MIN_WINDOW_BARS} ({span})")
+        raise FieldRefused.at(field, f"the window holds {bars} bar{'' if bars == 1 else 's'}; a backtest needs at "
+                                     f"least {MIN_WINDOW_BARS} ({span})")
     return lo, hi
 
 
