@@ -128,7 +128,7 @@ class MiningSession(SearchRun):
             np.asarray(chunk, dtype=np.uint64) for chunk in state.get("asked", [])]
         super().__init__(GeneticSearch(settings, state=state.get("search"), asked=self.asked),
                          fold_windows(self.train, settings.folds), evaluator or get_evaluator(), settings.min_trades)
-        self.trials = TrialLog(settings.min_trades, state.get("trials"), self.asked)
+        self.trials = TrialLog(self.asked)
         self.hall = HallOfFame(settings.hall_of_fame, state.get("hall_of_fame"))
         self.validated: dict[str, dict] = dict(state.get("validated", {}))  # task key -> best fitness and row
         # the generation whose islands are being told: its population, metrics and fitness so far
@@ -148,7 +148,7 @@ class MiningSession(SearchRun):
     @property
     def metrics_kept(self) -> int:
         """How many of any batch's fittest distinct genomes need every metric for their generation to be told (its
-        best, and the hall of fame); of the others, only their trade statistics are read (``engine.brief``)."""
+        best, and the hall of fame); of the others, only their fitness is read (``engine.brief``)."""
         return self.hall.size
 
     def island_rows(self, islands: range) -> np.ndarray:
@@ -190,7 +190,7 @@ class MiningSession(SearchRun):
             return None
         self._generation_told = None
         self.asked.append(genome_keys(population))
-        self.trials.add(self.asked[-1], metrics)
+        self.trials.add(self.asked[-1])
         self.hall.add(population, scores, metrics, generation)
         top = int(np.argmax(scores))
         summary = combine_folds(metrics[top:top + 1], self.fold_bars)[0]
@@ -225,7 +225,7 @@ class MiningSession(SearchRun):
     def state(self) -> dict:
         """The job's state after the last generation or validation search, without the asked keys: small (tens of
         kB at 1,000 genomes), so a store can write it every generation and append only ``self.asked[-1]``."""
-        return {"search": self.search.state(), "trials": self.trials.state(), "validated": dict(self.validated),
+        return {"search": self.search.state(), "validated": dict(self.validated),
                 "hall_of_fame": self.hall.state(), "data_fingerprint": self.data_fingerprint}
 
     def checkpoint(self) -> dict:
@@ -260,8 +260,7 @@ class MiningSession(SearchRun):
             permutations=s.permutations, best_fitness=None if best is None else self.search.best_fitness,
             copies_best=copies if complete else None, strategies_tried=self.trials.count,
             meets_min_trades=trades >= s.min_trades, min_trades=s.min_trades,
-            training_pnl=sum(f.metrics["net_pnl"] for f in folds), trade_returns=returns,
-            sharpe_variance=self.trials.sharpe_variance)
+            training_pnl=sum(f.metrics["net_pnl"] for f in folds), trade_returns=returns)
         return MiningResult(
             best_genome=None if best is None else decode(best),
             fitness=None if best is None else self.search.best_fitness,

@@ -9,8 +9,13 @@ accounts for how hard the search looked, which a test of the one reported strate
 
 **Deflated Sharpe ratio** (D. Bailey and M. Lopez de Prado, "The Deflated Sharpe Ratio", Journal of Portfolio
 Management, 2014): the probability that the best strategy's per-trade Sharpe ratio beats the best of N lucky
-trials, with N the distinct strategies the search evaluated, their Sharpe ratios' spread, and the skewness and
-kurtosis of the strategy's own trade returns.
+trials, with N the distinct strategies the search evaluated, and the skewness and kurtosis of the strategy's own
+trade returns. The variance of the lucky trials' Sharpe ratios is the null's: that of a Sharpe estimate from as many
+trades as the strategy made, 1 / (T - 1), so the test is the strategy's t-statistic against the largest of N
+standard normal draws. Not the spread of the trials' estimates, as until 2026-12-04: after costs that spread is
+mostly the trials' true and negative Sharpe ratios (strategies that trade more lose more), not luck, and it set a
+bar no real edge could pass (the planted rule, t = 4.25 over 138 trades, scored 0.0000); and per-trade Sharpe ratios
+of trials with 30 and with 3,000 trades are not comparable, while their t-statistics are.
 """
 
 from __future__ import annotations
@@ -26,13 +31,11 @@ from engine.backtester import Window
 from engine.baselines import RandomSearch
 from engine.candles import Candles
 from engine.ga import GeneticSearch
-from engine.scoring import pooled_trade_stats
 from engine.settings import MinerSettings
 from engine.shuffle import shuffled_copy
 from schema.research import SIGNIFICANCE, Validation
 
 SHUFFLE_STREAM = 0x5EED
-SHARPE_LIMIT = 1.0
 EULER_GAMMA = 0.5772156649015329
 
 
@@ -65,52 +68,29 @@ def task_search(task: ValidationTask, settings: MinerSettings) -> GeneticSearch:
     return RandomSearch(settings) if task.kind == "random" else GeneticSearch(settings)
 
 
-# ---- distinct strategies and the spread of their Sharpe ratios ------------------------------------------------
+# ---- distinct strategies ---------------------------------------------------------------------------------------
 class TrialLog:
-    """Every distinct strategy a search evaluated, and the variance of the per-trade Sharpe ratios of those that
-    could have been reported (at least ``min_trades`` and two trades; winsorised at +-``SHARPE_LIMIT``): a handful
-    of trades gives a Sharpe estimate so noisy that it would swamp the spread of the real candidates.
+    """Every distinct strategy a search evaluated: the deflated Sharpe's number of trials.
 
-    Its state is three numbers (part of the checkpoint); the strategies are rebuilt from the keys of the populations
-    evaluated (``asked``, as the search resumes from), so a resumed job counts exactly as an uninterrupted one.
+    Rebuilt from the keys of the populations evaluated (``asked``, as the search resumes from), so a resumed job
+    counts exactly as an uninterrupted one; nothing of it is in the checkpoint.
     """
 
-    def __init__(self, min_trades: int, state: dict | None = None, asked: Sequence[np.ndarray] = ()):
-        self.min_trades = min_trades
+    def __init__(self, asked: Sequence[np.ndarray] = ()):
         self.keys = np.unique(np.concatenate(asked)) if len(asked) else np.empty(0, np.uint64)
-        self.sharpe_count, self.sharpe_sum, self.sharpe_squares = (state or {}).get("sharpe", (0, 0.0, 0.0))
 
     @property
     def count(self) -> int:
         return int(self.keys.size)
 
-    def add(self, keys: np.ndarray, fold_metrics: np.ndarray) -> None:
-        """A generation evaluated: ``keys`` (``genome_keys`` of its rows) and its per-fold metrics."""
-        unique, first = np.unique(keys, return_index=True)
+    def add(self, keys: np.ndarray) -> None:
+        """A generation evaluated: ``keys`` (``genome_keys`` of its rows)."""
+        unique = np.unique(keys)
         at = np.searchsorted(self.keys, unique)  # self.keys stays sorted: a merge, not a re-sort of every key
         fresh = np.ones(unique.size, bool)
         if self.keys.size:
             fresh = self.keys[np.minimum(at, self.keys.size - 1)] != unique
-        rows = first[fresh]
         self.keys = np.insert(self.keys, at[fresh], unique[fresh])
-        trades, mean, std = pooled_trade_stats(fold_metrics[rows])
-        defined = (trades >= max(self.min_trades, 2)) & (std > 0)
-        # winsorised at +-1: with min_trades trades a per-trade Sharpe beyond 1 is an artefact of near-identical
-        # returns (every exit at the target), and a few of those would set the bar for every real strategy
-        sharpe = np.clip(mean[defined] / std[defined], -SHARPE_LIMIT, SHARPE_LIMIT)
-        self.sharpe_count += int(sharpe.size)
-        self.sharpe_sum += float(sharpe.sum())
-        self.sharpe_squares += float((sharpe**2).sum())
-
-    @property
-    def sharpe_variance(self) -> float:
-        n = self.sharpe_count
-        if n < 2:
-            return 0.0
-        return max((self.sharpe_squares - self.sharpe_sum**2 / n) / (n - 1), 0.0)
-
-    def state(self) -> dict:
-        return {"sharpe": [self.sharpe_count, self.sharpe_sum, self.sharpe_squares]}
 
 
 # ---- statistics -----------------------------------------------------------------------------------------------
@@ -127,8 +107,9 @@ def expected_max_sharpe(trials: int, sharpe_variance: float) -> float:
                                          + EULER_GAMMA * z(1 - 1 / (trials * math.e)))
 
 
-def deflated_sharpe(returns: np.ndarray, trials: int, sharpe_variance: float) -> tuple[float, float, float] | None:
-    """(per-trade Sharpe, expected maximum Sharpe of the trials, deflated Sharpe ratio); None under 3 trades."""
+def deflated_sharpe(returns: np.ndarray, trials: int) -> tuple[float, float, float] | None:
+    """(per-trade Sharpe, expected maximum Sharpe of ``trials`` lucky strategies with as many trades, deflated Sharpe
+    ratio); None under 3 trades."""
     returns = np.asarray(returns, dtype=np.float64)
     if returns.size < 3 or returns.std() == 0.0:
         return None
@@ -137,7 +118,7 @@ def deflated_sharpe(returns: np.ndarray, trials: int, sharpe_variance: float) ->
     sharpe = float(returns.mean() / returns.std(ddof=1))
     skew = float((centred**3).mean() / sigma**3)
     kurtosis = float((centred**4).mean() / sigma**4)
-    benchmark = expected_max_sharpe(trials, sharpe_variance)
+    benchmark = expected_max_sharpe(trials, 1.0 / (returns.size - 1))  # the null's variance of this estimate
     spread = max(1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2, 1e-12)
     dsr = NormalDist().cdf((sharpe - benchmark) * math.sqrt(returns.size - 1) / math.sqrt(spread))
     return sharpe, benchmark, dsr
@@ -145,14 +126,14 @@ def deflated_sharpe(returns: np.ndarray, trials: int, sharpe_variance: float) ->
 
 def verdict(*, permutations: int, best_fitness: float | None, copies_best: list[float] | None,
             strategies_tried: int, meets_min_trades: bool, min_trades: int, training_pnl: float,
-            trade_returns: np.ndarray, sharpe_variance: float) -> Validation:
+            trade_returns: np.ndarray) -> Validation:
     """The verdict and its evidence. ``copies_best`` None: the test did not run to the end.
 
     ``edge`` needs the best strategy to end its training folds in profit after costs (``training_pnl``, their net
     PnL together), besides the test: the test shows that the search finds something in the real data that it does
     not find in shuffled copies, which a strategy can do while still losing less than the copies' best, not money
     a trader keeps."""
-    dsr = deflated_sharpe(trade_returns, strategies_tried, sharpe_variance)
+    dsr = deflated_sharpe(trade_returns, strategies_tried)
     sharpe, benchmark, deflated = dsr if dsr else (None, None, None)
     tried = f"{strategies_tried:,} strategies tried"
     profitable = training_pnl > 0.0

@@ -292,7 +292,7 @@ class WorkerPool:
         by_spread = math.ceil(n_genomes / max(1, self.ready_workers))
         if keep:
             room = INLINE_REPLY_BYTES - BriefMetrics.bytes_kept(folds, keep)
-            by_reply = max(keep, room // BriefMetrics.bytes_per_genome(folds))
+            by_reply = max(keep, room // BriefMetrics.BYTES_PER_GENOME)
         else:
             by_reply = INLINE_REPLY_BYTES // 8
         return max(1, min(by_time, by_spread, by_reply))
@@ -305,9 +305,9 @@ class WorkerPool:
         islands). ``spread``: the genomes of the calls sent together with this one (an island's generation), all
         of which are cut for every worker to have some, not each call.
 
-        The metrics are what a search reads of them (``engine.brief``): every genome's trade statistics and every
-        metric of each batch's ``keep`` fittest distinct genomes, NaN elsewhere; None if ``keep`` is 0, the fitness
-        alone, all a search that keeps only its best needs. Small answers make fewer, larger calls.
+        The metrics are what a search reads of them (``engine.brief``): every metric of each batch's ``keep``
+        fittest distinct genomes, NaN elsewhere; None if ``keep`` is 0, the fitness alone, all a search that keeps
+        only its best needs. Small answers make fewer, larger calls.
 
         Workers score with exactly ``scoring``'s evaluator version; a batch whose scoring fails or passes a limit
         fails the call.
