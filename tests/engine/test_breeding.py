@@ -51,12 +51,18 @@ def test_random_genomes_have_the_documented_proportions():
     assert len(np.unique(genome_keys(rows))) > 0.99 * len(rows)
 
 
+def bred(risk: RiskLevel, seed: int, parents: int, children: int) -> tuple[GenomeSpace, np.ndarray, np.ndarray]:
+    """``parents`` random genomes of ``risk`` and ``children`` bred from them, half crossed, mutation rate 0.9."""
+    space = GenomeSpace(RISK_PRESETS[risk], MinerSettings().period_menu)
+    rng = np.random.default_rng(seed)
+    mothers = space.random_population(parents, rng)
+    pairs = rng.integers(0, parents, size=(children, 2))
+    return space, mothers, space.breed(mothers, pairs, rng.random(children) < 0.5, 0.9, rng)
+
+
 @pytest.mark.parametrize("risk", list(RiskLevel))
 def test_children_stay_valid_keep_their_rules_comparable_and_unused_slots_zero(risk):
-    space = GenomeSpace(RISK_PRESETS[risk], MinerSettings().period_menu)
-    rng = np.random.default_rng(4)
-    parents = space.random_population(300, rng)
-    children = space.breed(parents, rng.integers(0, 300, size=(2_000, 2)), rng.random(2_000) < 0.5, 0.9, rng)
+    _, _, children = bred(risk, 4, 300, 2_000)
     for child in children:
         decode(child)  # every bound of the preset
         for offset, count, slots in ((L.ENTRY_OFFSET, child[L.N_ENTRY], L.MAX_ENTRY_RULES),
@@ -67,11 +73,8 @@ def test_children_stay_valid_keep_their_rules_comparable_and_unused_slots_zero(r
 
 @pytest.mark.parametrize("risk", list(RiskLevel))
 def test_every_low_risk_strategy_has_a_stop_loss_and_the_others_may_go_without(risk):
-    space = GenomeSpace(RISK_PRESETS[risk], MinerSettings().period_menu)
-    rng = np.random.default_rng(6)
-    parents = space.random_population(2_000, rng)
-    children = space.breed(parents, rng.integers(0, 2_000, size=(4_000, 2)), rng.random(4_000) < 0.5, 0.9, rng)
-    mutants = space.mutate(children, 0.9, rng)
+    space, parents, children = bred(risk, 6, 2_000, 4_000)
+    mutants = space.mutate(children, 0.9, np.random.default_rng(7))
     for rows in (parents, children, mutants):
         assert np.all(rows[:, L.STOP_LOSS] > 0) if risk is RiskLevel.LOW else np.mean(rows[:, L.STOP_LOSS] == 0) > 0.1
 
