@@ -203,8 +203,8 @@ class WorkerPool:
         worker.node_id, worker.pid, worker.versions = info["node_id"], info["pid"], info["versions"]
         theirs = info["versions"].get("engine")
         if theirs != self.engine:
-            (worker.refused, worker.refused_fix), worker.refused_at = (refusal(theirs, self.engine, checkout_digest()),
-                                                                       time.monotonic())
+            worker.refused, worker.refused_fix = refusal(theirs, self.engine, checkout_digest())
+            worker.refused_at = time.monotonic()
             log.warning("worker %s on node %s refused: it %s; %s", worker.pid, worker.node_id[:8], worker.refused,
                         worker.refused_fix)
             return
