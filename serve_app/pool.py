@@ -99,7 +99,7 @@ class _Chunk:
     sent_at: list[float] = field(default_factory=list)
 
 
-def refusal(theirs: str | None, coordinator: str, checkout: str) -> tuple[str, str]:
+def engine_mismatch(theirs: str | None, coordinator: str, checkout: str) -> tuple[str, str]:
     """(why, fix) for a worker on engine code ``theirs`` that gets no work: its laptop is behind, or the coordinator
     is (it kept running the code it started with while the head's checkout was updated)."""
     if theirs == checkout:
@@ -203,7 +203,7 @@ class WorkerPool:
         worker.node_id, worker.pid, worker.versions = info["node_id"], info["pid"], info["versions"]
         theirs = info["versions"].get("engine")
         if theirs != self.engine:
-            worker.refused, worker.refused_fix = refusal(theirs, self.engine, checkout_digest())
+            worker.refused, worker.refused_fix = engine_mismatch(theirs, self.engine, checkout_digest())
             worker.refused_at = time.monotonic()
             log.warning("worker %s on node %s refused: it %s; %s", worker.pid, worker.node_id[:8], worker.refused,
                         worker.refused_fix)

@@ -44,7 +44,7 @@ def test_submit_follow_prints_rising_progress_and_ends_with_the_result(miner, ca
     assert evaluations == sorted(evaluations) and evaluations[-1] == 48  # the GA's; validation's come after
     assert "best strategy:" in out and "holdout" in out and "net_pnl" in out
     progress = [line for line in out.splitlines() if line.startswith("generation ")]
-    assert all(re.search(r"trades \d+$", line) for line in progress)  # one whole line each, never wrapped
+    assert all(re.search(r"best so far [+-]\d+\.\d{3}$", line) for line in progress)  # whole lines, never wrapped
 
 
 def test_jobs_show_result_json_cluster_datasets(miner, capsys, client):

@@ -13,7 +13,7 @@ from engine.sources import DIGEST
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
 from serve_app.config import PoolSettings
-from serve_app.pool import WorkerPool, _Worker, refusal
+from serve_app.pool import WorkerPool, _Worker, engine_mismatch
 from serve_app.worker import BacktestWorker
 from tests.serve_app.test_worker_scoring import scoring_of
 
@@ -66,8 +66,8 @@ def test_a_worker_on_other_engine_code_is_refused_and_gets_no_batch_while_one_on
 
 
 def test_a_refused_worker_is_told_apart_a_laptop_behind_from_a_coordinator_behind():
-    assert refusal("aaaa", "bbbb", checkout="bbbb") == ("runs engine aaaa, the head bbbb",
+    assert engine_mismatch("aaaa", "bbbb", checkout="bbbb") == ("runs engine aaaa, the head bbbb",
                                                         "update that laptop's checkout to the head's commit")
-    why, fix = refusal("aaaa", "bbbb", checkout="aaaa")  # the head was updated, its coordinator not restarted
+    why, fix = engine_mismatch("aaaa", "bbbb", checkout="aaaa")  # the head was updated, its coordinator not restarted
     assert why == "runs engine aaaa, as the head's checkout does, but the coordinator still runs bbbb (it started " \
                   "before the update)" and "stop-head.sh" in fix
