@@ -86,7 +86,9 @@ def research_lines(validation: Validation, folds: list[FoldResult], profitable_f
                      f"{v.expected_max_sharpe:+.3f} expected from the luckiest of {v.strategies_tried:,} "
                      "skill-less trials; above 0.95 is significant)")
     if folds:
-        lines.append(f"folds: {profitable_folds} of {len(folds)} profitable")
+        trades = sum(fold.metrics["trades"] for fold in folds)
+        lines.append(f"folds: {profitable_folds} of {len(folds)} profitable, {trades:,.0f} trades together (what "
+                     "min_trades counts: a position still open at a fold's end is closed there)")
         lines.append(f"  {'fold':<5}{'from':<18}{'to':<18}{'bars':>7}{'trades':>8}{'return':>10}{'score':>9}")
         for k, fold in enumerate(folds, 1):
             m = fold.metrics
@@ -95,7 +97,8 @@ def research_lines(validation: Validation, folds: list[FoldResult], profitable_f
     holdout = "-" if baselines.buy_and_hold_holdout_pct is None else f"{baselines.buy_and_hold_holdout_pct:+.2f} %"
     lines.append(f"buy and hold: train {baselines.buy_and_hold_train_pct:+.2f} %, holdout {holdout}")
     if baselines.random_best_fitness is not None:
-        search = "" if fitness is None else f" (the search: {fitness:+.3f})"
+        search = "" if fitness is None else f" (the search: {fitness:+.3f}" + (
+            "; random strategies did better)" if baselines.random_best_fitness > fitness else ")")
         lines.append(f"best of {baselines.budget:,} random strategies: fitness {baselines.random_best_fitness:+.3f}"
                      f"{search}")
     return lines

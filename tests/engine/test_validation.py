@@ -18,6 +18,7 @@ from engine.validation import (
     validation_tasks,
     verdict,
 )
+from schema.research import Baselines, research_lines
 
 # a small, fast search over a narrow period menu on 20,000 bars; the fast planted case has a strong edge (the
 # moderate one, and the search at default settings, are bench/research.py's)
@@ -153,3 +154,13 @@ def test_a_job_resumed_mid_validation_gives_the_same_verdict():
     resumed = mine(candles, settings, resume_state=mid)
     assert resumed.model_dump() == straight.model_dump()
     assert MiningSession(len(candles), candles.fingerprint, settings, resume_state=mid).pending_tasks()
+
+
+def test_the_research_lines_say_when_random_strategies_did_better_than_the_search():
+    common = dict(strategies_tried=100, min_trades=30, trade_returns=np.zeros(0), training_pnl=1.0)
+    validation = verdict(permutations=0, best_fitness=0.5, copies_best=None, meets_min_trades=True, **common)
+    cases = ((0.7, "(the search: +0.500; random strategies did better)"), (0.2, "(the search: +0.500)"))
+    for random_best, words in cases:
+        baselines = Baselines(buy_and_hold_train_pct=1.0, buy_and_hold_holdout_pct=None, budget=100,
+                              random_best_fitness=random_best)
+        assert research_lines(validation, [], 0, baselines, 0.5)[-1].endswith(words)
