@@ -26,7 +26,7 @@ from engine.features import FeatureStore
 from engine.settings import DEFAULT_PERIOD_MENU
 from engine.synthetic import synthetic_candles
 from serve_app.errors import Conflict, InvalidData, NotFound, TooLarge, disk_full_is_storage_full, shown
-from serve_app.private import private_dir, sync_folder
+from serve_app.private import private_dir, sync_folder, write_synced
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 SUFFIXES = (".csv", ".csv.gz", ".parquet")
@@ -153,10 +153,8 @@ class DatasetRegistry:
             raise TooLarge(f"upload is {len(content) / 1e6:.1f} MB; the limit is {self.max_upload_bytes / 1e6:.0f} MB")
         staged = self.upload_dir / f".{name}.{uuid.uuid4().hex[:8]}.staged.csv"  # hidden: refresh() skips dot-files
         try:
-            with disk_full_is_storage_full(self.upload_dir), open(staged, "wb") as file:  # a partial file is removed
-                file.write(content)                                                       # below, never kept
-                file.flush()
-                os.fsync(file.fileno())  # on disk before its name is: jobs that name it are committed durably
+            with disk_full_is_storage_full(self.upload_dir):  # a partial file is removed below, never kept
+                write_synced(staged, content)  # on disk before its name is: jobs that name it are committed durably
             candles = load_candles(staged)
             if len(candles) < MIN_WINDOW_BARS:  # nothing could use it: neither a job nor a one-strategy backtest
                 raise InvalidData(f"upload '{name}' holds {len(candles)} candles; a backtest needs at least "

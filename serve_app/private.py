@@ -48,12 +48,18 @@ def write_private(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` in one step (a crash or a power cut leaves the old file or the new one), mode
     0600."""
     staged = private_file(path.with_name(path.name + ".partial"))
-    with open(staged, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
+    write_synced(staged, text.encode())
     os.replace(staged, path)
     sync_folder(path.parent)
+
+
+def write_synced(path: Path, content: bytes) -> None:
+    """Write ``path`` and wait until its bytes are on disk, so that a name given to it afterwards never names an
+    empty or partial file after a power cut."""
+    with open(path, "wb") as file:
+        file.write(content)
+        file.flush()
+        os.fsync(file.fileno())
 
 
 def sync_folder(path: Path) -> None:
