@@ -18,7 +18,7 @@ Structure (the semantics are docs/backtest.md's, and every metric equals the per
    exit signal, not once per trade). It writes the close-marked equity of each bar held (the exit bar's is
    the cash after the trade) to a stream and keeps the trade statistics.
 4. The per-bar statistics (peak, drawdown, the sums of returns) are a chain of dependent additions in bar order
-   per backtest, so four backtests' streams are accounted side by side, one lane each of a <4 x double> vector
+   per backtest, so sixteen backtests' streams are accounted side by side, one lane each of a <16 x double> vector
    per step (``_account_lanes_branching`` or ``_account_lanes_dividing``, chosen by how often the last run of
    steps deepened a drawdown): each lane's operations are the scalar loop's, on the same operands, in the
    same order. Flat bars return exactly 0 and change no statistic, so they are not in the streams.
@@ -55,7 +55,7 @@ from engine.layout import (
     TRAILING_STOP,
 )
 
-_LANES = 4  # backtests accounted side by side, one per lane of a <4 x double> vector
+_LANES = 16  # backtests accounted side by side, one per lane of a <16 x double> vector (two AVX-512 registers)
 _DEEPEN_SHARE = 8  # account with a division in every step after a run of steps of which 1 / 8 or more deepened
 _BITS_BUDGET = 1 << 26  # bytes of rule bitsets per chunk of genomes (64 MiB: 1,800 genomes on 47,000 bars)
 
@@ -66,17 +66,6 @@ _BITS_BUDGET = 1 << 26  # bytes of rule bitsets per chunk of genomes (64 MiB: 1,
 def _quiet(adverse, favourable, i, stop, target, d):
     """Bar i neither touches the stop nor the target (d * (price - level) <= 0 is at or beyond a level)."""
     return (d * (adverse[i] - stop) > 0.0) & (d * (favourable[i] - target) < 0.0)
-
-
-@njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _account(value, r, peak, max_dd, sum_r, sum_r2, sum_down2):
-    """One bar's close-marked ``value`` and return ``r`` into the running peak, drawdown and sums."""
-    if value > peak:
-        peak = value
-    elif value < peak * (1.0 - max_dd):
-        max_dd = 1.0 - value / peak
-    down = min(r, 0.0)
-    return peak, max_dd, sum_r + r, sum_r2 + r * r, sum_down2 + down * down
 
 
 # a backtest's trade statistics (``tally``), from its trades
@@ -92,12 +81,15 @@ def _lane_accounting(always_divide):
     ``streams.flat[offset[l]:offset[l] + steps]`` into the running statistics ``state[:, l]``, all lanes in one
     <_LANES x double> vector per step; it returns the number of steps in which some lane's drawdown deepened.
 
-    Each lane computes exactly what ``_account_one`` does for it (the same IEEE operations on the same operands in
-    the same order, a branch replaced by a select), so its results are those of a scalar loop bit for bit. The
-    drawdown's division is made only in the steps where some lane's drawdown deepens, or, ``always_divide``, in
-    every step: equity that keeps making new lows (a losing strategy) deepens so irregularly that the branch costs
-    more than the division, while a rising one rarely deepens. The results are the same. No bounds check: the
-    caller keeps every lane's values within ``streams``.
+    Each lane computes exactly what the per-genome kernel's bar loop does (the same IEEE operations on the same
+    operands in the same order, a branch replaced by a select), so its results are those of a scalar loop bit for
+    bit. The drawdown test's threshold ``peak * (1 - max_dd)`` is carried from step to step and recomputed, with
+    the same operations, only where the peak or the drawdown moved: the loop's longest dependency chain is then
+    a comparison and two selects, not a subtraction, a product and a comparison. The drawdown's division is made
+    only in the steps where some lane's drawdown deepens, or, ``always_divide``, in every step: equity that keeps
+    making new lows (a losing strategy) deepens so irregularly that the branch costs more than the division, while
+    a rising one rarely deepens. The results are the same. No bounds check: the caller keeps every lane's values
+    within ``streams``.
     """
 
     @intrinsic
@@ -126,6 +118,8 @@ def _lane_accounting(always_divide):
                 return builder.bitcast(builder.gep(rows, [ir.Constant(i64, r * _LANES)]), vec.as_pointer())
 
             initial = [builder.load(row(r), align=8) for r in range(_N_STATE)]
+            omd0 = builder.fsub(one, initial[_S_MAX_DD])
+            thr0 = builder.fmul(initial[_S_PEAK], omd0)
             lanes = [builder.gep(data, [builder.load(builder.gep(offsets, [ir.Constant(i64, k)]))])
                      for k in range(_LANES)]
             before = builder.block
@@ -144,6 +138,10 @@ def _lane_accounting(always_divide):
                 phi = builder.phi(vec)
                 phi.add_incoming(initial[r], before)
                 phis.append(phi)
+            omd = builder.phi(vec)
+            omd.add_incoming(omd0, before)
+            thr = builder.phi(vec)
+            thr.add_incoming(thr0, before)
             builder.cbranch(builder.icmp_signed("<", step, n), body, done)
 
             builder.position_at_end(body)
@@ -152,36 +150,49 @@ def _lane_accounting(always_divide):
             for k in range(_LANES):
                 value = builder.insert_element(value, builder.load(builder.gep(lanes[k], [step])),
                                                ir.Constant(i64, k))
-            # r = value / prev - 1.0 if prev > 0.0 else 0.0
             r = builder.select(builder.fcmp_ordered(">", prev, zero), builder.fsub(builder.fdiv(value, prev), one),
                                zero)
-            # if value > peak: peak = value  elif value < peak * (1.0 - max_dd): max_dd = 1.0 - value / peak
+            # thr == peak * (1 - max_dd), carried (the same product, recomputed only when peak or max_dd changes)
             higher = builder.fcmp_ordered(">", value, peak)
-            deeper = builder.and_(builder.xor(higher, true),
-                                  builder.fcmp_ordered("<", value, builder.fmul(peak, builder.fsub(one, max_dd))))
+            deeper = builder.and_(builder.xor(higher, true), builder.fcmp_ordered("<", value, thr))
             new_peak = builder.select(higher, value, peak)
             some = builder.icmp_unsigned("!=", builder.bitcast(deeper, mask), ir.Constant(mask, 0))
+
+            def deepen_values():
+                q = builder.fsub(one, builder.fdiv(value, peak))
+                omd_q = builder.fsub(one, q)
+                return (builder.select(deeper, q, max_dd), builder.select(deeper, omd_q, omd),
+                        builder.fmul(peak, omd_q))
+
             if always_divide:
-                new_max_dd = builder.select(deeper, builder.fsub(one, builder.fdiv(value, peak)), max_dd)
+                new_max_dd, new_omd, thr_deep = deepen_values()
                 latch = body
             else:
                 deepen = builder.append_basic_block("lanes.deepen")
                 join = builder.append_basic_block("lanes.join")
                 builder.cbranch(some, deepen, join)
                 builder.position_at_end(deepen)
-                deepened = builder.select(deeper, builder.fsub(one, builder.fdiv(value, peak)), max_dd)
+                d_max_dd, d_omd, d_thr = deepen_values()
                 builder.branch(join)
                 builder.position_at_end(join)
                 new_max_dd = builder.phi(vec)
                 new_max_dd.add_incoming(max_dd, body)
-                new_max_dd.add_incoming(deepened, deepen)
+                new_max_dd.add_incoming(d_max_dd, deepen)
+                new_omd = builder.phi(vec)
+                new_omd.add_incoming(omd, body)
+                new_omd.add_incoming(d_omd, deepen)
+                thr_deep = builder.phi(vec)
+                thr_deep.add_incoming(thr, body)
+                thr_deep.add_incoming(d_thr, deepen)
                 latch = join
-            # down = min(r, 0.0), as Numba's min: 0.0 if 0.0 < r else r
+            new_thr = builder.select(deeper, thr_deep, builder.select(higher, builder.fmul(value, omd), thr))
             down = builder.select(builder.fcmp_ordered("<", zero, r), zero, r)
             new = [value, new_peak, new_max_dd, builder.fadd(sum_r, r), builder.fadd(sum_r2, builder.fmul(r, r)),
                    builder.fadd(sum_down2, builder.fmul(down, down))]
             for phi, x in zip(phis, new, strict=True):
                 phi.add_incoming(x, latch)
+            omd.add_incoming(new_omd, latch)
+            thr.add_incoming(new_thr, latch)
             step.add_incoming(builder.add(step, ir.Constant(i64, 1)), latch)
             deepened_steps.add_incoming(builder.add(deepened_steps, builder.zext(some, i64)), latch)
             builder.branch(head)
@@ -197,28 +208,6 @@ def _lane_accounting(always_divide):
 
 
 _account_lanes_branching, _account_lanes_dividing = _lane_accounting(False), _lane_accounting(True)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def _account_one(values, state, lane):
-    """Account one lane's equity ``values`` into ``state[:, lane]``, bar by bar (``_lane_accounting`` for one lane)."""
-    prev = state[_S_PREV, lane]
-    peak = state[_S_PEAK, lane]
-    max_dd = state[_S_MAX_DD, lane]
-    sum_r = state[_S_SUM_R, lane]
-    sum_r2 = state[_S_SUM_R2, lane]
-    sum_down2 = state[_S_SUM_DOWN2, lane]
-    for k in range(values.shape[0]):
-        value = values[k]
-        r = value / prev - 1.0 if prev > 0.0 else 0.0
-        peak, max_dd, sum_r, sum_r2, sum_down2 = _account(value, r, peak, max_dd, sum_r, sum_r2, sum_down2)
-        prev = value
-    state[_S_PREV, lane] = prev
-    state[_S_PEAK, lane] = peak
-    state[_S_MAX_DD, lane] = max_dd
-    state[_S_SUM_R, lane] = sum_r
-    state[_S_SUM_R2, lane] = sum_r2
-    state[_S_SUM_DOWN2, lane] = sum_down2
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -402,7 +391,8 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
     The backtests (genome g, window w), g-major, go through ``_LANES`` lanes: a lane takes the next backtest, runs
     its trades (``_trades_bits_nb``, which streams its equity values), and a ``_lane_accounting`` loop then accounts the
     lanes' streams side by side, one vector operation for all lanes, until one of them ends; that lane writes
-    its metrics and takes the next backtest. The backtests left when none remain are finished one by one.
+    its metrics and takes the next backtest. When none is left, the idle lanes repeat a live lane's reads until
+    the last stream ends (a vector step costs the same whatever the number of live lanes).
     """
     index, ok, left, right, ops, consts = rule_table_nb(genomes, lookup)
     w0 = lo // 64
@@ -453,9 +443,18 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
             lane += 1
             while lane < _LANES and length[lane] > 0:  # the next free lane
                 lane += 1
-        if active < _LANES:
+        if active == 0:
             break
-        steps = length.min()
+        # the steps until the first live lane's stream ends; once no backtest is left to start, idle lanes read a
+        # live lane's values (their statistics are never read: a lane is reset when it takes a backtest)
+        steps = capacity
+        for k in range(_LANES):
+            if length[k] > 0:
+                steps = min(steps, length[k])
+                live = k
+        for k in range(_LANES):
+            if length[k] == 0:
+                offset[k] = offset[live]
         if always_divide:
             deepened = _account_lanes_dividing(streams, offset, steps, state)
         else:
@@ -463,6 +462,9 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
         always_divide = deepened * _DEEPEN_SHARE > steps
         lane = _LANES
         for k in range(_LANES):
+            if length[k] == 0:
+                lane = min(lane, k)
+                continue
             offset[k] += steps
             length[k] -= steps
             if length[k] == 0:
@@ -470,13 +472,6 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
                 _finish(out[g, w], tallies[k], state, k, starts[w], ends[w], cash0, periods_per_year)
                 active -= 1
                 lane = min(lane, k)
-    # no backtests left: the lanes still running finish one by one
-    flat = streams.reshape(-1)
-    for k in range(_LANES):
-        if length[k] > 0:
-            _account_one(flat[offset[k]:offset[k] + length[k]], state, k)
-            g, w = job[k] // n_windows, job[k] % n_windows
-            _finish(out[g, w], tallies[k], state, k, starts[w], ends[w], cash0, periods_per_year)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -24,9 +24,12 @@ from engine.kernel_batch import (
     _N_STATE,
     _S_MAX_DD,
     _S_PEAK,
+    _S_PREV,
+    _S_SUM_DOWN2,
+    _S_SUM_R,
+    _S_SUM_R2,
     _account_lanes_branching,
     _account_lanes_dividing,
-    _account_one,
     _reset_lane,
     backtest_batch_nb,
     backtest_windows_nb,
@@ -254,6 +257,21 @@ def test_lanes_of_very_different_lengths_ruin_and_empty_streams_equal_the_per_ge
     assert out[1, 0, L.M_TRADES] > 100  # the long stream of short trades ran beside them
 
 
+def _account_scalar(value, state, lane):
+    """One bar's close-marked ``value`` into ``state[:, lane]``, as the per-genome kernel's bar loop accounts it."""
+    prev, peak, max_dd = state[_S_PREV, lane], state[_S_PEAK, lane], state[_S_MAX_DD, lane]
+    r = value / prev - 1.0 if prev > 0.0 else 0.0
+    if value > peak:
+        state[_S_PEAK, lane] = value
+    elif value < peak * (1.0 - max_dd):
+        state[_S_MAX_DD, lane] = 1.0 - value / peak
+    state[_S_PREV, lane] = value
+    state[_S_SUM_R, lane] += r
+    state[_S_SUM_R2, lane] += r * r
+    down = min(r, 0.0)
+    state[_S_SUM_DOWN2, lane] += down * down
+
+
 @njit
 def _account_run(dividing, streams, offset, steps, state):
     """One run of steps through either lane accounting loop (intrinsics are called from compiled code)."""
@@ -270,11 +288,11 @@ def test_both_lane_accounting_loops_equal_the_scalar_loop_over_any_segments():
     the trough exactly, and a ruin to 0."""
     rng = np.random.default_rng(11)
     n = 3_000
-    rise = 10_000 * np.cumprod(1 + np.abs(rng.normal(0, 0.002, n)))
-    fall = 10_000 * np.cumprod(1 + rng.normal(-0.001, 0.002, n))
-    plateaus = np.repeat(10_000 * np.cumprod(1 + rng.normal(0, 0.003, n // 10)), 10)
-    ruin = np.concatenate([10_000 * np.cumprod(1 + rng.normal(0, 0.003, n // 2)), np.zeros(n - n // 2)])
-    streams = np.ascontiguousarray(np.stack([rise, fall, plateaus, ruin]))
+    kinds = (lambda: 10_000 * np.cumprod(1 + np.abs(rng.normal(0, 0.002, n))),  # a rise
+             lambda: 10_000 * np.cumprod(1 + rng.normal(-0.001, 0.002, n)),  # a fall
+             lambda: np.repeat(10_000 * np.cumprod(1 + rng.normal(0, 0.003, n // 10)), 10),  # plateaus
+             lambda: np.concatenate([10_000 * np.cumprod(1 + rng.normal(0, 0.003, n // 2)), np.zeros(n - n // 2)]))
+    streams = np.ascontiguousarray(np.stack([kinds[lane % len(kinds)]() for lane in range(_LANES)]))
     expected = np.zeros((_N_STATE, _LANES))
     deepened_steps = np.zeros(n, bool)
     for lane in range(_LANES):
@@ -282,7 +300,7 @@ def test_both_lane_accounting_loops_equal_the_scalar_loop_over_any_segments():
         for k in range(n):  # the scalar loop a bar at a time, and its test of a deeper drawdown
             value, peak, max_dd = streams[lane, k], expected[_S_PEAK, lane], expected[_S_MAX_DD, lane]
             deepened_steps[k] |= not value > peak and value < peak * (1.0 - max_dd)
-            _account_one(streams[lane, k:k + 1], expected, lane)
+            _account_scalar(value, expected, lane)
     assert deepened_steps[:100].sum() > 5 and deepened_steps.mean() > 0.1  # the fall deepens often
     cuts = np.sort(rng.choice(np.arange(1, n), 12, replace=False))
     for loops in ((False,), (True,), (False, True)):
