@@ -78,7 +78,7 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
             elif isinstance(data, ev.Paused):
                 console.print(f"[yellow]job {job_id} paused: {data.reason}", soft_wrap=True)
             elif isinstance(data, ev.Resumed):
-                console.print(f"job {job_id} resumed: the disk has room again")
+                console.print(f"job {job_id} resumed")
             if event.type in wire.ENDED:
                 return wire.JobStatus(event.type)
     return None

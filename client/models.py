@@ -36,7 +36,7 @@ class JobSpec(_Wire, JobParameters):
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
-    PAUSED = "paused"  # the disk under the job store is full: it resumes by itself when writes succeed again
+    PAUSED = "paused"  # the disk is full, or every worker refuses work (the event says which): it resumes by itself
     CANCELLING = "cancelling"  # only in the answer to a cancel: it is stored, the job stops between batches
     FINISHED = "finished"
     FAILED = "failed"

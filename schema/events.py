@@ -94,8 +94,10 @@ class Cancelled(EventData):
 
 
 class Paused(EventData):
-    """The disk under the job store filled up: the job waits, its last committed generation kept, and resumes by
-    itself when writes succeed again (or at the service's next start)."""
+    """The job waits, and ``reason`` says why and what fixes it: the disk under the job store filled up (its last
+    committed generation kept; it resumes by itself when writes succeed again, or at the service's next start), or
+    every worker refuses work because it runs other engine code than the coordinator (its batches wait in the
+    queue; it resumes as soon as a worker may take them)."""
 
     type: Literal["paused"] = "paused"
     reason: str

@@ -1,7 +1,7 @@
 """What happens to one job from the moment it holds a mining slot to its end: mine its generations and run its
 validation searches on the pool (driven by ``engine.driver``, the loop in-process jobs use too; this module supplies
-the persistence and the telling), pause while the disk is full, and end it (finished, cancelled or failed) with its
-result, status and last event landing together.
+the persistence and the telling), pause while the disk is full or every worker refuses work, and end it (finished,
+cancelled or failed) with its result, status and last event landing together.
 
 ``JobLifecycle`` is a part of ``MinerCoordinator`` (its base class), kept apart so that the coordinator's module holds
 the service's surface and scheduling and this one the life of a job. It uses the coordinator's ``store``, ``pool``,
@@ -90,13 +90,18 @@ class JobLifecycle:
                 raise Stopped
             async with self._slot():
                 await self._resume_if_paused(job_id)
-                while True:
-                    job = self._job(job_id)
-                    try:
-                        await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"], job["evaluator_version"])
-                        break
-                    except StorageFull as exc:  # nothing of the generation under way was stored: mine it again
-                        await self._pause_until_writable(job_id, exc.message)
+                watcher = asyncio.create_task(self._pause_while_refused(job_id))
+                try:
+                    while True:
+                        job = self._job(job_id)
+                        try:
+                            await self._mine(job_id, wire.JobSpec(**job["spec"]), job["progress"],
+                                             job["evaluator_version"])
+                            break
+                        except StorageFull as exc:  # nothing of the generation under way was stored: mine it again
+                            await self._pause_until_writable(job_id, exc.message)
+                finally:
+                    watcher.cancel()
         except (Stopped, asyncio.CancelledError):
             if job_id not in self._cancelled:
                 raise
@@ -117,6 +122,24 @@ class JobLifecycle:
                 self._emit_engine(job_id, Resumed())
         except StorageFull as exc:
             await self._pause_until_writable(job_id, exc.message)
+
+    async def _pause_while_refused(self, job_id: str) -> None:
+        """Beside a job's mining: while every worker refuses work (it runs other engine code than the coordinator:
+        a checkout updated without restarting the service, a laptop on another commit), the job's batches wait for
+        someone to act, so the job says so, paused with the reason and the fix, and resumes when a worker may take
+        work again. Nothing of the job is lost meanwhile: its batches are queued, not failed."""
+        paused = False
+        while True:
+            await asyncio.sleep(PAUSE_PROBE_S)
+            if paused == self.pool.all_refused():
+                continue
+            try:
+                with self.store.transaction():
+                    self.store.set_status(job_id, "running" if paused else "paused")
+                    self._emit_engine(job_id, Resumed() if paused else Paused(reason=self.pool.none_ready()))
+                paused = not paused
+            except StorageFull:  # told once writes succeed again (the mining's own pause handles a full disk)
+                log.error("job %s: could not store that it %s", job_id, "resumes" if paused else "waits for workers")
 
     async def _pause_until_writable(self, job_id: str, reason: str) -> None:
         """The disk is full: store (in the room the reserve leaves) that the job is paused, then wait until the

@@ -12,8 +12,11 @@ from engine.settings import RISK_PRESETS, MinerSettings, RiskLevel
 from engine.sources import DIGEST
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
+from serve_app import mapping
 from serve_app.config import PoolSettings
+from serve_app.job_lifecycle import PAUSE_PROBE_S, JobLifecycle
 from serve_app.pool import WorkerPool, _Worker, engine_mismatch
+from serve_app.store import JobStore
 from serve_app.worker import BacktestWorker
 from tests.serve_app.test_worker_scoring import scoring_of
 
@@ -71,3 +74,53 @@ def test_a_refused_worker_is_told_apart_a_laptop_behind_from_a_coordinator_behin
     why, fix = engine_mismatch("aaaa", "bbbb", checkout="aaaa")  # the head was updated, its coordinator not restarted
     assert why == "runs engine aaaa, as the head's checkout does, but the coordinator still runs bbbb (it started " \
                   "before the update)" and "stop-head.sh" in fix
+
+
+class _JobHost(JobLifecycle):
+    """The parts of the coordinator a job's pause for refused workers uses: its pool and its store."""
+
+    def __init__(self, pool: WorkerPool, store: JobStore):
+        self.pool, self.store = pool, store
+
+    def _emit_engine(self, job_id, event):
+        self.store.append_event(job_id, *mapping.event_data(event))
+
+
+def test_a_job_whose_every_worker_refuses_work_is_paused_with_the_reason_and_resumes_when_one_may_take_it(
+        worker, tmp_path):
+    """Before, such a job waited for ever with no word to its followers: its batches sat in the queue."""
+    candles = synthetic_candles(600, seed=12)
+    scoring = scoring_of(candles, min_trades=1)
+    genomes = GenomeSpace(RISK_PRESETS[RiskLevel.MEDIUM], MinerSettings().period_menu).random_population(
+        4, np.random.default_rng(12))
+    store = JobStore(tmp_path / "miner.db")
+    job_id = store.create_job({"dataset": "synthetic"}, {}, evaluator_version="builtin")
+    store.set_status(job_id, "running")
+
+    async def scenario():
+        # the head's checkout was updated and the service not restarted: every worker runs other code than the pool
+        pool = WorkerPool(PoolSettings(), engine=OTHER_ENGINE)
+        pool._workers["behind"] = behind = _Worker(worker, node_id="head", label=None)
+        await pool._await_ready("behind", behind)
+        pool._spawn(pool._dispatch_loop())
+        watcher = asyncio.create_task(_JobHost(pool, store)._pause_while_refused(job_id))
+        batch = asyncio.create_task(pool.evaluate(job_id, scoring, genomes, [Window(0, 600)]))
+        await asyncio.sleep(2.5 * PAUSE_PROBE_S)
+        while_refused = store.get_job(job_id)["status"], store.events_after(job_id, 0), batch.done(), pool.none_ready()
+        # the service restarted on the updated checkout: its pool expects the code its workers run
+        pool.engine = DIGEST
+        del pool._workers["behind"]
+        pool._workers["updated"] = updated = _Worker(worker, node_id="head", label=None)
+        await pool._await_ready("updated", updated)
+        _, fitness = await asyncio.wait_for(batch, 30)
+        await asyncio.sleep(2.5 * PAUSE_PROBE_S)
+        watcher.cancel()
+        return while_refused, store.get_job(job_id)["status"], store.events_after(job_id, 0), fitness
+
+    (status, events, batch_done, reason), status_after, events_after, fitness = asyncio.run(scenario())
+    assert status == "paused" and not batch_done
+    assert [(e["type"], e["data"]) for e in events] == [("paused", {"reason": reason})]
+    assert "1 refused: each runs engine" in reason and "restart the service on the head" in reason
+    assert status_after == "running"
+    assert [e["type"] for e in events_after] == ["paused", "resumed"]  # told once each, not at every probe
+    assert fitness.shape == (4,) and np.isfinite(fitness).all()
