@@ -16,16 +16,17 @@ from typing import Annotated, Literal
 
 import numpy as np
 from numba import njit
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from engine import layout as L
+from schema.numbers import StrictNumbers
 
 PriceField = Literal["open", "high", "low", "close", "volume"]
 IndicatorName = Literal["sma", "ema", "rsi", "atr", "bb_pctb", "macd_hist", "roc", "volume_sma"]
 Operator = Literal[">", ">=", "<", "<=", "crosses_above", "crosses_below"]
 
 
-class _Frozen(BaseModel):
+class _Frozen(StrictNumbers):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -97,7 +98,7 @@ def _fraction_check(name: str, value: float, low: float, high: float, *, zero_di
 class Genome(_Frozen):
     direction: Literal["long", "short"] = "long"
     entry: Annotated[list[Rule], Field(min_length=1, max_length=L.MAX_ENTRY_RULES)]
-    exit: Annotated[list[Rule], Field(max_length=L.MAX_EXIT_RULES)] = []
+    exit: Annotated[list[Rule], Field(default_factory=list, max_length=L.MAX_EXIT_RULES)]
     stop_loss: float = Field(description="fraction of the fill price, e.g. 0.02 = 2 %; 0 or null = no stop")
     take_profit: float = Field(0.0, description="fraction of the fill price; 0 = no take-profit")
     trailing_stop: float = Field(0.0, description="fraction below the best price since entry; 0 = off")

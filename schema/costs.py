@@ -6,10 +6,12 @@ explains the choice); override them for your own fee tier.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from schema.numbers import StrictNumbers
 
 
-class Costs(BaseModel):
+class Costs(StrictNumbers):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     fee_bps: float = Field(60.0, ge=0, le=1000, description="fee per side, basis points (60 = 0.60 %)")

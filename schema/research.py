@@ -11,11 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schema.numbers import StrictNumbers
+
 Verdict = Literal["edge", "no_edge", "not_validated"]
 SIGNIFICANCE = 0.05  # p at or below this is called an edge
 
 
-class ValidationSettings(BaseModel):
+class ValidationSettings(StrictNumbers):
     """The job settings that decide how hard a result is tested; shared by the engine's settings and the API."""
 
     folds: int = Field(4, ge=1, le=20, description="consecutive training slices every strategy must work on")

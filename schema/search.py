@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from schema.numbers import StrictNumbers
 
 
-class SearchSettings(BaseModel):
+class SearchSettings(StrictNumbers):
     """How the genetic search is organised (``engine.ga``). Part of a job's identity: a different value gives a
     different result, but the same value gives the same result on any cluster."""
 

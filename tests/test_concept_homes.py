@@ -21,6 +21,7 @@ HOMES = {
     "schema/search.py": ("SearchSettings",),
     "schema/job.py": ("RiskLevel", "JobParameters"),
     "schema/costs.py": ("Costs",),
+    "schema/numbers.py": ("StrictNumbers",),
     "schema/version.py": ("PACKAGE", "package_version"),
     "client/models.py": ("JobSpec", "JobStatus", "ENDED", "BestSoFar", "Progress", "JobInfo", "Submitted",
                          "CancelAccepted", "Trade", "EquityCurve", "Backtest", "BacktestRequest", "BacktestResult",
