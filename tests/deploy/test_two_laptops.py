@@ -39,7 +39,7 @@ WORKER = "ray::BacktestWorker"
 # small jobs: this machine has 2 cores for both laptops (and whatever else runs on it)
 JOB = {"dataset": "BTC-USD_FIVE_MINUTE", "risk": "LOW", "permutations": 0}
 LONG_JOB = {**JOB, "population": 160, "generations": 10, "seed": 8}  # long enough to cut the link mid-way
-SHORT_JOB = {**JOB, "population": 400, "generations": 8}  # ~0.5 s of CPU on each laptop, far above idle noise
+SHORT_JOB = {**JOB, "population": 400, "generations": 8}  # ~0.3 s of CPU on each laptop, far above idle noise
 
 
 class TwoLaptops:
@@ -193,8 +193,9 @@ def mines_on_both(laptops: TwoLaptops, run_job) -> None:
     print(f"during the job ({wall:.1f} s): genomes backtested {done}, busy seconds {busy}, "
           f"BacktestWorker CPU seconds {used}, workers {workers}")
     assert done["air"] > 0 and done["head"] > 0, done
-    # idle workers use a few hundredths of a CPU second here; this job, about half a second each (batch kernel)
-    assert used["air"] > 0.25 and used["head"] > 0.25, used
+    # idle workers use a few hundredths of a CPU second here; these jobs, 0.24 s and more each (the kernel of
+    # 2026-12-04; twice that before it): the floor sits between, so a faster kernel need not move it again
+    assert used["air"] > 0.1 and used["head"] > 0.1, used
     # each laptop's busy time is counted, and no more of it than its workers were there for (the CPU time is not a
     # bound: warm-up and indicator set-up use CPU outside batches, and two laptops on these 2 cores share them)
     assert all(0 < busy[name] <= wall * workers[name] for name in ("air", "head")), (busy, wall, workers)
