@@ -10,15 +10,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from schema.costs import Costs
 from schema.job import JobParameters
-from schema.numbers import StrictNumbers
 from schema.research import Baselines, FoldResult, Validation
 
 
-class _Wire(StrictNumbers):
+class _Wire(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -150,8 +150,10 @@ def _lane_accounting(always_divide):
             for k in range(_LANES):
                 value = builder.insert_element(value, builder.load(builder.gep(lanes[k], [step])),
                                                ir.Constant(i64, k))
+            # r = value / prev - 1.0 if prev > 0.0 else 0.0
             r = builder.select(builder.fcmp_ordered(">", prev, zero), builder.fsub(builder.fdiv(value, prev), one),
                                zero)
+            # if value > peak: peak = value  elif value < peak * (1.0 - max_dd): max_dd = 1.0 - value / peak, where
             # thr == peak * (1 - max_dd), carried (the same product, recomputed only when peak or max_dd changes)
             higher = builder.fcmp_ordered(">", value, peak)
             deeper = builder.and_(builder.xor(higher, true), builder.fcmp_ordered("<", value, thr))
@@ -186,6 +188,7 @@ def _lane_accounting(always_divide):
                 thr_deep.add_incoming(d_thr, deepen)
                 latch = join
             new_thr = builder.select(deeper, thr_deep, builder.select(higher, builder.fmul(value, omd), thr))
+            # down = min(r, 0.0), as Numba's min: 0.0 if 0.0 < r else r
             down = builder.select(builder.fcmp_ordered("<", zero, r), zero, r)
             new = [value, new_peak, new_max_dd, builder.fadd(sum_r, r), builder.fadd(sum_r2, builder.fmul(r, r)),
                    builder.fadd(sum_down2, builder.fmul(down, down))]
@@ -448,6 +451,7 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
         # the steps until the first live lane's stream ends; once no backtest is left to start, idle lanes read a
         # live lane's values (their statistics are never read: a lane is reset when it takes a backtest)
         steps = capacity
+        live = 0
         for k in range(_LANES):
             if length[k] > 0:
                 steps = min(steps, length[k])

@@ -24,8 +24,8 @@ def _holds_a_number(annotation: Any) -> bool:
 
 
 class StrictNumbers(BaseModel):
-    """Base of the models a user fills in (job settings, costs, strategies, requests): their numbers refuse true
-    and false, with the field named in the error."""
+    """Base of the models a user fills in (job settings, costs, strategies): their numbers refuse true and false,
+    with the field named in the error. Not of the service's answers, which are many and come from the service."""
 
     @field_validator("*", mode="before")
     @classmethod
