@@ -202,3 +202,24 @@ def test_miner_export_writes_a_py_file_that_runs(fake, capsys, tmp_path):
     assert (report["start_bar"], report["end_bar"]) == (0, 300)
     assert main(["export", job, "--format", "python"], transport=fake.transport) == 0
     assert capsys.readouterr().out == script.read_text()
+
+
+@pytest.mark.parametrize(("row", "words"), [
+    ("1700000300,100,98,99,100,1", "line 3, column 'high': high is below low"),
+    ("1700000300,100,101,99,150,1", "line 3, column 'close': close is outside the bar's [low, high]"),
+    ("1700000300,nan,101,99,100,1", "line 3, column 'open': value is missing, NaN or infinite"),
+    ("1700000300,100,101,99,100,inf", "line 3, column 'volume': value is missing, NaN or infinite"),
+    ("1700000300,-1,101,-2,100,1", "line 3, column 'open': price must be positive"),
+    ("1700000300,100,101,99,100,-5", "line 3, column 'volume': volume must not be negative"),
+])
+def test_the_exported_file_refuses_the_bars_the_miner_refuses(tmp_path, row, words):
+    """Before, it backtested them (float() reads nan, inf and a high below the low) and printed numbers that mean
+    nothing; the miner's own loader refuses the same rows with the same words."""
+    script = tmp_path / "strategy.py"
+    script.write_text(export.to_python(document(PLANTED_RULE, wire.Costs())))
+    candles = tmp_path / "candles.csv"
+    candles.write_text(f"timestamp,open,high,low,close,volume\n1700000000,100,101,99,100,1\n{row}\n")
+    run = subprocess.run([sys.executable, str(script), str(candles)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and run.stderr == f"{candles}, {words}\n"
+    with pytest.raises(Exception, match=words.split(": ", 1)[1].replace("[", "\\[").replace("]", "\\]")):
+        load_candles(candles)  # the engine's loader: the same refusal
