@@ -133,13 +133,16 @@ class JobLifecycle:
             await asyncio.sleep(PAUSE_PROBE_S)
             if paused == self.pool.all_refused():
                 continue
+            news = "resumes" if paused else "waits for workers"
             try:
                 with self.store.transaction():
                     self.store.set_status(job_id, "running" if paused else "paused")
                     self._emit_engine(job_id, Resumed() if paused else Paused(reason=self.pool.none_ready()))
                 paused = not paused
             except StorageFull:  # told once writes succeed again (the mining's own pause handles a full disk)
-                log.error("job %s: could not store that it %s", job_id, "resumes" if paused else "waits for workers")
+                log.error("job %s: could not store that it %s", job_id, news)
+            except Exception:  # a notice that failed must not end the watch silently: the job itself goes on
+                log.exception("job %s: could not store that it %s", job_id, news)
 
     async def _pause_until_writable(self, job_id: str, reason: str) -> None:
         """The disk is full: store (in the room the reserve leaves) that the job is paused, then wait until the

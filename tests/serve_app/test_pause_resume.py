@@ -16,11 +16,20 @@ from serve_app.reserve import Reserve
 from serve_app.store import JobStore
 
 
+class EveryWorkerTakesWork:
+    """A pool whose workers all run the coordinator's engine code (the job's watch for refused workers stays quiet)."""
+
+    @staticmethod
+    def all_refused() -> bool:
+        return False
+
+
 class OneJob(JobLifecycle):
     """The parts of the coordinator ``JobLifecycle`` uses, for one job whose first generation meets a full disk."""
 
     def __init__(self, store: JobStore, reserve: Reserve):
         self.store, self.reserve, self._cancelled, self.mined = store, reserve, set(), 0
+        self.pool = EveryWorkerTakesWork()
 
     def _job(self, job_id: str) -> dict:
         return self.store.get_job(job_id)
