@@ -131,19 +131,21 @@ def read_candles(path):
             sys.exit(f"{path}: missing column(s) {', '.join(missing)}")
         where = [header.index(name) for name in COLUMNS]
         values = {name: [] for name in COLUMNS}
-        lines = []
         for line, row in enumerate(rows, start=2):
             if not row:
                 continue
             try:
-                for name, k in zip(COLUMNS, where):
-                    values[name].append(row[k].strip() if name == "timestamp" else float(row[k]))
+                bar = {name: row[k].strip() if name == "timestamp" else float(row[k])
+                       for name, k in zip(COLUMNS, where)}
             except (ValueError, IndexError):
                 sys.exit(f"{path}, line {line}: expected numbers in every price and volume column")
-            lines.append(line)
+            problem = bar_problem(bar)
+            if problem is not None:
+                sys.exit(f"{path}, line {line}, column '{problem[0]}': {problem[1]}")
+            for name in COLUMNS:
+                values[name].append(bar[name])
     if not values["timestamp"]:
         sys.exit(f"{path}: no candles")
-    check_bars(path, values, lines)
     numeric = all(_is_number(text) for text in values["timestamp"])
     times = [float(text) for text in values["timestamp"]] if numeric else values["timestamp"]
     if numeric and max(abs(t) for t in times) > EPOCH_MS_THRESHOLD:
@@ -155,22 +157,23 @@ def read_candles(path):
     return values
 
 
-def check_bars(path, values, lines):
-    """Refuse the rows the miner's own loader refuses (engine/candles.py): a backtest over them means nothing."""
-    prices = COLUMNS[1:5]
-    for k, line in enumerate(lines):
-        bar = {name: values[name][k] for name in COLUMNS[1:]}
-        problem = next(((name, "value is missing, NaN or infinite") for name in COLUMNS[1:]
-                        if not math.isfinite(bar[name])), None)
-        problem = problem or next(((name, "price must be positive") for name in prices if bar[name] <= 0), None)
-        if problem is None and bar["volume"] < 0:
-            problem = ("volume", "volume must not be negative")
-        if problem is None and bar["high"] < bar["low"]:
-            problem = ("high", "high is below low")
-        problem = problem or next(((name, f"{name} is outside the bar's [low, high]") for name in ("open", "close")
-                                   if not bar["low"] <= bar[name] <= bar["high"]), None)
-        if problem is not None:
-            sys.exit(f"{path}, line {line}, column '{problem[0]}': {problem[1]}")
+def bar_problem(bar):
+    """(column, what is wrong) for a bar the miner's own loader refuses (engine/candles.py, in its words), else None:
+    a backtest over such a bar means nothing."""
+    for name in COLUMNS[1:]:
+        if not math.isfinite(bar[name]):
+            return name, "value is missing, NaN or infinite"
+    for name in ("open", "high", "low", "close"):
+        if bar[name] <= 0:
+            return name, "price must be positive"
+    if bar["volume"] < 0:
+        return "volume", "volume must not be negative"
+    if bar["high"] < bar["low"]:
+        return "high", "high is below low"
+    for name in ("open", "close"):
+        if not bar["low"] <= bar[name] <= bar["high"]:
+            return name, f"{name} is outside the bar's [low, high]"
+    return None
 
 
 def _is_number(text):

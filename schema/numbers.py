@@ -6,6 +6,7 @@ shuffled copy, which can never reach p = 0.05, and ``"islands": true`` one islan
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationInfo, field_validator
 
 
+@functools.cache  # a field's annotation is asked for at every validation of it
 def _holds_a_number(annotation: Any) -> bool:
     """An int or float field, or an optional one; a field that may hold a bool itself is left alone."""
     if annotation in (int, float):
