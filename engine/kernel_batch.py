@@ -19,8 +19,7 @@ Structure (the semantics are docs/backtest.md's, and every metric equals the per
    the cash after the trade) to a stream and keeps the trade statistics.
 4. The per-bar statistics (peak, drawdown, the sums of returns) are a chain of dependent additions in bar order
    per backtest, so sixteen backtests' streams are accounted side by side, one lane each of a <16 x double> vector
-   per step (``_account_lanes_branching`` or ``_account_lanes_dividing``, chosen by how often the last run of
-   steps deepened a drawdown): each lane's operations are the scalar loop's, on the same operands, in the
+   per step (``_account_lanes``): each lane's operations are the scalar loop's, on the same operands, in the
    same order. Flat bars return exactly 0 and change no statistic, so they are not in the streams.
 Each backtest reads only the shared, read-only bitsets and its own lane of the work arrays (vector operations
 are exact lane by lane): its metrics are the same alone as in any batch, in any lane. Functions compile with
@@ -56,7 +55,6 @@ from engine.layout import (
 )
 
 _LANES = 16  # backtests accounted side by side, one per lane of a <16 x double> vector (two AVX-512 registers)
-_DEEPEN_SHARE = 8  # account with a division in every step after a run of steps of which 1 / 8 or more deepened
 _BITS_BUDGET = 1 << 26  # bytes of rule bitsets per chunk of genomes (64 MiB: 1,800 genomes on 47,000 bars)
 
 
@@ -76,141 +74,100 @@ _S_PREV, _S_PEAK, _S_MAX_DD, _S_SUM_R, _S_SUM_R2, _S_SUM_DOWN2 = range(6)
 _N_STATE = 6
 
 
-def _lane_accounting(always_divide):
-    """An intrinsic (streams, offset, steps, state) -> int64: for each lane l, account the ``steps`` equity values
-    ``streams.flat[offset[l]:offset[l] + steps]`` into the running statistics ``state[:, l]``, all lanes in one
-    <_LANES x double> vector per step; it returns the number of steps in which some lane's drawdown deepened.
+@intrinsic
+def _account_lanes(typingctx, streams, offset, steps, state):
+    """For each lane l, account the ``steps`` equity values ``streams.flat[offset[l]:offset[l] + steps]`` into the
+    running statistics ``state[:, l]``, all lanes in one <_LANES x double> vector per step.
 
     Each lane computes exactly what the per-genome kernel's bar loop does (the same IEEE operations on the same
     operands in the same order, a branch replaced by a select), so its results are those of a scalar loop bit for
     bit. The drawdown test's threshold ``peak * (1 - max_dd)`` is carried from step to step and recomputed, with
     the same operations, only where the peak or the drawdown moved: the loop's longest dependency chain is then
     a comparison and two selects, not a subtraction, a product and a comparison. The drawdown's division is made
-    only in the steps where some lane's drawdown deepens, or, ``always_divide``, in every step: equity that keeps
-    making new lows (a losing strategy) deepens so irregularly that the branch costs more than the division, while
-    a rising one rarely deepens. The results are the same. No bounds check: the caller keeps every lane's values
-    within ``streams``.
+    in every step and kept where a lane deepened: at sixteen lanes some lane deepens in so many steps that a
+    branch around it cost more than it saved (measured: 0.93x). No bounds check: the caller keeps every lane's
+    values within ``streams``.
     """
 
-    @intrinsic
-    def account_lanes(typingctx, streams, offset, steps, state):
-        def c_array(t, dtype, ndim):
-            return isinstance(t, types.Array) and t.dtype == dtype and t.ndim == ndim and t.layout == "C"
+    def c_array(t, dtype, ndim):
+        return isinstance(t, types.Array) and t.dtype == dtype and t.ndim == ndim and t.layout == "C"
 
-        if not (c_array(streams, types.float64, 2) and c_array(offset, types.int64, 1)
-                and isinstance(steps, types.Integer) and c_array(state, types.float64, 2)):
-            return None  # the code reads raw contiguous memory: any other type is a typing error, not a miscompile
-        sig = types.int64(streams, offset, steps, state)
+    if not (c_array(streams, types.float64, 2) and c_array(offset, types.int64, 1)
+            and isinstance(steps, types.Integer) and c_array(state, types.float64, 2)):
+        return None  # the code reads raw contiguous memory: any other type is a typing error, not a miscompile
+    sig = types.void(streams, offset, steps, state)
 
-        def codegen(context, builder, signature, args):
-            i64 = ir.IntType(64)
-            vec = ir.VectorType(ir.DoubleType(), _LANES)
-            mask = ir.IntType(_LANES)
-            data = context.make_array(signature.args[0])(context, builder, args[0]).data
-            offsets = context.make_array(signature.args[1])(context, builder, args[1]).data
-            rows = context.make_array(signature.args[3])(context, builder, args[3]).data
-            n = args[2]
-            zero = ir.Constant(vec, [0.0] * _LANES)
-            one = ir.Constant(vec, [1.0] * _LANES)
-            true = ir.Constant(ir.VectorType(ir.IntType(1), _LANES), [1] * _LANES)
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        vec = ir.VectorType(ir.DoubleType(), _LANES)
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        offsets = context.make_array(signature.args[1])(context, builder, args[1]).data
+        rows = context.make_array(signature.args[3])(context, builder, args[3]).data
+        n = args[2]
+        zero = ir.Constant(vec, [0.0] * _LANES)
+        one = ir.Constant(vec, [1.0] * _LANES)
+        true = ir.Constant(ir.VectorType(ir.IntType(1), _LANES), [1] * _LANES)
 
-            def row(r):
-                return builder.bitcast(builder.gep(rows, [ir.Constant(i64, r * _LANES)]), vec.as_pointer())
+        def row(r):
+            return builder.bitcast(builder.gep(rows, [ir.Constant(i64, r * _LANES)]), vec.as_pointer())
 
-            initial = [builder.load(row(r), align=8) for r in range(_N_STATE)]
-            omd0 = builder.fsub(one, initial[_S_MAX_DD])
-            thr0 = builder.fmul(initial[_S_PEAK], omd0)
-            lanes = [builder.gep(data, [builder.load(builder.gep(offsets, [ir.Constant(i64, k)]))])
-                     for k in range(_LANES)]
-            before = builder.block
-            head = builder.append_basic_block("lanes.head")
-            body = builder.append_basic_block("lanes.body")
-            done = builder.append_basic_block("lanes.done")
-            builder.branch(head)
+        initial = [builder.load(row(r), align=8) for r in range(_N_STATE)]
+        omd0 = builder.fsub(one, initial[_S_MAX_DD])
+        thr0 = builder.fmul(initial[_S_PEAK], omd0)
+        lanes = [builder.gep(data, [builder.load(builder.gep(offsets, [ir.Constant(i64, k)]))])
+                 for k in range(_LANES)]
+        before = builder.block
+        head = builder.append_basic_block("lanes.head")
+        body = builder.append_basic_block("lanes.body")
+        done = builder.append_basic_block("lanes.done")
+        builder.branch(head)
 
-            builder.position_at_end(head)
-            step = builder.phi(i64)
-            step.add_incoming(ir.Constant(i64, 0), before)
-            deepened_steps = builder.phi(i64)
-            deepened_steps.add_incoming(ir.Constant(i64, 0), before)
-            phis = []
-            for r in range(_N_STATE):
-                phi = builder.phi(vec)
-                phi.add_incoming(initial[r], before)
-                phis.append(phi)
-            omd = builder.phi(vec)
-            omd.add_incoming(omd0, before)
-            thr = builder.phi(vec)
-            thr.add_incoming(thr0, before)
-            builder.cbranch(builder.icmp_signed("<", step, n), body, done)
+        builder.position_at_end(head)
+        step = builder.phi(i64)
+        step.add_incoming(ir.Constant(i64, 0), before)
+        phis = []
+        for r in range(_N_STATE):
+            phi = builder.phi(vec)
+            phi.add_incoming(initial[r], before)
+            phis.append(phi)
+        omd = builder.phi(vec)
+        omd.add_incoming(omd0, before)
+        thr = builder.phi(vec)
+        thr.add_incoming(thr0, before)
+        builder.cbranch(builder.icmp_signed("<", step, n), body, done)
 
-            builder.position_at_end(body)
-            prev, peak, max_dd, sum_r, sum_r2, sum_down2 = phis
-            value = ir.Constant(vec, ir.Undefined)
-            for k in range(_LANES):
-                value = builder.insert_element(value, builder.load(builder.gep(lanes[k], [step])),
-                                               ir.Constant(i64, k))
-            # r = value / prev - 1.0 if prev > 0.0 else 0.0
-            r = builder.select(builder.fcmp_ordered(">", prev, zero), builder.fsub(builder.fdiv(value, prev), one),
-                               zero)
-            # if value > peak: peak = value  elif value < peak * (1.0 - max_dd): max_dd = 1.0 - value / peak, where
-            # thr == peak * (1 - max_dd), carried (the same product, recomputed only when peak or max_dd changes)
-            higher = builder.fcmp_ordered(">", value, peak)
-            deeper = builder.and_(builder.xor(higher, true), builder.fcmp_ordered("<", value, thr))
-            new_peak = builder.select(higher, value, peak)
-            some = builder.icmp_unsigned("!=", builder.bitcast(deeper, mask), ir.Constant(mask, 0))
+        builder.position_at_end(body)
+        prev, peak, max_dd, sum_r, sum_r2, sum_down2 = phis
+        value = ir.Constant(vec, ir.Undefined)
+        for k in range(_LANES):
+            value = builder.insert_element(value, builder.load(builder.gep(lanes[k], [step])), ir.Constant(i64, k))
+        # r = value / prev - 1.0 if prev > 0.0 else 0.0
+        r = builder.select(builder.fcmp_ordered(">", prev, zero), builder.fsub(builder.fdiv(value, prev), one), zero)
+        # if value > peak: peak = value  elif value < peak * (1.0 - max_dd): max_dd = 1.0 - value / peak, where
+        # thr == peak * (1 - max_dd), carried (the same product, recomputed only when peak or max_dd changes)
+        higher = builder.fcmp_ordered(">", value, peak)
+        deeper = builder.and_(builder.xor(higher, true), builder.fcmp_ordered("<", value, thr))
+        q = builder.fsub(one, builder.fdiv(value, peak))
+        omd_q = builder.fsub(one, q)
+        new_thr = builder.select(deeper, builder.fmul(peak, omd_q),
+                                 builder.select(higher, builder.fmul(value, omd), thr))
+        # down = min(r, 0.0), as Numba's min: 0.0 if 0.0 < r else r
+        down = builder.select(builder.fcmp_ordered("<", zero, r), zero, r)
+        new = [value, builder.select(higher, value, peak), builder.select(deeper, q, max_dd), builder.fadd(sum_r, r),
+               builder.fadd(sum_r2, builder.fmul(r, r)), builder.fadd(sum_down2, builder.fmul(down, down))]
+        for phi, x in zip(phis, new, strict=True):
+            phi.add_incoming(x, body)
+        omd.add_incoming(builder.select(deeper, omd_q, omd), body)
+        thr.add_incoming(new_thr, body)
+        step.add_incoming(builder.add(step, ir.Constant(i64, 1)), body)
+        builder.branch(head)
 
-            def deepen_values():
-                q = builder.fsub(one, builder.fdiv(value, peak))
-                omd_q = builder.fsub(one, q)
-                return (builder.select(deeper, q, max_dd), builder.select(deeper, omd_q, omd),
-                        builder.fmul(peak, omd_q))
+        builder.position_at_end(done)
+        for r in range(_N_STATE):
+            builder.store(phis[r], row(r), align=8)
+        return context.get_dummy_value()
 
-            if always_divide:
-                new_max_dd, new_omd, thr_deep = deepen_values()
-                latch = body
-            else:
-                deepen = builder.append_basic_block("lanes.deepen")
-                join = builder.append_basic_block("lanes.join")
-                builder.cbranch(some, deepen, join)
-                builder.position_at_end(deepen)
-                d_max_dd, d_omd, d_thr = deepen_values()
-                builder.branch(join)
-                builder.position_at_end(join)
-                new_max_dd = builder.phi(vec)
-                new_max_dd.add_incoming(max_dd, body)
-                new_max_dd.add_incoming(d_max_dd, deepen)
-                new_omd = builder.phi(vec)
-                new_omd.add_incoming(omd, body)
-                new_omd.add_incoming(d_omd, deepen)
-                thr_deep = builder.phi(vec)
-                thr_deep.add_incoming(thr, body)
-                thr_deep.add_incoming(d_thr, deepen)
-                latch = join
-            new_thr = builder.select(deeper, thr_deep, builder.select(higher, builder.fmul(value, omd), thr))
-            # down = min(r, 0.0), as Numba's min: 0.0 if 0.0 < r else r
-            down = builder.select(builder.fcmp_ordered("<", zero, r), zero, r)
-            new = [value, new_peak, new_max_dd, builder.fadd(sum_r, r), builder.fadd(sum_r2, builder.fmul(r, r)),
-                   builder.fadd(sum_down2, builder.fmul(down, down))]
-            for phi, x in zip(phis, new, strict=True):
-                phi.add_incoming(x, latch)
-            omd.add_incoming(new_omd, latch)
-            thr.add_incoming(new_thr, latch)
-            step.add_incoming(builder.add(step, ir.Constant(i64, 1)), latch)
-            deepened_steps.add_incoming(builder.add(deepened_steps, builder.zext(some, i64)), latch)
-            builder.branch(head)
-
-            builder.position_at_end(done)
-            for r in range(_N_STATE):
-                builder.store(phis[r], row(r), align=8)
-            return deepened_steps
-
-        return sig, codegen
-
-    return account_lanes
-
-
-_account_lanes_branching, _account_lanes_dividing = _lane_accounting(False), _lane_accounting(True)
+    return sig, codegen
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -392,7 +349,7 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
     """``backtest_windows_nb`` for one chunk of genomes, the windows inside bars [lo, hi).
 
     The backtests (genome g, window w), g-major, go through ``_LANES`` lanes: a lane takes the next backtest, runs
-    its trades (``_trades_bits_nb``, which streams its equity values), and a ``_lane_accounting`` loop then accounts the
+    its trades (``_trades_bits_nb``, which streams its equity values), and an ``_account_lanes`` loop then accounts the
     lanes' streams side by side, one vector operation for all lanes, until one of them ends; that lane writes
     its metrics and takes the next backtest. When none is left, the idle lanes repeat a live lane's reads until
     the last stream ends (a vector step costs the same whatever the number of live lanes).
@@ -420,7 +377,6 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
     n_jobs = genomes.shape[0] * n_windows
     active = 0
     lane = 0
-    always_divide = False
     while True:
         # fill the lanes that have no backtest (all of them at first)
         while lane < _LANES and next_job < n_jobs:
@@ -459,11 +415,7 @@ def _windows_nb(genomes, features, lookup, starts, ends, lo, hi, fee, slip, cash
         for k in range(_LANES):
             if length[k] == 0:
                 offset[k] = offset[live]
-        if always_divide:
-            deepened = _account_lanes_dividing(streams, offset, steps, state)
-        else:
-            deepened = _account_lanes_branching(streams, offset, steps, state)
-        always_divide = deepened * _DEEPEN_SHARE > steps
+        _account_lanes(streams, offset, steps, state)
         lane = _LANES
         for k in range(_LANES):
             if length[k] == 0:

@@ -28,8 +28,7 @@ from engine.kernel_batch import (
     _S_SUM_DOWN2,
     _S_SUM_R,
     _S_SUM_R2,
-    _account_lanes_branching,
-    _account_lanes_dividing,
+    _account_lanes,
     _reset_lane,
     backtest_batch_nb,
     backtest_windows_nb,
@@ -273,19 +272,15 @@ def _account_scalar(value, state, lane):
 
 
 @njit
-def _account_run(dividing, streams, offset, steps, state):
-    """One run of steps through either lane accounting loop (intrinsics are called from compiled code)."""
-    if dividing:
-        return _account_lanes_dividing(streams, offset, steps, state)
-    return _account_lanes_branching(streams, offset, steps, state)
+def _account_run(streams, offset, steps, state):
+    """One run of steps through the lane accounting loop (intrinsics are called from compiled code)."""
+    _account_lanes(streams, offset, steps, state)
 
 
-def test_both_lane_accounting_loops_equal_the_scalar_loop_over_any_segments():
-    """The kernel accounts a run of steps with the loop that branches on a deepening drawdown or with the one that
-    divides in every step (chosen by how often the last run deepened): both must leave every lane's statistics
-    equal to the scalar loop's bit for bit, whatever the segments and whichever loop takes each, and count the steps
-    in which some lane deepened. Streams: a rise, a fall that deepens in most steps, plateaus that equal the peak and
-    the trough exactly, and a ruin to 0."""
+def test_the_lane_accounting_loop_equals_the_scalar_loop_over_any_segments():
+    """The kernel accounts its lanes' streams in runs of steps cut wherever some lane's backtest ends: every lane's
+    statistics must equal the scalar loop's bit for bit, whatever the cuts. Streams: a rise, a fall that deepens in
+    most steps, plateaus that equal the peak and the trough exactly, and a ruin to 0."""
     rng = np.random.default_rng(11)
     n = 3_000
     kinds = (lambda: 10_000 * np.cumprod(1 + np.abs(rng.normal(0, 0.002, n))),  # a rise
@@ -302,14 +297,11 @@ def test_both_lane_accounting_loops_equal_the_scalar_loop_over_any_segments():
             deepened_steps[k] |= not value > peak and value < peak * (1.0 - max_dd)
             _account_scalar(value, expected, lane)
     assert deepened_steps[:100].sum() > 5 and deepened_steps.mean() > 0.1  # the fall deepens often
-    cuts = np.sort(rng.choice(np.arange(1, n), 12, replace=False))
-    for loops in ((False,), (True,), (False, True)):
+    for cuts in (np.empty(0, np.int64), np.sort(rng.choice(np.arange(1, n), 12, replace=False))):
         state = np.zeros((_N_STATE, _LANES))
         for lane in range(_LANES):
             _reset_lane(state, lane, 10_000.0)
         offset = np.arange(_LANES, dtype=np.int64) * n
-        counted = 0
-        for j, (first, stop) in enumerate(zip([0, *cuts], [*cuts, n], strict=True)):
-            counted += _account_run(loops[j % len(loops)], streams, offset + first, stop - first, state)
+        for first, stop in zip([0, *cuts], [*cuts, n], strict=True):
+            _account_run(streams, offset + first, stop - first, state)
         assert_identical(state, expected)
-        assert counted == deepened_steps.sum()
