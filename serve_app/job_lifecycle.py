@@ -89,8 +89,9 @@ class JobLifecycle:
             if job_id in self._cancelled:  # cancelled before a restart: no need to wait for a slot
                 raise Stopped
             async with self._slot():
-                await self._resume_if_paused(job_id)
-                watcher = asyncio.create_task(self._pause_while_refused(job_id))
+                pauses = _Pauses(self, job_id)
+                await self._resume_if_paused(job_id, pauses)
+                watcher = asyncio.create_task(self._pause_while_refused(job_id, pauses))
                 try:
                     while True:
                         job = self._job(job_id)
@@ -99,7 +100,7 @@ class JobLifecycle:
                                              job["evaluator_version"])
                             break
                         except StorageFull as exc:  # nothing of the generation under way was stored: mine it again
-                            await self._pause_until_writable(job_id, exc.message)
+                            await self._pause_until_writable(job_id, exc.message, pauses)
                 finally:
                     watcher.cancel()
         except (Stopped, asyncio.CancelledError):
@@ -111,9 +112,9 @@ class JobLifecycle:
         finally:
             self._cancelled.discard(job_id)  # per-job memory ends with the job (events live in the store)
 
-    async def _resume_if_paused(self, job_id: str) -> None:
-        """A job paused by a full disk when the service stopped resumes now (its followers are told so), or pauses
-        again if the disk is still full."""
+    async def _resume_if_paused(self, job_id: str, pauses: _Pauses) -> None:
+        """A job paused when the service stopped resumes now (its followers are told so), or pauses again if the
+        disk is still full (workers that still refuse work pause it again at the watch's first look)."""
         if self._job(job_id)["status"] != "paused":
             return
         try:
@@ -121,37 +122,40 @@ class JobLifecycle:
                 self.store.set_status(job_id, "running")
                 self._emit_engine(job_id, Resumed())
         except StorageFull as exc:
-            await self._pause_until_writable(job_id, exc.message)
+            await self._pause_until_writable(job_id, exc.message, pauses)
 
-    async def _pause_while_refused(self, job_id: str) -> None:
+    async def _pause_while_refused(self, job_id: str, pauses: _Pauses) -> None:
         """Beside a job's mining: while every worker refuses work (it runs other engine code than the coordinator:
         a checkout updated without restarting the service, a laptop on another commit), the job's batches wait for
         someone to act, so the job says so, paused with the reason and the fix, and resumes when a worker may take
         work again. Nothing of the job is lost meanwhile: its batches are queued, not failed."""
-        paused = False
+        unstored = None  # the news last found impossible to store: logged once, tried again at every look
         while True:
             await asyncio.sleep(PAUSE_PROBE_S)
-            if paused == self.pool.all_refused():
+            refused = self.pool.all_refused()
+            if refused == (_REFUSED in pauses):
                 continue
-            news = "resumes" if paused else "waits for workers"
+            news = "waits for workers" if refused else "may take work again"
             try:
-                with self.store.transaction():
-                    self.store.set_status(job_id, "running" if paused else "paused")
-                    self._emit_engine(job_id, Resumed() if paused else Paused(reason=self.pool.none_ready()))
-                paused = not paused
-            except StorageFull:  # told once writes succeed again (the mining's own pause handles a full disk)
-                log.error("job %s: could not store that it %s", job_id, news)
-            except Exception:  # a notice that failed must not end the watch silently: the job itself goes on
-                log.exception("job %s: could not store that it %s", job_id, news)
+                if refused:
+                    pauses.hold(_REFUSED, self.pool.none_ready())
+                else:
+                    pauses.release(_REFUSED)
+                unstored = None
+            except Exception as exc:  # a notice that failed must not end the watch: the job itself goes on
+                if refused:  # not told: told at a later look
+                    pauses.forget(_REFUSED)
+                if news != unstored:
+                    log.error("job %s %s, and that could not be stored: %s", job_id, news,
+                              getattr(exc, "message", None) or repr(exc))
+                unstored = news
 
-    async def _pause_until_writable(self, job_id: str, reason: str) -> None:
+    async def _pause_until_writable(self, job_id: str, reason: str, pauses: _Pauses) -> None:
         """The disk is full: store (in the room the reserve leaves) that the job is paused, then wait until the
         reserve can be taken back, i.e. writes succeed again, and store that it resumes."""
         self.reserve.free()
         try:
-            with self.store.transaction():
-                self.store.set_status(job_id, "paused")
-                self._emit_engine(job_id, Paused(reason=reason))
+            pauses.hold(_DISK_FULL, reason)
         except StorageFull:  # even the reserve's room is gone (other writers): followers learn it on resuming
             log.error("job %s paused, and the disk is too full to store that", job_id)
         while True:
@@ -160,9 +164,7 @@ class JobLifecycle:
                     raise Stopped
                 await asyncio.sleep(PAUSE_PROBE_S)
             try:
-                with self.store.transaction():
-                    self.store.set_status(job_id, "running")
-                    self._emit_engine(job_id, Resumed())
+                pauses.release(_DISK_FULL)
                 return
             except StorageFull:  # full again before the resume was stored (another job took the room): still paused
                 self.reserve.free()
@@ -264,6 +266,44 @@ class JobLifecycle:
             self.store.set_status(job_id, "finished")
             self._emit_engine(job_id, ev.Finished(best_fitness=result.fitness,
                                                   generations_run=result.generations_run))
+
+
+_DISK_FULL, _REFUSED = "disk full", "every worker refuses work"
+
+
+class _Pauses:
+    """Why a running job is paused: the disk is full, every worker refuses work, or both at once. The job is told
+    paused (with the reason) as each cause begins and resumed only when the last one ends, so a disk that frees up
+    while the workers still refuse does not report a job running that cannot run."""
+
+    def __init__(self, lifecycle: JobLifecycle, job_id: str):
+        self.lifecycle, self.job_id = lifecycle, job_id
+        self.causes: set[str] = set()
+
+    def __contains__(self, cause: str) -> bool:
+        return cause in self.causes
+
+    def hold(self, cause: str, reason: str) -> None:
+        """The job is paused for ``cause`` from now on, even if storing so fails (``StorageFull`` is raised)."""
+        self.causes.add(cause)
+        store = self.lifecycle.store
+        with store.transaction():
+            store.set_status(self.job_id, "paused")
+            self.lifecycle._emit_engine(self.job_id, Paused(reason=reason))
+
+    def release(self, cause: str) -> None:
+        """``cause`` has ended: the last one ending resumes the job. Raises ``StorageFull`` (the cause still held)
+        if the resume cannot be stored."""
+        if self.causes == {cause}:
+            store = self.lifecycle.store
+            with store.transaction():
+                store.set_status(self.job_id, "running")
+                self.lifecycle._emit_engine(self.job_id, Resumed())
+        self.causes.discard(cause)
+
+    def forget(self, cause: str) -> None:
+        """Stop counting ``cause`` without telling anyone (a pause that could not be stored, to be held again)."""
+        self.causes.discard(cause)
 
 
 class _PoolGenerations:

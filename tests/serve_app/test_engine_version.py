@@ -14,7 +14,7 @@ from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
 from serve_app import mapping
 from serve_app.config import PoolSettings
-from serve_app.job_lifecycle import PAUSE_PROBE_S, JobLifecycle
+from serve_app.job_lifecycle import PAUSE_PROBE_S, JobLifecycle, _Pauses
 from serve_app.pool import WorkerPool, _Worker, engine_mismatch
 from serve_app.store import JobStore
 from serve_app.worker import BacktestWorker
@@ -103,7 +103,8 @@ def test_a_job_whose_every_worker_refuses_work_is_paused_with_the_reason_and_res
         pool._workers["behind"] = behind = _Worker(worker, node_id="head", label=None)
         await pool._await_ready("behind", behind)
         pool._spawn(pool._dispatch_loop())
-        watcher = asyncio.create_task(_JobHost(pool, store)._pause_while_refused(job_id))
+        host = _JobHost(pool, store)
+        watcher = asyncio.create_task(host._pause_while_refused(job_id, _Pauses(host, job_id)))
         batch = asyncio.create_task(pool.evaluate(job_id, scoring, genomes, [Window(0, 600)]))
         await asyncio.sleep(2.5 * PAUSE_PROBE_S)
         while_refused = store.get_job(job_id)["status"], store.events_after(job_id, 0), batch.done(), pool.none_ready()

@@ -124,3 +124,70 @@ def test_a_job_paused_when_the_service_stopped_pauses_again_if_the_disk_is_still
     asyncio.run(lifecycle._run(job_id))
     assert not left and store.get_job(job_id)["status"] == "running"
     assert [e["type"] for e in store.events_after(job_id, 0)] == ["paused", "resumed"]
+
+
+class RefusingPool:
+    """A pool whose workers all refuse work while ``refused`` is set (another engine version)."""
+
+    def __init__(self):
+        self.refused = False
+
+    def all_refused(self) -> bool:
+        return self.refused
+
+    @staticmethod
+    def none_ready() -> str:
+        return "every worker runs other engine code; restart them"
+
+
+class FullDiskWhileWorkersRefuse(OneJob):
+    """A job whose first generation meets a full disk while every worker starts refusing work; mined again, its
+    batches wait until a worker takes work (the disk frees up first, below)."""
+
+    def __init__(self, store: JobStore, reserve: Reserve):
+        super().__init__(store, reserve)
+        self.pool, self.disk_full = RefusingPool(), True
+        reserve.take = lambda: not self.disk_full
+
+    async def _mine(self, job_id: str, spec, progress: dict, evaluator_version: str) -> None:
+        self.mined += 1
+        if self.mined == 1:
+            self.pool.refused = True
+            raise StorageFull.at(self.store.path)
+        while self.pool.all_refused():  # the generation's batches are queued, not failed
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # then evaluated
+
+
+def test_a_job_paused_for_a_full_disk_and_for_refusing_workers_resumes_only_when_both_have_ended(tmp_path,
+                                                                                                   monkeypatch):
+    monkeypatch.setattr(job_lifecycle, "PAUSE_PROBE_S", 0.01)
+    store, reserve, job_id = a_store_with_one_running_job(tmp_path)
+    lifecycle = FullDiskWhileWorkersRefuse(store, reserve)
+
+    def told() -> list[tuple[str, str | None]]:
+        return [(e["type"], e["data"].get("reason")) for e in store.events_after(job_id, 0)]
+
+    async def wait_for(condition) -> None:
+        for _ in range(500):
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"not reached; told {told()}")
+
+    async def scenario() -> None:
+        run = asyncio.create_task(lifecycle._run(job_id))
+        await wait_for(lambda: len(told()) == 2)
+        (first, disk), (second, workers) = told()
+        assert first == second == "paused" and workers == "every worker runs other engine code; restart them"
+        assert "full" in disk
+        lifecycle.disk_full = False  # the disk frees up; the workers still refuse
+        await wait_for(lambda: lifecycle.mined == 2)
+        await asyncio.sleep(0.1)  # ten looks of the watch
+        assert store.get_job(job_id)["status"] == "paused" and [kind for kind, _ in told()] == ["paused", "paused"]
+        lifecycle.pool.refused = False
+        await asyncio.wait_for(run, 5)
+
+    asyncio.run(scenario())
+    assert [kind for kind, _ in told()] == ["paused", "paused", "resumed"]
+    assert store.get_job(job_id)["status"] == "running"
