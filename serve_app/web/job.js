@@ -19,6 +19,7 @@ class Live {
     this.samples = [];  // [event time, genomes evaluated since the start]
     this.validation = null;  // {done, total} once validation has started
     this.ended = null;  // the terminal event's type
+    this.paused = null;  // why the job is paused (a full disk, every worker refusing work), null while it is not
   }
 
   apply(event) {
@@ -34,7 +35,9 @@ class Live {
       this.best.push([d.generation, d.best_fitness_so_far]);
     } else if (event.type === "validation_started") this.validation = { done: 0, total: d.searches };
     else if (event.type === "validation_search_finished") this.validation = { done: d.done, total: d.total };
-    else if (["finished", "failed", "cancelled"].includes(event.type)) this.ended = event.type;
+    else if (event.type === "paused") this.paused = d.reason;
+    else if (event.type === "resumed") this.paused = null;
+    else if (["finished", "failed", "cancelled"].includes(event.type)) [this.ended, this.paused] = [event.type, null];
   }
 
   rate() {
@@ -49,19 +52,22 @@ export function showJob(view, id) {
   const title = h("h2", {}, `Job ${id}`);
   const facts = h("p", { class: "facts" });
   const status = h("p", { class: "error", role: "alert" });
+  const pausedNote = h("p", { id: "paused", class: "paused", role: "status", hidden: true });
   const bar = h("progress", { id: "job-progress", max: 1, value: 0 });
   const progressText = h("span", { id: "progress-text" });
   const rateText = h("span", { id: "rate" });
   const chart = h("div", { id: "fitness-chart" });
   const cancel = h("button", { type: "button", id: "cancel-job", hidden: true }, "Cancel job");
   const result = h("div", { id: "result" });
-  view.replaceChildren(h("section", { class: "card" }, title, facts, cancel, status,
+  view.replaceChildren(h("section", { class: "card" }, title, facts, cancel, status, pausedNote,
     h("div", { class: "progress-line" }, bar, progressText, rateText),
     h("h3", {}, "Best fitness per generation"), chart), result);
   const live = new Live();
 
   function render() {
     const { generation, generations, validation } = live;
+    pausedNote.hidden = live.paused === null;
+    pausedNote.textContent = live.paused === null ? "" : `Paused: ${live.paused}`;
     if (validation) {
       [bar.max, bar.value] = [validation.total, validation.done];
       progressText.textContent = `validation search ${validation.done} of ${validation.total}`;
@@ -109,5 +115,6 @@ export function showJob(view, id) {
   return follow(id, (event) => {
     live.apply(event);
     render();
+    if (event.type === "paused" || event.type === "resumed") loadFacts().catch(() => {});  // the status it shows
   }, ended);
 }

@@ -160,3 +160,51 @@ def test_cancel_a_running_job_from_the_table(dashboard, client):
     row.locator("button.cancel").click()
     expect(row.locator(".status")).to_have_text("cancelled", timeout=120_000)
     assert client.job(job.id).status == "cancelled"
+
+
+class PausingRoute:
+    """Passes a job's event stream to the page and, after the first generation's best, slips in a ``paused`` event
+    (a seq between two real ones: the page takes each seq once, in order); ``resume()`` slips in ``resumed``. The
+    service's real pauses (a full disk, every worker refusing work) are tested in tests/serve_app and tests/deploy;
+    this is about what the page shows of one."""
+
+    def __init__(self, reason: str):
+        self.reason, self.ws, self.last, self.paused = reason, None, None, False
+
+    def slip_in(self, kind: str, data: dict) -> None:
+        self.ws.send(json.dumps({**self.last, "seq": self.last["seq"] + 0.5, "type": kind, "data": data}))
+
+    def __call__(self, ws) -> None:
+        self.ws = ws
+        server = ws.connect_to_server()
+
+        def from_server(message) -> None:
+            ws.send(message)
+            self.last = json.loads(message)
+            if self.last["type"] == "generation_best" and not self.paused:
+                self.paused = True
+                self.slip_in("paused", {"reason": self.reason})
+
+        server.on_message(from_server)
+
+    def resume(self) -> None:
+        self.slip_in("resumed", {})
+
+
+def test_a_paused_job_shows_why_until_it_resumes(dashboard, client):
+    reason = "every worker refuses work (1 refused: each runs engine abc, this service def); restart the service"
+    route = PausingRoute(reason)
+    page = dashboard.page
+    page.route_web_socket(re.compile(r"/v1/jobs/[^/]+/events"), route)
+    job = client.submit(dataset=BTC, population=200, generations=400, permutations=0, seed=6)
+    try:
+        open_jobs(dashboard)
+        page.goto(f"{dashboard.service.url}/#/jobs/{job.id}")
+        note = page.locator("#paused")
+        expect(note).to_have_text(f"Paused: {reason}", timeout=120_000)
+        expect(note).to_be_visible()
+        route.resume()
+        expect(note).to_be_hidden()
+        expect(page.locator("#progress-text")).to_contain_text("generation")  # the live view goes on
+    finally:
+        client.cancel(job.id)
