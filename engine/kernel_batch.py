@@ -66,6 +66,70 @@ def _quiet(adverse, favourable, i, stop, target, d):
     return (d * (adverse[i] - stop) > 0.0) & (d * (favourable[i] - target) < 0.0)
 
 
+def _trailing_block(long):
+    """An intrinsic (favourable, adverse, i, extreme, stop_level, factor, target, d) -> (quiet, block extreme) for the
+    eight bars i..i + 7 of a position with a trailing stop, long (``long``) or short.
+
+    Bit k of ``quiet`` says bar i + k touches neither its stop nor the target, its stop being exactly the one the
+    bar-by-bar loop holds there: ``_effective_stop`` of the extreme through bar i + k - 1 (``factor`` is that
+    function's ``1 - d * trail``). The block extreme is the best favourable price of the eight bars. Each lane makes
+    the scalar loop's operations on the same operands; the extremes are a running maximum (minimum) across the lanes,
+    exact in any order (prices are never NaN). No bounds check: the caller keeps i + 8 within the arrays."""
+    worst = -np.inf if long else np.inf
+
+    @intrinsic
+    def trailing_block(typingctx, favourable, adverse, i, extreme, stop_level, factor, target, d):
+        sig = types.Tuple((types.uint64, types.float64))(favourable, adverse, types.int64, types.float64,
+                                                         types.float64, types.float64, types.float64, types.float64)
+
+        def codegen(context, builder, signature, args):
+            f64 = ir.DoubleType()
+            vec = ir.VectorType(f64, 8)
+            i32 = ir.IntType(32)
+
+            def load(array_type, array):
+                data = context.make_array(array_type)(context, builder, array).data
+                return builder.load(builder.bitcast(builder.gep(data, [args[2]]), vec.as_pointer()), align=8)
+
+            def splat(x):
+                one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(i32, 0))
+                return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                              ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+
+            def best(a, b):  # max (long) or min (short): the scalar loop's max(a, b) / min(a, b)
+                return builder.select(builder.fcmp_ordered(">" if long else "<", b, a), b, a)
+
+            def shifted(x, by):  # lane k holds x's lane k - by, the first ``by`` lanes the worst price
+                fill = ir.Constant(vec, [worst] * 8)
+                return builder.shuffle_vector(fill, x, ir.Constant(ir.VectorType(i32, 8),
+                                                                   [k if k < by else 8 + k - by for k in range(8)]))
+
+            fav = load(signature.args[0], args[0])
+            adv = load(signature.args[1], args[1])
+            through = fav  # lane k: the best of bars i..i + k
+            for by in (1, 2, 4):
+                through = best(through, shifted(through, by))
+            before = best(splat(args[3]), shifted(through, 1))  # lane k: the extreme through bar i + k - 1
+            d, level, zero = splat(args[7]), splat(args[4]), ir.Constant(vec, [0.0] * 8)
+            # the stop: trailing = extreme * factor if d * (trailing - stop_level) > 0 else stop_level
+            trailing = builder.fmul(before, splat(args[5]))
+            stop = builder.select(builder.fcmp_ordered(">", builder.fmul(d, builder.fsub(trailing, level)), zero),
+                                  trailing, level)
+            # quiet: d * (adverse - stop) > 0 and d * (favourable - target) < 0, as ``_quiet``
+            quiet = builder.and_(builder.fcmp_ordered(">", builder.fmul(d, builder.fsub(adv, stop)), zero),
+                                 builder.fcmp_ordered("<", builder.fmul(d, builder.fsub(fav, splat(args[6]))), zero))
+            bits = builder.zext(builder.bitcast(quiet, ir.IntType(8)), ir.IntType(64))
+            top = builder.extract_element(through, ir.Constant(i32, 7))
+            return context.make_tuple(builder, signature.return_type, [bits, top])
+
+        return sig, codegen
+
+    return trailing_block
+
+
+_trailing_long, _trailing_short = _trailing_block(True), _trailing_block(False)
+
+
 # a backtest's trade statistics (``tally``), from its trades
 _T_CASH, _T_TRADES, _T_WINS, _T_GROSS_PROFIT, _T_GROSS_LOSS, _T_EXPOSURE, _T_MEAN, _T_M2 = range(8)
 _N_TALLY = 8
@@ -234,33 +298,34 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
             exit_signal = _next_bit(exit_words, w0, i, last)
         limit = exit_signal + 1 if exit_signal < last else last
         if trail > 0.0:
-            # the stop is a function of the extreme, recomputed when the extreme moves. Eight bars at a
-            # time while they are quiet even for the tightest stop they could see (the stop moves one way
-            # only), else bar by bar through those eight
+            # the stop is a function of the extreme through the bar before. Eight bars at a time, each against its
+            # own stop, until the block in which the trade ends; the last bars before the limit one by one, the
+            # stop recomputed without a branch (whether the extreme moved is data: a branch on it mispredicts)
+            factor = 1.0 - d * trail
             while i < limit:
                 if i + 8 <= limit:
-                    best = extreme
-                    for k in range(i, i + 7):
-                        best = max(best, favourable[k]) if d > 0 else min(best, favourable[k])
-                    tightest, _ = _effective_stop(stop_level, best, trail, d)
                     if d > 0:
-                        quiet = _gt8(lows, i, tightest, 0) & _lt8(highs, i, target_level, 0)
+                        quiet, top = _trailing_long(favourable, adverse, i, extreme, stop_level, factor,
+                                                    target_level, d)
                     else:
-                        quiet = _lt8(highs, i, tightest, 0) & _gt8(lows, i, target_level, 0)
-                    if quiet == 0xFF:
-                        extreme = max(best, favourable[i + 7]) if d > 0 else min(best, favourable[i + 7])
-                        stop, _ = _effective_stop(stop_level, extreme, trail, d)  # as before if the extreme held
-                        i += 8
-                        continue
-                block_end = min(i + 8, limit)
-                while i < block_end and _quiet(adverse, favourable, i, stop, target_level, d):
-                    moved = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
-                    if moved != extreme:
-                        extreme = moved
+                        quiet, top = _trailing_short(favourable, adverse, i, extreme, stop_level, factor,
+                                                     target_level, d)
+                    if quiet != 0xFF:  # the first bar that is not quiet ends the trade
+                        for k in range(i, i + np.int64(_cttz(~quiet))):
+                            extreme = max(extreme, favourable[k]) if d > 0 else min(extreme, favourable[k])
+                            i += 1
                         stop, _ = _effective_stop(stop_level, extreme, trail, d)
+                        break
+                    extreme = max(extreme, top) if d > 0 else min(extreme, top)
+                    stop, _ = _effective_stop(stop_level, extreme, trail, d)  # as before if the extreme held
+                    i += 8
+                    continue
+                while i < limit and _quiet(adverse, favourable, i, stop, target_level, d):
+                    extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
+                    trailing = extreme * factor
+                    stop = trailing if d * (trailing - stop_level) > 0.0 else stop_level
                     i += 1
-                if i < block_end:
-                    break
+                break
         else:
             while i + 8 <= limit:
                 if d > 0:
