@@ -298,34 +298,31 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
             exit_signal = _next_bit(exit_words, w0, i, last)
         limit = exit_signal + 1 if exit_signal < last else last
         if trail > 0.0:
-            # the stop is a function of the extreme through the bar before. Eight bars at a time, each against its
-            # own stop, until the block in which the trade ends; the last bars before the limit one by one, the
-            # stop recomputed without a branch (whether the extreme moved is data: a branch on it mispredicts)
+            # the stop is a function of the extreme through the bar before: eight bars at a time, each against its
+            # own stop, until the block in which the trade ends; then the stop of the bar reached, and the last bars
+            # before the limit one by one, the stop recomputed without a branch (whether the extreme moved is data)
             factor = 1.0 - d * trail
-            while i < limit:
-                if i + 8 <= limit:
-                    if d > 0:
-                        quiet, top = _trailing_long(favourable, adverse, i, extreme, stop_level, factor,
-                                                    target_level, d)
-                    else:
-                        quiet, top = _trailing_short(favourable, adverse, i, extreme, stop_level, factor,
-                                                     target_level, d)
-                    if quiet != 0xFF:  # the first bar that is not quiet ends the trade
-                        for k in range(i, i + np.int64(_cttz(~quiet))):
-                            extreme = max(extreme, favourable[k]) if d > 0 else min(extreme, favourable[k])
-                            i += 1
-                        stop, _ = _effective_stop(stop_level, extreme, trail, d)
-                        break
-                    extreme = max(extreme, top) if d > 0 else min(extreme, top)
-                    stop, _ = _effective_stop(stop_level, extreme, trail, d)  # as before if the extreme held
-                    i += 8
-                    continue
-                while i < limit and _quiet(adverse, favourable, i, stop, target_level, d):
-                    extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
-                    trailing = extreme * factor
-                    stop = trailing if d * (trailing - stop_level) > 0.0 else stop_level
-                    i += 1
-                break
+            ended = False
+            while i + 8 <= limit:
+                if d > 0:
+                    quiet, top = _trailing_long(favourable, adverse, i, extreme, stop_level, factor, target_level, d)
+                else:
+                    quiet, top = _trailing_short(favourable, adverse, i, extreme, stop_level, factor, target_level, d)
+                if quiet != 0xFF:  # the first bar that is not quiet ends the trade
+                    reached = i + np.int64(_cttz(~quiet))
+                    for k in range(i, reached):
+                        extreme = max(extreme, favourable[k]) if d > 0 else min(extreme, favourable[k])
+                    i, ended = reached, True
+                    break
+                extreme = max(extreme, top) if d > 0 else min(extreme, top)
+                i += 8
+            trailing = extreme * factor  # _effective_stop's arithmetic, as a select
+            stop = trailing if d * (trailing - stop_level) > 0.0 else stop_level
+            while not ended and i < limit and _quiet(adverse, favourable, i, stop, target_level, d):
+                extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
+                trailing = extreme * factor
+                stop = trailing if d * (trailing - stop_level) > 0.0 else stop_level
+                i += 1
         else:
             while i + 8 <= limit:
                 if d > 0:
