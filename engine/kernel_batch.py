@@ -130,6 +130,33 @@ def _trailing_block(long):
 _trailing_long, _trailing_short = _trailing_block(True), _trailing_block(False)
 
 
+@intrinsic
+def _mark8(typingctx, closes, i, stream, j, cash, du, fill, entry_fee):
+    """stream[j + q] = cash + du * (closes[i + q] - fill) - entry_fee for q < 8, as one vector (each lane the scalar
+    expression's operations): the close-marked equity of eight bars held. No bounds check: the caller keeps i + 8
+    and j + 8 within the arrays."""
+    sig = types.void(closes, types.int64, stream, types.int64, types.float64, types.float64, types.float64,
+                     types.float64)
+
+    def codegen(context, builder, signature, args):
+        vec = ir.VectorType(ir.DoubleType(), 8)
+
+        def splat(x):
+            one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+            return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
+                                          ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
+
+        src = context.make_array(signature.args[0])(context, builder, args[0]).data
+        dst = context.make_array(signature.args[2])(context, builder, args[2]).data
+        c = builder.load(builder.bitcast(builder.gep(src, [args[1]]), vec.as_pointer()), align=8)
+        cash, du, fill, fee = (splat(x) for x in args[4:8])
+        value = builder.fsub(builder.fadd(cash, builder.fmul(du, builder.fsub(c, fill))), fee)
+        builder.store(value, builder.bitcast(builder.gep(dst, [args[3]]), vec.as_pointer()), align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 # a backtest's trade statistics (``tally``), from its trades
 _T_CASH, _T_TRADES, _T_WINS, _T_GROSS_PROFIT, _T_GROSS_LOSS, _T_EXPOSURE, _T_MEAN, _T_M2 = range(8)
 _N_TALLY = 8
@@ -297,6 +324,11 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
         if exit_signal < i:
             exit_signal = _next_bit(exit_words, w0, i, last)
         limit = exit_signal + 1 if exit_signal < last else last
+        # the close-marked equity of each bar held is written to the stream as the scan passes it (a separate loop
+        # over the held bars would add a loop whose length is data); a block of eight is written whole: the values
+        # of its bars from the exit bar on are overwritten by the exit's cash and later trades, or lie past the
+        # stream's end, which is never read
+        du = d * units
         if trail > 0.0:
             # the stop is a function of the extreme through the bar before: eight bars at a time, each against its
             # own stop, until the block in which the trade ends; then the stop of the bar reached, and the last bars
@@ -308,6 +340,7 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
                     quiet, top = _trailing_long(favourable, adverse, i, extreme, stop_level, factor, target_level, d)
                 else:
                     quiet, top = _trailing_short(favourable, adverse, i, extreme, stop_level, factor, target_level, d)
+                _mark8(closes, i, stream, n_values + i - entry_bar, cash, du, fill, entry_fee)
                 if quiet != 0xFF:  # the first bar that is not quiet ends the trade
                     reached = i + np.int64(_cttz(~quiet))
                     for k in range(i, reached):
@@ -322,6 +355,7 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
                 extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
                 trailing = extreme * factor
                 stop = trailing if d * (trailing - stop_level) > 0.0 else stop_level
+                stream[n_values + i - entry_bar] = cash + du * (closes[i] - fill) - entry_fee
                 i += 1
         else:
             while i + 8 <= limit:
@@ -329,11 +363,13 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
                     quiet = _gt8(lows, i, stop, 0) & _lt8(highs, i, target_level, 0)
                 else:
                     quiet = _lt8(highs, i, stop, 0) & _gt8(lows, i, target_level, 0)
+                _mark8(closes, i, stream, n_values + i - entry_bar, cash, du, fill, entry_fee)
                 if quiet != 0xFF:
                     i += np.int64(_cttz(~quiet))
                     break
                 i += 8
             while i < limit and _quiet(adverse, favourable, i, stop, target_level, d):
+                stream[n_values + i - entry_bar] = cash + du * (closes[i] - fill) - entry_fee
                 i += 1
         signalled = i == limit and exit_signal < last  # no level touched before the exit signal's fill
         if signalled or d * (opens[i] - stop) <= 0.0:  # an exit signal, or the bar opens beyond the stop
@@ -346,12 +382,6 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
             exit_price = target_level
         else:
             exit_price = closes[i]
-        # the close-marked values of the bars held, the exit bar's excepted
-        du = d * units
-        c = closes[entry_bar:i]
-        v = stream[n_values:n_values + i - entry_bar]
-        for k in range(i - entry_bar):
-            v[k] = cash + du * (c[k] - fill) - entry_fee
         n_values += i - entry_bar
         price = exit_price * (1.0 - d * slip)
         pnl = d * units * (price - fill) - entry_fee - units * price * fee
