@@ -67,20 +67,21 @@ def _quiet(adverse, favourable, i, stop, target, d):
 
 
 def _trailing_block(long):
-    """An intrinsic (favourable, adverse, i, extreme, stop_level, factor, target, d) -> (quiet, block extreme) for the
+    """An intrinsic (favourable, adverse, i, extreme, stop_level, factor, target) -> (quiet, block extreme) for the
     eight bars i..i + 7 of a position with a trailing stop, long (``long``) or short.
 
     Bit k of ``quiet`` says bar i + k touches neither its stop nor the target, its stop being exactly the one the
     bar-by-bar loop holds there: ``_effective_stop`` of the extreme through bar i + k - 1 (``factor`` is that
     function's ``1 - d * trail``). The block extreme is the best favourable price of the eight bars. Each lane makes
-    the scalar loop's operations on the same operands; the extremes are a running maximum (minimum) across the lanes,
-    exact in any order (prices are never NaN). No bounds check: the caller keeps i + 8 within the arrays."""
+    the scalar loop's product on the same operands and the same tests (``d * (x - y) > 0`` as ``x > y``, or ``x < y``
+    short: the same answer for any two prices); the extremes are a running maximum (minimum) across the lanes, exact
+    in any order (prices are never NaN). No bounds check: the caller keeps i + 8 within the arrays."""
     worst = -np.inf if long else np.inf
 
     @intrinsic
-    def trailing_block(typingctx, favourable, adverse, i, extreme, stop_level, factor, target, d):
+    def trailing_block(typingctx, favourable, adverse, i, extreme, stop_level, factor, target):
         sig = types.Tuple((types.uint64, types.float64))(favourable, adverse, types.int64, types.float64,
-                                                         types.float64, types.float64, types.float64, types.float64)
+                                                         types.float64, types.float64, types.float64)
 
         def codegen(context, builder, signature, args):
             f64 = ir.DoubleType()
@@ -110,14 +111,14 @@ def _trailing_block(long):
             for by in (1, 2, 4):
                 through = best(through, shifted(through, by))
             before = best(splat(args[3]), shifted(through, 1))  # lane k: the extreme through bar i + k - 1
-            d, level, zero = splat(args[7]), splat(args[4]), ir.Constant(vec, [0.0] * 8)
-            # the stop: trailing = extreme * factor if d * (trailing - stop_level) > 0 else stop_level
-            trailing = builder.fmul(before, splat(args[5]))
-            stop = builder.select(builder.fcmp_ordered(">", builder.fmul(d, builder.fsub(trailing, level)), zero),
-                                  trailing, level)
-            # quiet: d * (adverse - stop) > 0 and d * (favourable - target) < 0, as ``_quiet``
-            quiet = builder.and_(builder.fcmp_ordered(">", builder.fmul(d, builder.fsub(adv, stop)), zero),
-                                 builder.fcmp_ordered("<", builder.fmul(d, builder.fsub(fav, splat(args[6]))), zero))
+            # d * (x - y) > 0, with d = +1 (long) or -1 (short), is x > y (x < y): a difference of prices is 0 only
+            # when they are equal, and negating it is exact
+            above, below = (">", "<") if long else ("<", ">")
+            level = splat(args[4])
+            trailing = builder.fmul(before, splat(args[5]))  # the stop: the trailing level if it is the tighter
+            stop = builder.select(builder.fcmp_ordered(above, trailing, level), trailing, level)
+            quiet = builder.and_(builder.fcmp_ordered(above, adv, stop),  # as ``_quiet``
+                                 builder.fcmp_ordered(below, fav, splat(args[6])))
             bits = builder.zext(builder.bitcast(quiet, ir.IntType(8)), ir.IntType(64))
             top = builder.extract_element(through, ir.Constant(i32, 7))
             return context.make_tuple(builder, signature.return_type, [bits, top])
@@ -337,9 +338,9 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
             ended = False
             while i + 8 <= limit:
                 if d > 0:
-                    quiet, top = _trailing_long(favourable, adverse, i, extreme, stop_level, factor, target_level, d)
+                    quiet, top = _trailing_long(favourable, adverse, i, extreme, stop_level, factor, target_level)
                 else:
-                    quiet, top = _trailing_short(favourable, adverse, i, extreme, stop_level, factor, target_level, d)
+                    quiet, top = _trailing_short(favourable, adverse, i, extreme, stop_level, factor, target_level)
                 _mark8(closes, i, stream, n_values + i - entry_bar, cash, du, fill, entry_fee)
                 if quiet != 0xFF:  # the first bar that is not quiet ends the trade
                     reached = i + np.int64(_cttz(~quiet))
