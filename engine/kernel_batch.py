@@ -35,7 +35,16 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from engine.kernel import _effective_stop, _open_position, _write_metrics
-from engine.kernel_rules import _combine_nb, _cttz, _gt8, _lt8, _next_bit, rule_bitsets_nb, rule_table_nb
+from engine.kernel_rules import (
+    _combine_nb,
+    _cttz,
+    _gt8,
+    _load8,
+    _lt8,
+    _next_bit,
+    rule_bitsets_nb,
+    rule_table_nb,
+)
 from engine.layout import (
     CLOSE,
     DIRECTION,
@@ -84,18 +93,11 @@ def _trailing_block(long):
                                                          types.float64, types.float64, types.float64)
 
         def codegen(context, builder, signature, args):
-            f64 = ir.DoubleType()
-            vec = ir.VectorType(f64, 8)
+            vec = ir.VectorType(ir.DoubleType(), 8)
             i32 = ir.IntType(32)
 
-            def load(array_type, array):
-                data = context.make_array(array_type)(context, builder, array).data
-                return builder.load(builder.bitcast(builder.gep(data, [args[2]]), vec.as_pointer()), align=8)
-
             def splat(x):
-                one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(i32, 0))
-                return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                              ir.Constant(ir.VectorType(i32, 8), [0] * 8))
+                return _load8(context, builder, types.float64, x, None)
 
             def best(a, b):  # max (long) or min (short): the scalar loop's max(a, b) / min(a, b)
                 return builder.select(builder.fcmp_ordered(">" if long else "<", b, a), b, a)
@@ -105,8 +107,8 @@ def _trailing_block(long):
                 return builder.shuffle_vector(fill, x, ir.Constant(ir.VectorType(i32, 8),
                                                                    [k if k < by else 8 + k - by for k in range(8)]))
 
-            fav = load(signature.args[0], args[0])
-            adv = load(signature.args[1], args[1])
+            fav = _load8(context, builder, signature.args[0], args[0], args[2])
+            adv = _load8(context, builder, signature.args[1], args[1], args[2])
             through = fav  # lane k: the best of bars i..i + k
             for by in (1, 2, 4):
                 through = best(through, shifted(through, by))
@@ -140,19 +142,11 @@ def _mark8(typingctx, closes, i, stream, j, cash, du, fill, entry_fee):
                      types.float64)
 
     def codegen(context, builder, signature, args):
-        vec = ir.VectorType(ir.DoubleType(), 8)
-
-        def splat(x):
-            one = builder.insert_element(ir.Constant(vec, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
-            return builder.shuffle_vector(one, ir.Constant(vec, ir.Undefined),
-                                          ir.Constant(ir.VectorType(ir.IntType(32), 8), [0] * 8))
-
-        src = context.make_array(signature.args[0])(context, builder, args[0]).data
-        dst = context.make_array(signature.args[2])(context, builder, args[2]).data
-        c = builder.load(builder.bitcast(builder.gep(src, [args[1]]), vec.as_pointer()), align=8)
-        cash, du, fill, fee = (splat(x) for x in args[4:8])
+        c = _load8(context, builder, signature.args[0], args[0], args[1])
+        cash, du, fill, fee = (_load8(context, builder, types.float64, x, None) for x in args[4:8])
         value = builder.fsub(builder.fadd(cash, builder.fmul(du, builder.fsub(c, fill))), fee)
-        builder.store(value, builder.bitcast(builder.gep(dst, [args[3]]), vec.as_pointer()), align=8)
+        dst = context.make_array(signature.args[2])(context, builder, args[2]).data
+        builder.store(value, builder.bitcast(builder.gep(dst, [args[3]]), value.type.as_pointer()), align=8)
         return context.get_dummy_value()
 
     return sig, codegen
