@@ -35,7 +35,14 @@ from engine.genome import Genome, decode, genome_keys
 from engine.hall_of_fame import Famed, HallOfFame, HallOfFameEntry
 from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness
 from engine.settings import MinerSettings
-from engine.validation import TrialLog, ValidationTask, task_candles, task_search, validation_tasks, verdict
+from engine.validation import (
+    ValidationTask,
+    distinct_strategies,
+    task_candles,
+    task_search,
+    validation_tasks,
+    verdict,
+)
 from schema.events import EventData
 from schema.research import Baselines, FoldResult, Validation
 
@@ -128,7 +135,6 @@ class MiningSession(SearchRun):
             np.asarray(chunk, dtype=np.uint64) for chunk in state.get("asked", [])]
         super().__init__(GeneticSearch(settings, state=state.get("search"), asked=self.asked),
                          fold_windows(self.train, settings.folds), evaluator or get_evaluator(), settings.min_trades)
-        self.trials = TrialLog(self.asked)
         self.hall = HallOfFame(settings.hall_of_fame, state.get("hall_of_fame"))
         self.validated: dict[str, dict] = dict(state.get("validated", {}))  # task key -> best fitness and row
         # the generation whose islands are being told: its population, metrics and fitness so far
@@ -190,7 +196,6 @@ class MiningSession(SearchRun):
             return None
         self._generation_told = None
         self.asked.append(genome_keys(population))
-        self.trials.add(self.asked[-1])
         self.hall.add(population, scores, metrics, generation)
         top = int(np.argmax(scores))
         summary = combine_folds(metrics[top:top + 1], self.fold_bars)[0]
@@ -258,7 +263,7 @@ class MiningSession(SearchRun):
         complete = not cancelled and not self.pending_tasks()
         validation = verdict(
             permutations=s.permutations, best_fitness=None if best is None else self.search.best_fitness,
-            copies_best=copies if complete else None, strategies_tried=self.trials.count,
+            copies_best=copies if complete else None, strategies_tried=distinct_strategies(self.asked),
             meets_min_trades=trades >= s.min_trades, min_trades=s.min_trades,
             training_pnl=sum(f.metrics["net_pnl"] for f in folds), trade_returns=returns)
         return MiningResult(

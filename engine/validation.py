@@ -69,28 +69,12 @@ def task_search(task: ValidationTask, settings: MinerSettings) -> GeneticSearch:
 
 
 # ---- distinct strategies ---------------------------------------------------------------------------------------
-class TrialLog:
-    """Every distinct strategy a search evaluated: the deflated Sharpe's number of trials.
-
-    Rebuilt from the keys of the populations evaluated (``asked``, as the search resumes from), so a resumed job
-    counts exactly as an uninterrupted one; nothing of it is in the checkpoint.
-    """
-
-    def __init__(self, asked: Sequence[np.ndarray] = ()):
-        self.keys = np.unique(np.concatenate(asked)) if len(asked) else np.empty(0, np.uint64)
-
-    @property
-    def count(self) -> int:
-        return int(self.keys.size)
-
-    def add(self, keys: np.ndarray) -> None:
-        """A generation evaluated: ``keys`` (``genome_keys`` of its rows)."""
-        unique = np.unique(keys)
-        at = np.searchsorted(self.keys, unique)  # self.keys stays sorted: a merge, not a re-sort of every key
-        fresh = np.ones(unique.size, bool)
-        if self.keys.size:
-            fresh = self.keys[np.minimum(at, self.keys.size - 1)] != unique
-        self.keys = np.insert(self.keys, at[fresh], unique[fresh])
+def distinct_strategies(asked: Sequence[np.ndarray]) -> int:
+    """How many distinct strategies a search evaluated, from the keys of its populations (``genome_keys``, one array
+    per generation, as the search resumes from, so a resumed job counts exactly as an uninterrupted one): the
+    deflated Sharpe's number of trials. Counted once, for the result: keeping a running set sorted cost the
+    coordinator a copy of every key at each generation."""
+    return int(np.unique(np.concatenate(asked)).size) if len(asked) else 0
 
 
 # ---- statistics -----------------------------------------------------------------------------------------------
