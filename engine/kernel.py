@@ -199,6 +199,12 @@ def _open_position(open_price, d, slip, size, cash, fee, stop_loss, take_profit)
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _extreme(extreme, price, d):
+    """The best price of a position so far after ``price``: the highest long (d > 0), the lowest short."""
+    return max(extreme, price) if d > 0 else min(extreme, price)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _effective_stop(stop_level, extreme, trail, d):
     """(stop, is_trailing): the tighter of the fixed stop and the trailing level below/above ``extreme``.
 
@@ -326,7 +332,7 @@ def _simulate_nb(genome, features, lookup, start, end, fee, slip, cash0, periods
                 exit_price = opens[i]
                 reason = EXIT_SIGNAL
             elif d * (adverse[i] - stop) > 0.0 and d * (favourable[i] - target_level) < 0.0 and i < last:
-                extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
+                extreme = _extreme(extreme, favourable[i], d)
                 if trail > 0.0:
                     stop, trailing_active = _effective_stop(stop_level, extreme, trail, d)
             else:

@@ -34,7 +34,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from engine.kernel import _effective_stop, _open_position, _write_metrics
+from engine.kernel import _effective_stop, _extreme, _open_position, _write_metrics
 from engine.kernel_rules import (
     _combine_nb,
     _cttz,
@@ -327,7 +327,8 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
         if trail > 0.0:
             # the stop is a function of the extreme through the bar before: eight bars at a time, each against its
             # own stop, until the block in which the trade ends; then the stop of the bar reached, and the last bars
-            # before the limit one by one, the stop recomputed without a branch (whether the extreme moved is data)
+            # before the limit one by one, the stop recomputed in every bar (a branch on whether the extreme moved,
+            # which is data, mispredicts)
             factor = 1.0 - d * trail
             ended = False
             while i + 8 <= limit:
@@ -339,17 +340,15 @@ def _trades_bits_nb(genome, opens, highs, lows, closes, entry_words, exit_words,
                 if quiet != 0xFF:  # the first bar that is not quiet ends the trade
                     reached = i + np.int64(_cttz(~quiet))
                     for k in range(i, reached):
-                        extreme = max(extreme, favourable[k]) if d > 0 else min(extreme, favourable[k])
+                        extreme = _extreme(extreme, favourable[k], d)
                     i, ended = reached, True
                     break
-                extreme = max(extreme, top) if d > 0 else min(extreme, top)
+                extreme = _extreme(extreme, top, d)
                 i += 8
-            trailing = extreme * factor  # _effective_stop's arithmetic, as a select
-            stop = trailing if d * (trailing - stop_level) > 0.0 else stop_level
+            stop, _ = _effective_stop(stop_level, extreme, trail, d)
             while not ended and i < limit and _quiet(adverse, favourable, i, stop, target_level, d):
-                extreme = max(extreme, favourable[i]) if d > 0 else min(extreme, favourable[i])
-                trailing = extreme * factor
-                stop = trailing if d * (trailing - stop_level) > 0.0 else stop_level
+                extreme = _extreme(extreme, favourable[i], d)
+                stop, _ = _effective_stop(stop_level, extreme, trail, d)
                 stream[n_values + i - entry_bar] = cash + du * (closes[i] - fill) - entry_fee
                 i += 1
         else:
