@@ -228,8 +228,8 @@ class MiningSession(SearchRun):
                                            done=len(self.validated), total=total)
 
     def state(self) -> dict:
-        """The job's state after the last generation or validation search, without the asked keys: small (tens of
-        kB at 1,000 genomes), so a store can write it every generation and append only ``self.asked[-1]``."""
+        """The job's state after the last generation or validation search, without the asked keys (0.37 MB at 1,000
+        genomes, whatever the generation): a store appends the keys of the generations since its last checkpoint."""
         return {"search": self.search.state(), "validated": dict(self.validated),
                 "hall_of_fame": self.hall.state(), "data_fingerprint": self.data_fingerprint}
 
@@ -380,7 +380,7 @@ class _InProcess:
     def announce(self, generation: int) -> None:
         self.emit(ev.GenerationStarted(generation=generation))
 
-    async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
+    async def record(self, best: ev.GenerationBest, evaluated: int, final: bool) -> None:
         # never awaits: the next generation, already sent, starts only when this returns, so its events follow
         self.emit(best)
         if self.on_checkpoint is not None:  # building one costs milliseconds per generation: only when asked for

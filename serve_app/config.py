@@ -65,6 +65,9 @@ class RuntimeConfig(_Config):
     default_evaluator_params: dict[str, float] = Field(default_factory=dict,
                                                        description="overrides of that evaluator's PARAMS")
     max_running_jobs: int = Field(4, ge=1, le=64, description="jobs mined at once; the rest wait queued")
+    checkpoint_every_s: float = Field(
+        2.0, ge=0, le=3600, description="a running job's search is checkpointed at most this often (and after its "
+                                        "last generation): a restart mines again at most this much of it")
     validation_concurrency: int = Field(
         4, ge=1, le=64, description="validation searches of one job run at once; each holds a shuffled copy's "
                                     "indicator tables in the object store (~30 MB for the BTC file)")

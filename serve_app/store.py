@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -318,16 +319,18 @@ class JobStore:
                 "data": json.loads(row["data"])}
 
     # ---- checkpoints and results --------------------------------------------------------------------
-    def save_checkpoint(self, job_id: str, generation: int, state: dict, asked: np.ndarray | None = None) -> None:
-        """The job's state after ``generation`` generations; ``asked``: the keys of the one just evaluated, kept
-        apart (appended, never rewritten), so a checkpoint costs the same at generation 1 and 1,000."""
+    def save_checkpoint(self, job_id: str, generation: int, state: dict, asked: Sequence[np.ndarray] = ()) -> None:
+        """The job's state after ``generation`` generations; ``asked``: the keys of the generations told since the
+        last checkpoint (the last ``len(asked)`` before ``generation``), kept apart (appended, never rewritten), so a
+        checkpoint costs the same at generation 1 and 1,000."""
         with self.transaction():
             self._db.execute("INSERT INTO checkpoints (job_id, generation, state) VALUES (?, ?, ?) ON CONFLICT(job_id) "
                              "DO UPDATE SET generation = excluded.generation, state = excluded.state",
                              (job_id, generation, state_codec.pack(state)))
-            if asked is not None:
-                self._db.execute("INSERT OR REPLACE INTO asked_keys (job_id, generation, keys) VALUES (?, ?, ?)",
-                                 (job_id, generation - 1, np.ascontiguousarray(asked, dtype=np.uint64).tobytes()))
+            first = generation - len(asked)
+            self._db.executemany("INSERT OR REPLACE INTO asked_keys (job_id, generation, keys) VALUES (?, ?, ?)",
+                                 [(job_id, first + k, np.ascontiguousarray(keys, dtype=np.uint64).tobytes())
+                                  for k, keys in enumerate(asked)])
 
     def load_asked(self, job_id: str) -> list[np.ndarray]:
         """The keys of every generation the job's checkpoint has told, in order (see ``save_checkpoint``)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import time
 
 import pytest
@@ -84,6 +85,32 @@ def test_a_killed_coordinator_restarts_and_resumes_from_the_checkpoint(service, 
     assert [e.model_dump() for e in live] == [e.model_dump() for e in replay]
     assert replay[seen - 1].type == "generation_best"  # nothing told before the crash is gone
     assert client.cluster().workers == 3  # the restarted coordinator rebuilt its pool
+
+
+def stored_checkpoint(service, job_id: str) -> int | None:
+    """The generation of the job's checkpoint, read beside the running service."""
+    with contextlib.closing(sqlite3.connect(f"file:{service.state_dir / 'miner.db'}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT generation FROM checkpoints WHERE job_id = ?", (job_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+def test_a_coordinator_killed_between_checkpoints_mines_those_generations_again_telling_none_twice(service, client):
+    spec = {**SPEC, "generations": 120, "permutations": 0}  # as in_process below; long: killed mid-search
+    with service.deployed(checkpoint_every_s=3600):  # the first generation's checkpoint, then only the last one's
+        job = client.submit(**spec)
+        follower = Follower(service, job.id)
+        seen = wait_for_generation(client, job.id, 6)
+        assert stored_checkpoint(service, job.id) == 1  # told through generation 6 (or more), checkpointed after 1
+        ray.kill(coordinator(), no_restart=False)
+        wait_until_finished(client, job.id)
+    assert_same_result(client.result(job.id), in_process("synthetic", population=60, generations=120, seed=21,
+                                                         risk="HIGH", permutations=0))
+    live = follower.result()
+    assert_told_once_in_order(live)  # generations 1 to 6 or more mined again, none of their events told again
+    replay = list(client.events(job.id))
+    assert [e.model_dump() for e in live] == [e.model_dump() for e in replay]
+    assert replay[seen - 1].type == "generation_best"
+    assert client.job(job.id).progress.evaluations == 2 * 60 * 120  # the search and its random baseline, once each
 
 
 def test_a_coordinator_killed_mid_validation_resumes_it_and_the_verdict_is_unchanged(service, client):

@@ -22,10 +22,10 @@ def test_jobs_events_checkpoints_results_survive_a_reopen(tmp_path):
     store.put_setting("runtime", {"pool": {}})
     running = store.create_job({"dataset": "y"}, {}, key=("client-key", "fingerprint"),
                                evaluator_version="balanced@1")
-    for generation in (1, 2, 3):
-        store.save_checkpoint(running, generation, {"generation": generation},
-                              asked=np.arange(generation, dtype=np.uint64))
-    store.save_checkpoint(job_id, 3, {"generation": 3}, asked=np.ones(4, np.uint64))  # then it ended
+    store.save_checkpoint(running, 1, {"generation": 1}, asked=[np.arange(1, dtype=np.uint64)])
+    store.save_checkpoint(running, 3, {"generation": 3},  # two generations told since the last checkpoint
+                          asked=[np.arange(2, dtype=np.uint64), np.arange(3, dtype=np.uint64)])
+    store.save_checkpoint(job_id, 3, {"generation": 3}, asked=[np.ones(4, np.uint64)])  # then it ended
     store.set_status(job_id, "finished")
     store.close()
 
