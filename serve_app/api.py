@@ -34,10 +34,6 @@ from serve_app.mapping import job_spec_schema
 
 log = logging.getLogger("ray.serve")
 UNAVAILABLE = (ActorDiedError, ActorUnavailableError, GetTimeoutError)
-# a follower's stream asks the coordinator for new events at most this often: a job of 20 ms generations tells three
-# events a generation, and a poll for each (a Ray call to the coordinator, a message through the proxy) took the
-# workers' cores; a tenth of a second later is still live for a progress bar
-FOLLOW_EVERY_S = 0.1
 
 app = FastAPI(title="Strategy miner", version="1",
               description="Submit GA mining jobs, follow them live, fetch the best strategies. "
@@ -416,10 +412,8 @@ class MinerAPI:
             self.followers -= 1
 
     async def _stream(self, websocket: WebSocket, job_id: str, since: int) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while True:
-                polled_at = loop.time()
                 batch = await self._poll(job_id, since)
                 for event in batch["events"]:
                     await websocket.send_text(Event(**event).model_dump_json())
@@ -427,7 +421,6 @@ class MinerAPI:
                 if batch["ended"]:  # the terminal event has been sent (now or on an earlier connection)
                     await websocket.close(code=NORMAL_CLOSE)
                     return
-                await asyncio.sleep(FOLLOW_EVERY_S - (loop.time() - polled_at))  # what comes meanwhile goes together
         except WebSocketDisconnect:
             return
         except MinerError as exc:
