@@ -52,10 +52,9 @@ class GenerationHooks(Protocol):
     def announce(self, generation: int) -> None:
         """The generation was sent for evaluation: say that it started."""
 
-    async def record(self, best: ev.GenerationBest, evaluated: int, final: bool) -> None:
+    async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
         """A generation's outcome (its best, ``evaluated`` genomes): emit it, checkpoint or store it. The next
-        generation is already being evaluated meanwhile; no island of it is told before this returns. ``final``: no
-        generation follows (the search's last, or the job stops after this one)."""
+        generation is already being evaluated meanwhile; no island of it is told before this returns."""
 
     def stopping(self) -> bool:
         """Whether the job was asked to stop; polled between islands and generations."""
@@ -89,9 +88,8 @@ async def drive_generations(session: MiningSession, hooks: GenerationHooks) -> N
                 if breeds and not hooks.stopping():
                     sent.append(_start(hooks.evaluate(session.island_rows(piece), generation + 1)))
             in_flight, sent = sent, []
-            stopping = hooks.stopping()  # read once: a stop that comes while recording takes effect a generation later
-            await hooks.record(best, session.settings.population, final=stopping or not in_flight)
-            if stopping:
+            await hooks.record(best, session.settings.population)
+            if hooks.stopping():
                 raise Stopped
             generation += 1
             if in_flight:

@@ -380,7 +380,7 @@ class _InProcess:
     def announce(self, generation: int) -> None:
         self.emit(ev.GenerationStarted(generation=generation))
 
-    async def record(self, best: ev.GenerationBest, evaluated: int, final: bool) -> None:
+    async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
         # never awaits: the next generation, already sent, starts only when this returns, so its events follow
         self.emit(best)
         if self.on_checkpoint is not None:  # building one costs milliseconds per generation: only when asked for

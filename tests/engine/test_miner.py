@@ -156,7 +156,7 @@ def test_islands_sent_apart_and_answered_in_any_order_mine_the_in_process_result
         def announce(self, generation):
             pass
 
-        async def record(self, best, evaluated, final):
+        async def record(self, best, evaluated):
             self.bests.append(best)
             self.states.append(session.state())  # between generations, as a store's checkpoint is taken
             await asyncio.sleep(0.003)  # a commit: the next generation's islands are evaluated meanwhile
