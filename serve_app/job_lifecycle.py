@@ -196,7 +196,9 @@ class JobLifecycle:
         except BaseException:  # stopped, failed or shut down: the result of an early end is built from the checkpoint
             try:
                 generations.keep_last_told()
-            except Exception:  # a full disk, say: that end then reports an earlier generation's best
+            except StorageFull:  # paused, it mines again from the checkpoint stored; if it ends, an earlier best
+                pass
+            except Exception:
                 log.exception("job %s: the checkpoint of its last generation could not be stored", job_id)
             raise
         generations.keep_last_told()
