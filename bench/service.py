@@ -101,27 +101,66 @@ def coordinator_process() -> psutil.Process:
     return psutil.Process(ray.get(coordinator.memory.remote())["pid"])
 
 
+# the service's processes on this machine by what they do: Ray titles an actor's process ray::<class>
+ROLES = {"workers": ("BacktestWorker",), "coordinator": ("MinerCoordinator",),
+         "ingress and proxy": ("MinerAPI", "ProxyActor")}
+DAEMONS = {"raylet": "Ray's daemons", "gcs_server": "Ray's daemons"}
+
+
+def service_processes() -> list[tuple[str, psutil.Process]]:
+    """(role, process) for each process of the local service whose CPU time ``busy_run`` reports."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "name"]):
+        line = " ".join(process.info["cmdline"] or [])
+        role = next((r for r, names in ROLES.items() if line.startswith("ray::") and any(n in line for n in names)),
+                    DAEMONS.get(process.info["name"]))
+        if role is not None:
+            found.append((role, process))
+    return found
+
+
+def cpu_seconds(processes: list[tuple[str, psutil.Process]]) -> dict[str, float]:
+    """CPU seconds (user + system) each role has used so far."""
+    used = dict.fromkeys([*ROLES, *DAEMONS.values()], 0.0)
+    for role, process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            used[role] += times.user + times.system
+    return used
+
+
 def busy_run(client: MinerClient, dataset: str, population: int, generations: int) -> dict[str, float]:
     """While a job mines its generations (from the first generation's start to the last one's best, so not its random
     baseline after them): worker busy time / (wall time x workers) and idle seconds per generation and worker (how
-    much of the pool the coordinator keeps fed), and the coordinator's CPU seconds per generation, all its threads
-    (the serial work, which here takes the workers' cores), also as a share of the machine's cores."""
-    coordinator = coordinator_process()
+    much of the pool the coordinator keeps fed), and the CPU seconds per generation of each of the service's roles
+    (``ROLES``, Ray's daemons), of the coordinator also as a share of the machine's cores: the serial work, which here
+    takes the workers' cores."""
+    processes = service_processes()
     job = client.submit(dataset=dataset, population=population, generations=generations, seed=11, permutations=0)
-    marks = []  # (wall, worker busy seconds, coordinator CPU seconds) at the first start and the last best
+    marks = []  # (wall, worker busy seconds, CPU seconds by role) at the first start and the last best
     for event in client.events(job.id):
         if (event.type == "generation_started" and not marks) or (
                 event.type == "generation_best" and event.data.generation == generations - 1):
-            marks.append((time.perf_counter(), cluster_busy(client)[0], sum(coordinator.cpu_times()[:2])))
+            marks.append((time.perf_counter(), cluster_busy(client)[0], cpu_seconds(processes)))
     (t0, busy0, cpu0), (t1, busy1, cpu1) = marks
-    wall, busy, cpu, workers = t1 - t0, busy1 - busy0, cpu1 - cpu0, client.cluster().workers
+    wall, busy, workers = t1 - t0, busy1 - busy0, client.cluster().workers
+    cpu = {role: (cpu1[role] - cpu0[role]) / generations for role in cpu0}
     return {"busy": busy / (wall * workers), "idle_s": (wall - busy / workers) / generations, "wall_s": wall,
-            "coordinator_s": cpu / generations, "coordinator_share": cpu / (wall * (os.cpu_count() or 1))}
+            "coordinator_s": cpu["coordinator"], "coordinator_share": cpu["coordinator"] * generations / (
+                wall * (os.cpu_count() or 1)), **{f"cpu {role}": seconds for role, seconds in cpu.items()}}
 
 
 def efficiency_cells(run: dict[str, float]) -> str:
     """A ``busy_run``'s wall time, busy share and coordinator CPU per generation, as one table cell."""
     return f"{run['wall_s']:.2f} s / {run['busy']:.0%} / {run['coordinator_s'] * 1000:.1f} ms"
+
+
+def cpu_cells(run: dict[str, float], generations: int) -> str:
+    """A ``busy_run``'s CPU milliseconds per generation by role, and what the machine's cores had left."""
+    used = {key.removeprefix("cpu "): value for key, value in run.items() if key.startswith("cpu ")}
+    left = run["wall_s"] / generations * (os.cpu_count() or 1) - sum(used.values())
+    cells = {**used, "idle or other": left}
+    return " / ".join(f"{role} {seconds * 1000:.1f}" for role, seconds in cells.items()) + " ms"
 
 
 def first_event_latency(client: MinerClient, dataset: str, repeats: int) -> tuple[float, float]:
@@ -262,6 +301,7 @@ def main() -> None:
         for size, done in runs.items():
             median = {key: statistics.median(run[key] for run in done) for key in done[0]}
             rows.append((f"median of {len(done)}: {size} x 30 on 1/11", efficiency_cells(median)))
+            rows.append((f"median of {len(done)}: {size} x 30 on 1/11, CPU per generation", cpu_cells(median, 30)))
         print_table(f"data: 1/11 of {candles.describe()}; {os.cpu_count()} CPUs", rows)
         return
     with local_service(data, state) as client:
