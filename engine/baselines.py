@@ -39,5 +39,8 @@ class RandomSearch(GeneticSearch):
     def __init__(self, settings: MinerSettings, *, state: dict | None = None):
         super().__init__(settings, state=state, stream=RANDOM_BASELINE_STREAM)
 
+    def _first_generation(self) -> list[np.ndarray]:
+        return [self._fresh(n) for n in self.sizes]
+
     def _breed(self, pool: np.ndarray, fitness: np.ndarray, count: int) -> np.ndarray:
         return self._fresh(count)

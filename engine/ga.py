@@ -40,6 +40,7 @@ from engine.space import GenomeSpace
 MIGRATION_INTERVAL = 5  # generations between migrations
 STAGNATION_LIMIT = 8  # generations without a better island best before the island restarts
 MIN_ISLAND_SIZE = 8  # a population smaller than islands x this runs fewer islands
+SCREEN_SHARE = 2 / 3  # at most this share of the first generation carries one rule of the oscillator screen
 SEEN_LIMIT = 500_000  # genome keys remembered for duplicate elimination (4 MB as the checkpoint's bytes)
 REDRAW_TRIES = 8  # mutations of a duplicate child before it is replaced by a random genome
 
@@ -142,7 +143,7 @@ class GeneticSearch:
             self.best_row: np.ndarray | None = None
             self.best_fitness = -np.inf
             self.history: list[float] = []
-            self.islands = [Island(self._fresh(n)) for n in self.sizes]
+            self.islands = [Island(rows) for rows in self._first_generation()]
             self.seen.seal()
         else:
             self._restore(state)
@@ -248,6 +249,19 @@ class GeneticSearch:
         parents = self._tournaments(fitness, 2 * count).reshape(count, 2)
         crossing = rng.random(count) < s.crossover_rate
         return self._claim(self.space.breed(pool, parents, crossing, s.mutation_rate, rng))
+
+    def _first_generation(self) -> list[np.ndarray]:
+        """The first generation, island by island: random genomes, up to ``SCREEN_SHARE`` of them given one rule of
+        the oscillator screen each (``GenomeSpace.screen_rules``, in a random order), spread evenly over the
+        islands. A search that starts from random genomes alone finds a narrow edge only if one of them lands near
+        it (docs/search.md); the screen puts a genome at every oscillator, period and level of a coarse grid."""
+        total = sum(self.sizes)
+        rows = self.space.random_population(total, self.rng)
+        screen = self.space.screen_rules()
+        count = min(len(screen), int(SCREEN_SHARE * total))
+        at = np.arange(count) * total // count
+        rows[at] = self.space.with_one_rule(rows[at], screen[self.rng.permutation(len(screen))[:count]])
+        return np.split(self._claim(rows), np.cumsum(self.sizes)[:-1])
 
     def _fresh(self, count: int) -> np.ndarray:
         return self._claim(self.space.random_population(count, self.rng))

@@ -40,6 +40,31 @@ class GenomeSpace:
                           np.ascontiguousarray(crossing, dtype=np.bool_), float(rate), self.menu, self.bounds,
                           self.allow_short, self.stop_required, _seed(rng))
 
+    def screen_rules(self) -> np.ndarray:
+        """The oscillator screen: every oscillator of the menu's periods above and below each level of a grid over
+        its constant's range (a step of about one mutation sigma), as (rules, RULE_WIDTH) rows."""
+        rules = []
+        for kind, low, high, sigma in B.OSCILLATORS:
+            levels = np.linspace(low, high, int((high - low) / (0.8 * sigma)) + 1) if sigma else np.array([low])
+            for period in self.menu:
+                for op in (L.LT, L.GT):
+                    for level in levels:
+                        rule = np.zeros(L.RULE_WIDTH)
+                        rule[[L.R_LEFT_KIND, L.R_LEFT_PERIOD, L.R_OP, L.R_RIGHT_KIND, L.R_CONSTANT]] = (
+                            kind, period, op, L.CONSTANT, level)
+                        rules.append(rule)
+        return np.array(rules)
+
+    @staticmethod
+    def with_one_rule(rows: np.ndarray, rules: np.ndarray) -> np.ndarray:
+        """Copies of ``rows`` (their direction and risk genes) that enter on ``rules`` alone, one each, and exit
+        only by stops, target or trailing stop."""
+        rows = np.array(rows, dtype=np.float64)
+        rows[:, L.ENTRY_OFFSET:] = 0.0
+        rows[:, L.N_ENTRY], rows[:, L.N_EXIT] = 1, 0
+        rows[:, L.ENTRY_OFFSET:L.ENTRY_OFFSET + L.RULE_WIDTH] = rules
+        return rows
+
     # ---- one row -----------------------------------------------------------------------------------
     def random_genome(self, rng: np.random.Generator) -> np.ndarray:
         return self.random_population(1, rng)[0]
