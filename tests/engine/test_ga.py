@@ -262,3 +262,29 @@ def test_mutation_changes_genomes_and_respects_rule_counts():
     children = [space.crossover(rows[i], rows[i + 1], rng) for i in range(49)]
     for child in children:
         decode(child)
+
+
+def screened_rules(rows: np.ndarray) -> list[tuple]:
+    """The entry rule of each one-rule genome without exit rules, as a tuple."""
+    one = rows[(rows[:, L.N_ENTRY] == 1) & (rows[:, L.N_EXIT] == 0)]
+    return [tuple(rule) for rule in one[:, L.ENTRY_OFFSET:L.ENTRY_OFFSET + L.RULE_WIDTH]]
+
+
+def test_the_first_generation_screens_every_oscillator_rule_once_spread_over_the_islands():
+    settings = MinerSettings(population=1200, generations=2, risk="MEDIUM", seed=8)
+    search = GeneticSearch(settings)
+    screen = {tuple(rule) for rule in search.space.screen_rules()}
+    assert len(screen) == 738  # 4 oscillators (41 levels in all) x 9 periods x above / below
+    per_island = [sum(rule in screen for rule in screened_rules(search.island_rows(index)))
+                  for index in range(len(search.sizes))]
+    assert sum(per_island) == len(screen) and max(per_island) - min(per_island) <= 1
+    assert set(screened_rules(search.ask())) >= screen
+    for row in search.ask():
+        decode(row)  # a screened genome is a valid one: the risk genes of a random genome of the preset
+    # the random baseline stays random: none of its genomes lands on the grid's levels (the MACD histogram is
+    # compared with 0 in any rule)
+    levels = {rule for rule in screen if rule[L.R_LEFT_KIND] != L.MACD_HIST}
+    assert not levels & set(screened_rules(RandomSearch(settings).ask()))
+    # a small population screens a random part of the grid, two thirds of its genomes
+    small = GeneticSearch(settings.model_copy(update={"population": 90}))
+    assert len(screen & set(screened_rules(small.ask()))) == 60
