@@ -259,8 +259,9 @@ class GeneticSearch:
         rows = self.space.random_population(total, self.rng)
         screen = self.space.screen_rules()
         count = min(len(screen), int(SCREEN_SHARE * total))
-        at = np.arange(count) * total // count
-        rows[at] = self.space.with_one_rule(rows[at], screen[self.rng.permutation(len(screen))[:count]])
+        chosen = screen[self.rng.permutation(len(screen))[:count]]
+        for at, rule in zip(np.arange(count) * total // max(count, 1), chosen, strict=True):
+            rows[at] = self.space.with_rules(rows[at], [rule], [])
         return np.split(self._claim(rows), np.cumsum(self.sizes)[:-1])
 
     def _fresh(self, count: int) -> np.ndarray:

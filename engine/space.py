@@ -14,6 +14,9 @@ from engine import breeding as B
 from engine import layout as L
 from engine.settings import RiskPreset
 
+# the oscillator screen's grid step, in mutation sigmas: 17 ROC levels, 11 RSI, 12 %B (one sigma gave 14, 9, 10)
+SCREEN_STEP = 0.8
+
 
 def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**32))
@@ -42,10 +45,10 @@ class GenomeSpace:
 
     def screen_rules(self) -> np.ndarray:
         """The oscillator screen: every oscillator of the menu's periods above and below each level of a grid over
-        its constant's range (a step of about one mutation sigma), as (rules, RULE_WIDTH) rows."""
+        its constant's range (a step of ``SCREEN_STEP`` mutation sigmas), as (rules, RULE_WIDTH) rows."""
         rules = []
         for kind, low, high, sigma in B.OSCILLATORS:
-            levels = np.linspace(low, high, int((high - low) / (0.8 * sigma)) + 1) if sigma else np.array([low])
+            levels = np.linspace(low, high, int((high - low) / (SCREEN_STEP * sigma)) + 1) if sigma else [low]
             for period in self.menu:
                 for op in (L.LT, L.GT):
                     for level in levels:
@@ -54,16 +57,6 @@ class GenomeSpace:
                             kind, period, op, L.CONSTANT, level)
                         rules.append(rule)
         return np.array(rules)
-
-    @staticmethod
-    def with_one_rule(rows: np.ndarray, rules: np.ndarray) -> np.ndarray:
-        """Copies of ``rows`` (their direction and risk genes) that enter on ``rules`` alone, one each, and exit
-        only by stops, target or trailing stop."""
-        rows = np.array(rows, dtype=np.float64)
-        rows[:, L.ENTRY_OFFSET:] = 0.0
-        rows[:, L.N_ENTRY], rows[:, L.N_EXIT] = 1, 0
-        rows[:, L.ENTRY_OFFSET:L.ENTRY_OFFSET + L.RULE_WIDTH] = rules
-        return rows
 
     # ---- one row -----------------------------------------------------------------------------------
     def random_genome(self, rng: np.random.Generator) -> np.ndarray:
