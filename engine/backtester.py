@@ -65,9 +65,12 @@ class Report:
 
 def trade_returns(trades: list[dict], initial_cash: float) -> np.ndarray:
     """Per-trade returns as the kernel's trade statistics define them: each trade's pnl over the equity just
-    before it (initial cash plus the pnl of earlier trades in the same backtest)."""
+    before it (initial cash plus the pnl of earlier trades in the same backtest). The equity is summed in the
+    kernel's order, from the initial cash on, so it is the kernel's to the bit: summing the pnl first and adding the
+    cash after lost the equity of a strategy whose thousands of losing trades took it to a hair above 0 (it came
+    out 0 or below, and its returns infinite)."""
     pnl = np.array([trade["pnl"] for trade in trades], dtype=np.float64)
-    return pnl / (initial_cash + np.concatenate([[0.0], np.cumsum(pnl)[:-1]]))
+    return pnl / np.cumsum(np.concatenate([[initial_cash], pnl]))[:-1]
 
 
 def _scored(genomes: np.ndarray, metrics: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from engine.backtester import LocalBacktester, split_windows, trade_returns
-from engine.genome import encode
+from engine.genome import ConstantOperand, Genome, IndicatorOperand, Rule, encode
 from engine.planted import (
     DEFAULT_STRENGTH,
     PLANTED_RULE,
@@ -15,6 +15,7 @@ from engine.planted import (
     random_walk_candles,
 )
 from engine.settings import Costs
+from engine.synthetic import synthetic_candles
 
 NO_COSTS = Costs(fee_bps=0, slippage_bps=0)
 
@@ -80,6 +81,23 @@ def test_planted_rule_profits_on_the_holdout():
 
 def test_trade_returns_are_pnl_over_the_equity_before_each_trade():
     np.testing.assert_allclose(trade_returns([{"pnl": 100.0}, {"pnl": -202.0}], 10_000.0), [0.01, -0.02])
+
+
+def test_trade_returns_are_the_kernel_s_even_when_losses_take_the_equity_to_a_hair_above_zero():
+    # short whenever roc(10) > -1.5 (almost always) at 1.8x leverage: 4,000+ trades, each losing about 1.5 % of
+    # what is left, until the equity is 1e-11 of the initial cash
+    genome = Genome(direction="short", entry=[Rule(left=IndicatorOperand(indicator="roc", period=10), op=">",
+                                                   right=ConstantOperand(constant=-1.5))],
+                    exit=[Rule(left=IndicatorOperand(indicator="roc", period=30), op=">=",
+                               right=ConstantOperand(constant=-0.5114132268301907))],
+                    stop_loss=0.016174695386598378, take_profit=0.014501972978632663, trailing_stop=0.0,
+                    size=0.7498803246342789, leverage=1.8021321871064981)
+    candles, costs = synthetic_candles(), Costs()
+    train, _ = split_windows(len(candles), 0.2)
+    report = LocalBacktester(candles, costs).report(encode(genome), train)
+    returns = trade_returns(report.trades, costs.initial_cash)
+    assert returns.size == report.metrics["trades"] > 4_000 and np.isfinite(returns).all()
+    assert np.isclose(returns.mean(), report.metrics["avg_trade_return"], rtol=1e-9)
 
 
 def test_calibrated_candles_plant_the_same_measured_edge_even_on_an_adverse_seed():
