@@ -138,10 +138,10 @@ def busy_run(client: MinerClient, dataset: str, population: int, generations: in
             marks.append((time.perf_counter(), cluster_busy(client)[0], cpu_seconds(processes)))
     (t0, busy0, cpu0), (t1, busy1, cpu1) = marks
     wall, busy, workers = t1 - t0, busy1 - busy0, client.cluster().workers
-    cpu = {role: (cpu1[role] - cpu0[role]) / generations for role in cpu0}
+    used = {role: cpu1[role] - cpu0[role] for role in cpu0}
     return {"busy": busy / (wall * workers), "idle_s": (wall - busy / workers) / generations, "wall_s": wall,
-            "coordinator_share": cpu["coordinator"] * generations / (wall * (os.cpu_count() or 1)),
-            **{f"cpu {role}": seconds for role, seconds in cpu.items()}}
+            "coordinator_share": used["coordinator"] / (wall * (os.cpu_count() or 1)),
+            **{f"cpu {role}": seconds / generations for role, seconds in used.items()}}
 
 
 def efficiency_cells(run: dict[str, float]) -> str:
