@@ -92,7 +92,10 @@ def combine_folds(fold_metrics: np.ndarray, fold_bars: np.ndarray) -> np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         out[:, L.M_WIN_RATE] = np.where(trades > 0, (m[:, :, L.M_WIN_RATE] * m[:, :, L.M_TRADES]).sum(axis=1)
                                         / trades, 0.0)
-        out[:, L.M_TRADE_T_STAT] = np.where(std > 0, mean / std * np.sqrt(trades), 0.0)
+        # as the kernel does per fold: returns equal up to rounding (every fold's trades exit at the same fraction)
+        # have no t-statistic, not one of 1e14 from dividing by the rounding
+        spread = std > L.EQUAL_RETURNS_TOLERANCE * np.abs(mean)
+        out[:, L.M_TRADE_T_STAT] = np.where(spread, mean / std * np.sqrt(trades), 0.0)
         squares = np.maximum(trades - 1, 0) * std**2 + trades * mean**2
         out[:, L.M_TRADE_Z] = np.where(squares > 0, trades * mean / np.sqrt(squares), 0.0)
     out[:, L.M_BAR_Z] = m[:, :, L.M_BAR_Z].sum(axis=1) / np.sqrt(m.shape[1])  # Stouffer's combination
