@@ -40,7 +40,6 @@ from engine.space import GenomeSpace
 MIGRATION_INTERVAL = 5  # generations between migrations
 STAGNATION_LIMIT = 8  # generations without a better island best before the island restarts
 MIN_ISLAND_SIZE = 8  # a population smaller than islands x this runs fewer islands
-SCREEN_SHARE = 2 / 3  # at most this share of the first generation carries one rule of the oscillator screen
 SEEN_LIMIT = 500_000  # genome keys remembered for duplicate elimination (4 MB as the checkpoint's bytes)
 REDRAW_TRIES = 8  # mutations of a duplicate child before it is replaced by a random genome
 
@@ -251,17 +250,18 @@ class GeneticSearch:
         return self._claim(self.space.breed(pool, parents, crossing, s.mutation_rate, rng))
 
     def _first_generation(self) -> list[np.ndarray]:
-        """The first generation, island by island: random genomes, up to ``SCREEN_SHARE`` of them given one rule of
-        the oscillator screen each (``GenomeSpace.screen_rules``, in a random order), spread evenly over the
-        islands. A search that starts from random genomes alone finds a narrow edge only if one of them lands near
-        it (docs/search.md); the screen puts a genome at every oscillator, period and level of a coarse grid."""
+        """The first generation, island by island: the oscillator screen (``GenomeSpace.screen``: one rule, one
+        direction each, the risk genes of random genomes; as much of it as fits, in a random order), spread evenly
+        over the islands, and random genomes in the rows left. A search that starts from random genomes alone finds
+        a narrow edge only if one of them lands near it (docs/search.md); the screen puts a genome at every
+        oscillator, period and level of a coarse grid, both ways."""
         total = sum(self.sizes)
         rows = self.space.random_population(total, self.rng)
-        screen = self.space.screen_rules()
-        count = min(len(screen), int(SCREEN_SHARE * total))
-        chosen = screen[self.rng.permutation(len(screen))[:count]]
-        for at, rule in zip(np.arange(count) * total // max(count, 1), chosen, strict=True):
-            rows[at] = self.space.with_rules(rows[at], [rule], [])
+        rules, directions = self.space.screen()
+        chosen = self.rng.permutation(len(rules))[:total]
+        for at, pick in zip(np.arange(chosen.size) * total // max(chosen.size, 1), chosen, strict=True):
+            rows[at] = self.space.with_rules(rows[at], [rules[pick]], [])
+            rows[at, L.DIRECTION] = directions[pick]
         return np.split(self._claim(rows), np.cumsum(self.sizes)[:-1])
 
     def _fresh(self, count: int) -> np.ndarray:

@@ -14,8 +14,9 @@ from engine import breeding as B
 from engine import layout as L
 from engine.settings import RiskPreset
 
-# the oscillator screen's grid step, in mutation sigmas: 17 ROC levels, 11 RSI, 12 %B (one sigma gave 14, 9, 10)
-SCREEN_STEP = 0.8
+# the oscillator screen's grid step, in mutation sigmas: 10 ROC levels, 7 RSI, 7 %B, so that with both directions the
+# whole screen (900 genomes) fits in a 1,000-genome first generation (0.8 sigma gave 17, 11, 12: 1,476 genomes)
+SCREEN_STEP = 1.4
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -43,9 +44,10 @@ class GenomeSpace:
                           np.ascontiguousarray(crossing, dtype=np.bool_), float(rate), self.menu, self.bounds,
                           self.allow_short, self.stop_required, _seed(rng))
 
-    def screen_rules(self) -> np.ndarray:
+    def screen(self) -> tuple[np.ndarray, np.ndarray]:
         """The oscillator screen: every oscillator of the menu's periods above and below each level of a grid over
-        its constant's range (a step of ``SCREEN_STEP`` mutation sigmas), as (rules, RULE_WIDTH) rows."""
+        its constant's range (a step of ``SCREEN_STEP`` mutation sigmas), each traded long and short (long only
+        where the preset allows no shorts), as (rules (n, RULE_WIDTH), directions (n,))."""
         rules = []
         for kind, low, high, sigma in B.OSCILLATORS:
             levels = np.linspace(low, high, int((high - low) / (SCREEN_STEP * sigma)) + 1) if sigma else [low]
@@ -56,7 +58,8 @@ class GenomeSpace:
                         rule[[L.R_LEFT_KIND, L.R_LEFT_PERIOD, L.R_OP, L.R_RIGHT_KIND, L.R_CONSTANT]] = (
                             kind, period, op, L.CONSTANT, level)
                         rules.append(rule)
-        return np.array(rules)
+        directions = (L.LONG, L.SHORT) if self.allow_short else (L.LONG,)
+        return np.repeat(rules, len(directions), axis=0), np.tile(directions, len(rules))
 
     # ---- one row -----------------------------------------------------------------------------------
     def random_genome(self, rng: np.random.Generator) -> np.ndarray:
