@@ -76,7 +76,6 @@ def _jitter(value, bounds, gene):
     return min(max(value + np.random.normal(0.0, 0.2 * (high - low)), low), high)
 
 
-
 @njit(cache=True, nogil=True)
 def _two_periods(menu):
     """Two different periods of the menu (the same one if the menu has only one)."""
