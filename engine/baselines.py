@@ -8,6 +8,8 @@ definitions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from engine.backtester import Window
@@ -33,14 +35,14 @@ def buy_and_hold_pct(candles: Candles, window: Window, costs: Costs) -> float:
 class RandomSearch(GeneticSearch):
     """Random sampling with the search's interface: every generation is a fresh random population.
 
-    It keeps the best genome seen, like the GA, and draws from its own random stream of the job's seed.
+    It keeps the best genome seen, like the GA, and draws from its own random streams of the job's seed.
     """
 
-    def __init__(self, settings: MinerSettings, *, state: dict | None = None):
-        super().__init__(settings, state=state, stream=RANDOM_BASELINE_STREAM)
+    random = True
+
+    def __init__(self, settings: MinerSettings, *, state: dict | None = None, asked: Sequence[np.ndarray] = ()):
+        super().__init__(settings, state=state, stream=RANDOM_BASELINE_STREAM, asked=asked)
 
     def _first_generation(self) -> list[np.ndarray]:
-        return [self._fresh(n) for n in self.sizes]
-
-    def _breed(self, pool: np.ndarray, fitness: np.ndarray, count: int) -> np.ndarray:
-        return self._fresh(count)
+        return [self.space.random_population(n, island.rng) for n, island in zip(self.sizes, self.islands,
+                                                                                  strict=True)]

@@ -1,9 +1,9 @@
 """One generation loop for every place a job's search runs.
 
-``engine.miner.mine`` (batches in this process) and the service's coordinator (batches on its worker pool) both drive
-a ``MiningSession`` with ``drive_generations`` and each validation search with ``drive_search``. They supply only
-where a generation is evaluated and what becomes of its outcome (events, checkpoints, the job store), so the order
-of a job's events, the points where a stop takes effect and the overlap of one generation's bookkeeping with the
+``engine.miner.mine`` (islands run in this process) and the service's coordinator (islands run on its worker pool)
+both drive a ``MiningSession`` with ``drive_generations`` and each validation search with ``drive_search``. They
+supply only where an island's epoch runs and what becomes of its outcome (events, checkpoints, the job store), so the
+order of a job's events, the points where a stop takes effect and the overlap of one epoch's bookkeeping with the
 next one's evaluation are written once, here.
 """
 
@@ -18,12 +18,12 @@ import numpy as np
 
 if TYPE_CHECKING:  # engine.miner drives its in-process jobs with this module
     from engine import events as ev
+    from engine.islands import EpochOutcome, IslandEpoch
     from engine.miner import MiningSession, SearchRun
 
 T = TypeVar("T")
-# Telling and breeding 1,000 genomes takes about 4 ms of the event loop; handing a piece to a thread cost the
-# service's coordinator 0.3-1.3 ms of CPU more per piece of 250 or 100 genomes (docs/performance.md, "Telling small
-# pieces here").
+# Telling an epoch of 1,000 genomes takes a few milliseconds of the event loop; a larger one goes to a thread, so that
+# an event loop keeps serving meanwhile (docs/performance.md)
 INLINE_TELL_GENOMES = 1_000
 # fold metrics (n, folds, metrics), fitness if scored already; a validation search scored on the pool gets its fitness
 # alone (metrics None): it keeps only its best
@@ -38,92 +38,80 @@ class Stopped(Exception):
 class GenerationHooks(Protocol):
     """What a driver of the real search supplies."""
 
-    piece_genomes: int
-    """Evaluate a generation in pieces of consecutive islands holding at least this many genomes, each piece's next
-    generation going out as soon as it is bred: on a worker pool, enough pieces for every worker to hold a queued
-    one (no worker waits for the generation's last batch) and no more (every call costs a round trip); in this
-    process, the whole generation, as one piece keeps every thread busy anyway. The kernel's time per genome does
-    not depend on the batch: 25 genomes take per genome what 400 do."""
-
-    def evaluate(self, rows: np.ndarray, generation: int) -> Awaitable[Scored]:
-        """Evaluate ``rows``, the islands of ``generation`` in one piece; raise ``Stopped`` to stop between
-        batches. Calls for several pieces, and for the next generation's first islands, are under way at once."""
+    def evolve(self, epoch: IslandEpoch) -> Awaitable[EpochOutcome]:
+        """Run one island's epoch (``MiningSession.run_epoch``, here or on a worker); raise ``Stopped`` to stop
+        between its generations. Every island's epoch is under way at once."""
 
     def announce(self, generation: int) -> None:
-        """The generation was sent for evaluation: say that it started."""
+        """The epoch starting with ``generation`` is under way: say that the generation started (after the last
+        epoch's record)."""
 
-    async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
-        """A generation's outcome (its best, ``evaluated`` genomes): emit it, checkpoint or store it. The next
-        generation is already being evaluated meanwhile; no island of it is told before this returns."""
+    def islands_done(self, generation: int, evaluated: int) -> None:
+        """Islands holding ``evaluated`` genomes have run the epoch starting with ``generation``."""
+
+    async def record(self, bests: list[ev.GenerationBest], evaluated: int) -> None:
+        """An epoch's outcome, each generation's best (each but the first started meanwhile, ``evaluated`` genomes
+        each): emit it, checkpoint or store it. The next epoch is already being evaluated meanwhile."""
 
     def stopping(self) -> bool:
-        """Whether the job was asked to stop; polled between islands and generations."""
+        """Whether the job was asked to stop; polled between epochs."""
 
 
 async def drive_generations(session: MiningSession, hooks: GenerationHooks) -> None:
-    """Run the search's remaining generations, or raise ``Stopped``.
+    """Run the search's remaining generations, an epoch (the generations up to a migration) at a time, or raise
+    ``Stopped``.
 
-    A generation goes out in pieces of whole islands (``piece_genomes``). Islands are told in order, and a piece's
-    next generation is sent for evaluation as soon as it is bred, while the pieces after it are still evaluated or
-    told, so the workers are fed through breeding and through the store's commits (``record``). Deterministic
-    whatever the timing: an island's next genomes depend only on what was told before them, in a fixed order
-    (``GeneticSearch.tell_island``).
+    Every island's epoch goes out at once (``hooks.evolve``); when all are back they are told in island order, the
+    next epoch goes out, and the one told is recorded while it runs. Deterministic whatever the timing: an island's
+    epoch depends only on its state at the last migration (``engine.islands``).
     """
-    pieces = island_pieces(session.search.sizes, hooks.piece_genomes)
     in_flight: list[asyncio.Future] = []
-    sent: list[asyncio.Future] = []  # the next generation's islands sent so far
     try:
         if hooks.stopping():
             raise Stopped
         if session.done:
             return
-        generation = session.generation
-        in_flight = [_start(hooks.evaluate(session.island_rows(piece), generation)) for piece in pieces]
-        hooks.announce(generation)
+        in_flight = _send(session, hooks)
+        hooks.announce(session.generation)
         while in_flight:
-            breeds = generation + 1 < session.settings.generations
-            for piece, future in zip(pieces, in_flight, strict=False):
-                metrics, fitness = await future
-                best = await _tell(session, piece, metrics, fitness)
-                if breeds and not hooks.stopping():
-                    sent.append(_start(hooks.evaluate(session.island_rows(piece), generation + 1)))
-            in_flight, sent = sent, []
-            await hooks.record(best, session.settings.population)
+            outcomes = await asyncio.gather(*in_flight)
+            bests = await _tell(session, outcomes)
+            in_flight = [] if session.done or hooks.stopping() else _send(session, hooks)
+            await hooks.record(bests, session.settings.population)
             if hooks.stopping():
                 raise Stopped
-            generation += 1
             if in_flight:
-                hooks.announce(generation)
+                hooks.announce(session.generation)
     finally:
-        for future in in_flight + sent:
+        for future in in_flight:
             future.cancel()
 
 
-async def _tell(session: MiningSession, piece: range, metrics: np.ndarray | None,
-                fitness: np.ndarray | None) -> ev.GenerationBest | None:
-    """Tell a piece's islands (and breed them). A large piece in a thread, so that an event loop keeps serving
-    meanwhile; one of up to ``INLINE_TELL_GENOMES`` here: it blocks the loop a few milliseconds at most, and the
-    hand-off to a thread costs CPU that the workers beside the coordinator need."""
-    if sum(session.search.sizes[index] for index in piece) <= INLINE_TELL_GENOMES:
-        return session.tell_islands(piece, metrics, fitness)
-    return await asyncio.to_thread(session.tell_islands, piece, metrics, fitness)
+def _send(session: MiningSession, hooks: GenerationHooks) -> list[asyncio.Future]:
+    """Every island's next epoch, sent; the progress told as each island is back (in the island's own task, so
+    that in-process, where each runs to its end once started, it is told before the next island runs)."""
+    start, sizes = session.generation, session.search.sizes
+    evaluated = 0
+
+    async def island(index: int) -> EpochOutcome:
+        nonlocal evaluated
+        outcome = await hooks.evolve(session.island_epoch(index))
+        evaluated += sizes[index]
+        hooks.islands_done(start, evaluated)
+        return outcome
+
+    return [_start(island(index)) for index in range(len(sizes))]
 
 
-def island_pieces(sizes: list[int], least: int) -> list[range]:
-    """Consecutive islands grouped into pieces of at least ``least`` genomes (a short remainder joins the last)."""
-    pieces: list[range] = []
-    start, held = 0, 0
-    for index, size in enumerate(sizes):
-        held += size
-        if held >= least:
-            pieces.append(range(start, index + 1))
-            start, held = index + 1, 0
-    if start < len(sizes):
-        pieces[-1:] = [range(pieces[-1].start if pieces else 0, len(sizes))]
-    return pieces
+async def _tell(session: MiningSession, outcomes: list[EpochOutcome]) -> list[ev.GenerationBest]:
+    """Tell an epoch: here if small (it blocks the loop a few milliseconds at most, and a hand-off to a thread costs
+    CPU that the workers beside the coordinator need), else in a thread."""
+    if session.settings.population <= INLINE_TELL_GENOMES:
+        return session.tell_epoch(outcomes)
+    return await asyncio.to_thread(session.tell_epoch, outcomes)
 
 
-def _start(evaluation: Awaitable[Scored]) -> asyncio.Future:
+def _start(evaluation: Awaitable[T]) -> asyncio.Future:
     future = asyncio.ensure_future(evaluation)
     future.add_done_callback(lambda f: f.cancelled() or f.exception())  # its error read, even if never awaited
     return future

@@ -66,6 +66,12 @@ class HallOfFame:
     def best(self) -> Famed | None:
         return self.entries[0] if self.entries else None
 
+    @property
+    def floor(self) -> float:
+        """The fitness a strategy must pass to enter the hall from now on: its last entry's when full (a tie keeps
+        the entry found first), else -inf. It never falls."""
+        return self.entries[-1].fitness if len(self.entries) >= self.size else -np.inf
+
     def add(self, population: np.ndarray, fitness: np.ndarray, fold_metrics: np.ndarray, generation: int) -> None:
         """Enter a told generation: row i of ``population`` has ``fitness[i]`` and ``fold_metrics[i]``."""
         order = np.argsort(-fitness, kind="stable")

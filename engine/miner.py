@@ -9,8 +9,7 @@ index, so how the population is split, or where batches run, changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -31,8 +30,9 @@ from engine.candles import Candles
 from engine.driver import Scored, Stopped, drive_generations, drive_search, run_blocking
 from engine.evaluator import Evaluator, get_evaluator, search_ranked
 from engine.ga import GeneticSearch
-from engine.genome import Genome, decode, genome_keys
+from engine.genome import Genome, decode
 from engine.hall_of_fame import Famed, HallOfFame, HallOfFameEntry
+from engine.islands import EpochOutcome, GenerationOutcome, IslandEpoch, run_epoch
 from engine.scoring import combine_folds, fold_scores, fold_windows, job_fitness
 from engine.settings import MinerSettings
 from engine.validation import (
@@ -137,8 +137,6 @@ class MiningSession(SearchRun):
                          fold_windows(self.train, settings.folds), evaluator or get_evaluator(), settings.min_trades)
         self.hall = HallOfFame(settings.hall_of_fame, state.get("hall_of_fame"))
         self.validated: dict[str, dict] = dict(state.get("validated", {}))  # task key -> best fitness and row
-        # the generation whose islands are being told: its population, metrics and fitness so far
-        self._generation_told: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def started(self) -> ev.JobStarted:
         s = self.settings
@@ -148,59 +146,43 @@ class MiningSession(SearchRun):
                              folds=s.folds, permutations=s.permutations)
 
     def tell_generation(self, fold_metrics: np.ndarray, fitness: np.ndarray | None = None) -> ev.GenerationBest:
-        """``tell`` for the real search's whole generation; returns the generation's event."""
-        return self.tell_islands(range(len(self.search.islands)), fold_metrics, fitness)
+        """``tell`` for the real search's whole generation, told here; returns the generation's event."""
+        generation = self.search.generation
+        outcomes = self.search.tell(self.ranked(fold_metrics, fitness), fold_metrics, self.metrics_kept)
+        return self._close_generation(outcomes, generation)
 
     @property
     def metrics_kept(self) -> int:
-        """How many of any batch's fittest distinct genomes need every metric for their generation to be told (its
-        best, and the hall of fame); of the others, only their fitness is read (``engine.brief``)."""
+        """How many of an island's fittest distinct genomes need every metric for their generation to be told (its
+        best, and the hall of fame); of the others, only their fitness is read."""
         return self.hall.size
 
-    def island_rows(self, islands: range) -> np.ndarray:
-        """The genomes to evaluate next of consecutive ``islands``: right after they were told, their next
-        generation's."""
-        return np.concatenate([self.search.island_rows(index) for index in islands])
+    def island_epoch(self, index: int) -> IslandEpoch:
+        """Island ``index``'s generations up to the next migration, to be run anywhere (``run_epoch``); the metrics of
+        genomes that can no longer enter the hall of fame stay where they were computed."""
+        return self.search.island_epoch(index, self.hall.floor)
 
-    def tell_islands(self, islands: range, fold_metrics: np.ndarray,
-                     fitness: np.ndarray | None = None) -> ev.GenerationBest | None:
-        """``tell_island`` for consecutive ``islands`` at once, evaluated together (their rows in order)."""
-        fitness = self.fitness(fold_metrics) if fitness is None else fitness  # the evaluator sees the whole batch
-        bounds = self.search.island_bounds
-        offset = bounds[islands.start][0]
-        best = None
-        for index in islands:
-            lo, hi = (edge - offset for edge in bounds[index])
-            best = self.tell_island(index, fold_metrics[lo:hi], fitness[lo:hi])
-        return best
+    def run_epoch(self, epoch: IslandEpoch, evaluate: Callable[[np.ndarray], np.ndarray]) -> EpochOutcome:
+        """An island's epoch run here, ``evaluate`` giving each generation's fold metrics: as a worker runs it."""
+        return run_epoch(epoch, lambda rows: (metrics := evaluate(rows), self.fitness(metrics)), self.metrics_kept)
 
-    def tell_island(self, index: int, fold_metrics: np.ndarray,
-                    fitness: np.ndarray | None = None) -> ev.GenerationBest | None:
-        """One island's part of the generation under way ((rows, folds, metrics) in ``island_bounds`` order), which
-        breeds that island's next genomes at once (``GeneticSearch.tell_island``). When the last island is told, the
-        generation's distinct strategies are logged and its best enters the hall of fame; returns its event then,
-        None before."""
-        if index == 0:
-            population = self.search.ask()
-            self._generation_told = (population, np.empty((len(population), len(self.folds), L.N_METRICS)),
-                                     np.empty(len(population)))
-        if self._generation_told is None:
-            raise ValueError(f"islands are told in order: expected island 0, got {index}")
-        population, metrics, scores = self._generation_told
-        lo, hi = self.search.island_bounds[index]
-        generation = self.search.generation
-        metrics[lo:hi] = fold_metrics
-        scores[lo:hi] = self.ranked(fold_metrics, fitness)
-        self.search.tell_island(index, scores[lo:hi])
-        if hi < len(population):
-            return None
-        self._generation_told = None
-        self.asked.append(genome_keys(population))
-        self.hall.add(population, scores, metrics, generation)
-        top = int(np.argmax(scores))
+    def tell_epoch(self, outcomes: Sequence[EpochOutcome]) -> list[ev.GenerationBest]:
+        """Every island's outcome of the epoch under way (in island order); each of its generations' event."""
+        start = self.search.generation
+        by_generation = self.search.tell_epoch(outcomes)
+        return [self._close_generation(generation, start + i) for i, generation in enumerate(by_generation)]
+
+    def _close_generation(self, outcomes: Sequence[GenerationOutcome], generation: int) -> ev.GenerationBest:
+        """A told generation's distinct strategies are logged and its best enter the hall of fame; its event."""
+        self.asked.append(np.concatenate([outcome.keys for outcome in outcomes]))
+        rows = np.concatenate([outcome.rows for outcome in outcomes])
+        fitness = np.concatenate([outcome.fitness[outcome.kept] for outcome in outcomes])
+        metrics = np.concatenate([outcome.metrics for outcome in outcomes])
+        self.hall.add(rows, fitness, metrics, generation)
+        top = int(np.argmax(fitness))
         summary = combine_folds(metrics[top:top + 1], self.fold_bars)[0]
-        return ev.GenerationBest(generation=generation, fitness=float(scores[top]),
-                                 best_fitness_so_far=self.search.best_fitness, genome=decode(population[top]),
+        return ev.GenerationBest(generation=generation, fitness=float(fitness[top]),
+                                 best_fitness_so_far=self.search.best_fitness, genome=decode(rows[top]),
                                  metrics=metrics_dict(summary))
 
     def summary(self, famed: Famed) -> dict[str, float]:
@@ -361,29 +343,33 @@ def mine(
 
 
 class _InProcess:
-    """``drive_generations``' hooks for a job mined in this process: batches on ``tester``, events to ``emit``."""
+    """``drive_generations``' hooks for a job mined in this process: islands on ``tester``, events to ``emit``."""
 
     def __init__(self, session: MiningSession, tester: BatchBacktester, emit: Callable[[EventData], None],
                  stop: Callable[[], bool], on_checkpoint: Callable[[dict], None] | None):
         self.session, self.tester, self.emit, self.stopping, self.on_checkpoint = (session, tester, emit, stop,
                                                                                     on_checkpoint)
 
-    piece_genomes = 1 << 62  # a generation in one piece keeps this process's threads busy
-
-    def evaluate(self, rows: np.ndarray, generation: int) -> Awaitable[Scored]:
-        return self._evaluate(rows, generation)
-
-    async def _evaluate(self, rows: np.ndarray, generation: int) -> Scored:
-        return _scored(self.tester, rows, self.session.folds, self.session.settings.batch_size, self.stopping,
-                       partial(_emit_batch, self.emit, generation))
+    async def evolve(self, epoch: IslandEpoch) -> EpochOutcome:
+        # runs to its end once started (nothing here awaits): the islands of an epoch run one after the other
+        session = self.session
+        return session.run_epoch(epoch, lambda rows: _scored(self.tester, rows, session.folds,
+                                                             session.settings.batch_size, self.stopping)[0])
 
     def announce(self, generation: int) -> None:
         self.emit(ev.GenerationStarted(generation=generation))
 
-    async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
-        # never awaits: the next generation, already sent, starts only when this returns, so its events follow
-        self.emit(best)
-        if self.on_checkpoint is not None:  # building one costs milliseconds per generation: only when asked for
+    def islands_done(self, generation: int, evaluated: int) -> None:
+        self.emit(ev.BatchEvaluated(generation=generation, evaluated=evaluated,
+                                    total=self.session.settings.population))
+
+    async def record(self, bests: list[ev.GenerationBest], evaluated: int) -> None:
+        # never awaits: the next epoch, already sent, starts only when this returns, so its events follow
+        for best in bests:
+            if best is not bests[0]:
+                self.emit(ev.GenerationStarted(generation=best.generation))
+            self.emit(best)
+        if self.on_checkpoint is not None:  # building one costs milliseconds: only when asked for
             self.on_checkpoint(self.session.checkpoint())
 
 
@@ -405,7 +391,7 @@ def run_search(run: SearchRun, tester: BatchBacktester, batch_size: int, should_
     """Run a validation search to its end in this process; False if ``should_stop`` said so between batches."""
 
     async def evaluate(population: np.ndarray) -> Scored:
-        return _scored(tester, population, run.folds, batch_size, should_stop, lambda *_: None)
+        return _scored(tester, population, run.folds, batch_size, should_stop)
 
     try:
         run_blocking(drive_search(run, evaluate, should_stop))
@@ -415,16 +401,12 @@ def run_search(run: SearchRun, tester: BatchBacktester, batch_size: int, should_
 
 
 def _scored(tester: BatchBacktester, population: np.ndarray, folds: list[Window], batch_size: int,
-            should_stop: Callable[[], bool], on_batch: Callable[[int, int], None]) -> Scored:
+            should_stop: Callable[[], bool]) -> Scored:
     """``evaluate_folds`` as the driver takes it: (metrics, no fitness yet), or ``Stopped``."""
-    metrics = evaluate_folds(tester, population, folds, batch_size, should_stop, on_batch)
+    metrics = evaluate_folds(tester, population, folds, batch_size, should_stop, lambda done, total: None)
     if metrics is None:
         raise Stopped
     return metrics, None
-
-
-def _emit_batch(emit: Callable, generation: int, done: int, total: int) -> None:
-    emit(ev.BatchEvaluated(generation=generation, evaluated=done, total=total))
 
 
 def evaluate_folds(backtester: BatchBacktester, population: np.ndarray, folds: list[Window], batch_size: int,

@@ -44,7 +44,7 @@ class GenerationStarted(EventData):
 class BatchEvaluated(EventData):
     type: Literal["batch_evaluated"] = "batch_evaluated"
     generation: int
-    evaluated: int = Field(description="genomes done in this generation")
+    evaluated: int = Field(description="genomes done in this generation (an epoch's first: its islands back)")
     total: int
 
 

@@ -16,10 +16,7 @@ import itertools
 import logging
 import math
 import time
-from collections import Counter
 from collections.abc import Awaitable
-
-import numpy as np
 
 from client import models as wire
 from engine import events as ev
@@ -28,6 +25,7 @@ from engine.baselines import budget
 from engine.candles import Candles
 from engine.driver import Stopped, drive_generations, drive_search
 from engine.features import FeatureStore
+from engine.islands import EpochOutcome, IslandEpoch
 from engine.miner import MiningSession
 from engine.validation import ValidationTask, validation_tasks
 from schema.events import Failed, Paused, Resumed
@@ -317,11 +315,12 @@ class _Pauses:
 
 
 class _PoolGenerations:
-    """``drive_generations``' hooks for a job on the worker pool. A batch's progress is stored and told as it comes
-    (at most every ``PROGRESS_EVERY_S``); a generation's progress and best land in one commit, with a checkpoint at
-    most every ``checkpoint_every_s`` (``RuntimeConfig``), after the last generation and when the job stops: a
-    1,000-genome search's checkpoint is 0.37 MB, and written after every generation of a fast job it took a tenth of
-    the coordinator's CPU. After a restart the generations since the last checkpoint are mined again (the same
+    """``drive_generations``' hooks for a job on the worker pool: each island's epoch is one call to a worker, which
+    backtests and breeds it (``BacktestWorker.evolve``). The islands' progress is stored and told as they come back
+    (at most every ``PROGRESS_EVERY_S``, and the last); an epoch's progress and generation bests land in one commit,
+    with a checkpoint at most every ``checkpoint_every_s`` (``RuntimeConfig``), after the last epoch and when the job
+    stops: a 1,000-genome search's checkpoint is 0.37 MB, and written after every generation of a fast job it took a
+    tenth of the coordinator's CPU. After a restart the epochs since the last checkpoint are mined again (the same
     answers), and nothing followers were already told of them is told again."""
 
     def __init__(self, coordinator: JobLifecycle, job_id: str, session: MiningSession, scoring: Scoring,
@@ -330,19 +329,10 @@ class _PoolGenerations:
                                                                                      scoring, progress)
         self.told_generation, self.told_evaluated = _told_so_far(told)
         self.announced = -1  # the generation whose start followers know of: only its progress may be told
-        self.evaluated: Counter[int] = Counter()  # genomes evaluated so far of the generations under way
         self.progress_told_at = -math.inf  # the first batch is always told
         self.checkpointed = session.generation  # the generation of the last checkpoint (the one resumed from)
         self.checkpointed_at = -math.inf  # the first generation's checkpoint is always written
         self.unsaved: tuple[int, dict] | None = None  # (generation, state) of the last one told, until it is stored
-
-    @property
-    def piece_genomes(self) -> int:
-        """Enough pieces for every worker to hold ``calls_per_worker`` of them, no more: a worker never waits for
-        the generation's last batch, and no call is smaller than it must be (a Ray round trip costs the coordinator
-        about 2 ms of CPU, a share of the same cores the workers use)."""
-        pool = self.coordinator.pool
-        return math.ceil(self.session.settings.population / max(1, pool.ready_workers * pool.settings.calls_per_worker))
 
     def _told(self, generation: int, evaluated: float) -> bool:
         """Whether followers already know that ``evaluated`` genomes of ``generation`` were done (0: that it started,
@@ -350,49 +340,48 @@ class _PoolGenerations:
         return generation < self.told_generation or (generation == self.told_generation
                                                      and evaluated <= self.told_evaluated)
 
-    def evaluate(self, rows: np.ndarray, generation: int) -> Awaitable[tuple[np.ndarray, np.ndarray]]:
-        store, total = self.coordinator.store, self.session.settings.population
-        self.evaluated.pop(generation - 2, None)  # at most two generations are under way
-        done_here = 0
-
-        def on_progress(done: int, _: int) -> None:  # ``done`` of this call's rows; the generation's are summed
-            nonlocal done_here
-            self.evaluated[generation] += done - done_here
-            done_here, evaluated = done, self.evaluated[generation]
-            if (generation != self.announced or self._told(generation, evaluated)
-                    or time.monotonic() - self.progress_told_at < PROGRESS_EVERY_S):
-                return
-            self.progress_told_at = time.monotonic()
-            with store.transaction():
-                self.coordinator._emit_engine(self.job_id, ev.BatchEvaluated(generation=generation,
-                                                                             evaluated=evaluated, total=total))
-                store.set_progress(self.job_id, self.progress.model_copy(update={"evaluated": evaluated}).model_dump())
-
-        return self.coordinator.pool.evaluate(self.job_id, self.scoring, rows, self.session.folds, on_progress,
-                                              spread=total, keep=self.session.metrics_kept)
+    def evolve(self, epoch: IslandEpoch) -> Awaitable[EpochOutcome]:
+        return self.coordinator.pool.evolve(self.job_id, self.scoring, epoch, self.session.folds,
+                                            self.session.metrics_kept)
 
     def announce(self, generation: int) -> None:
         if not self._told(generation, 0):  # after a restart, followers know of the ones mined again
             self.coordinator._emit_engine(self.job_id, ev.GenerationStarted(generation=generation))
         self.announced = generation
 
-    async def record(self, best: ev.GenerationBest, evaluated: int) -> None:
+    def islands_done(self, generation: int, evaluated: int) -> None:
+        total = self.session.settings.population
+        if (generation != self.announced or self._told(generation, evaluated)
+                or (evaluated < total and time.monotonic() - self.progress_told_at < PROGRESS_EVERY_S)):
+            return
+        self.progress_told_at = time.monotonic()
+        store = self.coordinator.store
+        with store.transaction():
+            self.coordinator._emit_engine(self.job_id, ev.BatchEvaluated(generation=generation, evaluated=evaluated,
+                                                                         total=total))
+            store.set_progress(self.job_id, self.progress.model_copy(update={"evaluated": evaluated}).model_dump())
+
+    async def record(self, bests: list[ev.GenerationBest], evaluated: int) -> None:
         session, store = self.session, self.coordinator.store
         self.unsaved = (session.generation, session.state())  # a copy: 0.06 ms at 1,000 genomes
-        told = self._told(best.generation, math.inf)
+        untold = [best for best in bests if not self._told(best.generation, math.inf)]
         due = time.monotonic() - self.checkpointed_at >= self.coordinator.runtime.checkpoint_every_s
-        if told and not due:
+        if not untold and not due:
             return
-        if not told:
-            self.progress = self.progress.model_copy(update={"generation": session.generation, "evaluated": 0,
-                                                             "evaluations": self.progress.evaluations + evaluated})
+        if untold:
+            self.progress = self.progress.model_copy(update={
+                "generation": session.generation, "evaluated": 0,
+                "evaluations": self.progress.evaluations + evaluated * len(untold)})
             famed = mapping.best_so_far(session)
-        with store.transaction():  # the generation's outcome lands whole: progress, event, and checkpoint if due
+        with store.transaction():  # the epoch's outcome lands whole: progress, events, and checkpoint if due
             saved = self._write_checkpoint() if due else None
-            if not told:
+            if untold:
                 store.set_progress(self.job_id, self.progress.model_dump(),
                                    None if famed is None else famed.model_dump(mode="json"))
-                self.coordinator._emit_engine(self.job_id, best)
+                for best in untold:
+                    if best is not bests[0] and not self._told(best.generation, 0):
+                        self.coordinator._emit_engine(self.job_id, ev.GenerationStarted(generation=best.generation))
+                    self.coordinator._emit_engine(self.job_id, best)
         if saved is not None:
             self._saved(saved)
 

@@ -38,6 +38,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from engine.backtester import Window
 from engine.brief import BriefMetrics
+from engine.islands import EpochOutcome, IslandEpoch
 from engine.layout import N_METRICS
 from engine.sources import DIGEST, checkout_digest
 from serve_app.config import EvaluatorLimits, PoolSettings
@@ -89,13 +90,16 @@ class _Worker:
 
 @dataclass
 class _Chunk:
+    """One call of a job to a worker: ``BacktestWorker.evaluate`` (genomes [lo, hi) of a population) or ``evolve``
+    (an island's epoch); its answer without the worker's seconds lands in ``future``."""
+
     job: str
-    lo: int
-    hi: int
+    genomes: int  # backtests it holds
     bars: int  # bars each genome is backtested on (all folds)
-    # BacktestWorker.evaluate's: scoring, genomes, windows, fittest genomes whose every metric is kept
-    args: tuple[Scoring, np.ndarray, list[tuple[int, int]], int]
+    method: str
+    args: tuple  # the method's, the scoring first
     future: asyncio.Future
+    lo: int = 0
     sent_at: list[float] = field(default_factory=list)
 
 
@@ -322,22 +326,37 @@ class WorkerPool:
         edges = [n * k // count for k in range(count + 1)]  # chunks as even as they can be
         loop = asyncio.get_running_loop()
         spans = [(w.start, w.end) for w in windows]
-        chunks = [_Chunk(job, lo, hi, bars, (scoring, genomes[lo:hi], spans, keep), loop.create_future())
-                  for lo, hi in itertools.pairwise(edges)]
+        chunks = [_Chunk(job, hi - lo, bars, "evaluate", (scoring, genomes[lo:hi], spans, keep), loop.create_future(),
+                         lo) for lo, hi in itertools.pairwise(edges)]
         self._enqueue(job, chunks)
         done = 0
         try:
             for finished in asyncio.as_completed([c.future for c in chunks]):
                 chunk, (brief, scores) = await finished
+                hi = chunk.lo + chunk.genomes
                 if out is not None:
-                    brief.fill(out[chunk.lo:chunk.hi])
-                fitness[chunk.lo:chunk.hi] = scores
-                done += chunk.hi - chunk.lo
+                    brief.fill(out[chunk.lo:hi])
+                fitness[chunk.lo:hi] = scores
+                done += chunk.genomes
                 if on_progress is not None:
                     on_progress(done, n)
         finally:
             self._forget(job, chunks)
         return out, fitness
+
+    async def evolve(self, job: str, scoring: Scoring, epoch: IslandEpoch, windows: list[Window],
+                     keep: int) -> EpochOutcome:
+        """One island's epoch run by a worker of the pool (``BacktestWorker.evolve``): backtested, scored and bred
+        there, in one call. Queued, resent and raced like any batch (an epoch's answer depends on its input alone)."""
+        bars = sum(w.bars for w in windows)
+        chunk = _Chunk(job, epoch.genomes, bars, "evolve", (scoring, epoch, [(w.start, w.end) for w in windows], keep),
+                       asyncio.get_running_loop().create_future())
+        self._enqueue(job, [chunk])
+        try:
+            _, (outcome,) = await chunk.future
+        finally:
+            self._forget(job, [chunk])
+        return outcome
 
     def _enqueue(self, job: str, chunks: list[_Chunk], *, front: bool = False) -> None:
         if job not in self._queues:
@@ -393,10 +412,9 @@ class WorkerPool:
                 self._spawn(self._run(worker, chunk))
 
     async def _run(self, worker: _Worker, chunk: _Chunk) -> None:
-        scoring, genomes, windows, keep = chunk.args
+        scoring, *rest = chunk.args
         try:
-            brief, scores, seconds = await worker.handle.evaluate.remote(worker.scoring_arg(scoring), genomes, windows,
-                                                                         keep)
+            *answer, seconds = await getattr(worker.handle, chunk.method).remote(worker.scoring_arg(scoring), *rest)
         except UnknownScoring:  # the worker forgot it (or its dataset): send it whole
             worker.scorings.pop(scoring.key, None)
             self._requeue(chunk)
@@ -408,12 +426,13 @@ class WorkerPool:
                 chunk.future.set_exception(exc)
         else:
             worker.holds(scoring)
-            genome_bars = (chunk.hi - chunk.lo) * chunk.bars
-            self.evaluations_by_node[worker.node_id] += chunk.hi - chunk.lo
+            self.evaluations_by_node[worker.node_id] += chunk.genomes
             self.busy_seconds_by_node[worker.node_id] += seconds
-            self._seconds_per_genome_bar = 0.8 * self._seconds_per_genome_bar + 0.2 * seconds / genome_bars
+            if chunk.method == "evaluate":  # an epoch's seconds include breeding
+                self._seconds_per_genome_bar = (0.8 * self._seconds_per_genome_bar
+                                                + 0.2 * seconds / (chunk.genomes * chunk.bars))
             if not chunk.future.done():
-                chunk.future.set_result((chunk, (brief, scores)))
+                chunk.future.set_result((chunk, tuple(answer)))
         finally:
             worker.calls -= 1
             if worker.retiring and not worker.busy:

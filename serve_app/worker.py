@@ -23,6 +23,7 @@ from engine.backtester import LocalBacktester, Window
 from engine.brief import BriefMetrics
 from engine.evaluator import Evaluator, EvaluatorError
 from engine.features import FeatureStore
+from engine.islands import EpochOutcome, IslandEpoch, run_epoch
 from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
@@ -152,6 +153,30 @@ class BacktestWorker:
         seconds = time.perf_counter() - started
         self._remember(key, scoring)
         return brief, fitness, seconds
+
+    def evolve(self, scoring: Scoring | str, epoch: IslandEpoch, windows: list[tuple[int, int]],
+               keep: int) -> tuple[EpochOutcome, float]:
+        """(outcome, seconds backtesting, scoring and breeding) of one island's epoch (``engine.islands.run_epoch``):
+        each of its generations backtested on every fold window, scored as ``scoring`` says and bred here, so the
+        coordinator sends one call per island and epoch instead of one per worker and generation. The outcome is what
+        ``run_epoch`` gives in any process: the island's state after the epoch and, for each generation, every genome's
+        key and fitness and the whole metrics of its ``keep`` fittest distinct genomes."""
+        key = scoring if isinstance(scoring, str) else scoring.key
+        if isinstance(scoring, str):
+            scoring = self._known_scoring(key)
+        store = self._store(scoring.dataset_id, scoring.dataset)
+        tester = LocalBacktester(store.candles, scoring.costs, features=store)
+        folds = [Window(start, end) for start, end in windows]
+        started = time.perf_counter()
+
+        def evaluate(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            metrics = tester.evaluate_windows(rows, folds)
+            return metrics, self._fitness(scoring, metrics)
+
+        outcome = run_epoch(epoch, evaluate, keep)
+        seconds = time.perf_counter() - started
+        self._remember(key, scoring)
+        return outcome, seconds
 
     def _remember(self, key: str, scoring: Scoring) -> None:
         """Keep a scoring that has served a batch, without its refs (they would keep its dataset in the object store

@@ -1,4 +1,6 @@
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -7,8 +9,9 @@ from engine import state_codec
 from engine.backtester import LocalBacktester, split_windows
 from engine.baselines import RandomSearch
 from engine.evaluator import get_evaluator
-from engine.ga import MIGRATION_INTERVAL, STAGNATION_LIMIT, GeneticSearch, SeenGenomes, island_sizes
+from engine.ga import GeneticSearch, island_sizes
 from engine.genome import decode, genome_keys
+from engine.islands import MIGRATION_INTERVAL, STAGNATION_LIMIT, SeenGenomes, run_epoch
 from engine.settings import RISK_PRESETS, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
@@ -43,19 +46,23 @@ def test_same_seed_same_populations_different_seed_different():
     np.testing.assert_array_equal(a.ask(), b.ask())
 
 
-def test_every_genome_asked_for_is_new_so_the_budget_buys_distinct_strategies():
-    settings = MinerSettings(population=40, generations=15, seed=5, mutation_rate=0.05, crossover_rate=0.1)
+def test_every_genome_an_island_asks_for_is_new_to_it_so_the_budget_buys_distinct_strategies():
+    settings = MinerSettings(population=40, generations=15, islands=2, seed=5, mutation_rate=0.05,
+                             crossover_rate=0.1)
     search = GeneticSearch(settings)
     asked = []
     while not search.done:
         population = search.ask()
         asked.append(population)
-        # flat fitness with one stand-out: the population converges and clones of it are bred again and again
+        # flat fitness with one stand-out per island: they converge and clones of it are bred again and again
         fitness = np.zeros(len(population))
-        fitness[0] = 1.0
+        fitness[[0, 20]] = 1.0
         search.tell(fitness)
-    keys = genome_keys(np.concatenate(asked))
-    assert keys.size == settings.population * settings.generations == np.unique(keys).size
+    for lo, hi in search.island_bounds:
+        keys = genome_keys(np.concatenate([rows[lo:hi] for rows in asked]))
+        assert keys.size == (hi - lo) * settings.generations == np.unique(keys).size
+    everyone = genome_keys(np.concatenate(asked))
+    assert np.unique(everyone).size >= 0.99 * everyone.size  # two islands seldom ask for the same genome
 
 
 def test_elites_keep_their_fitness_and_are_never_asked_for_again():
@@ -186,37 +193,51 @@ def test_wrong_fitness_shape_is_rejected():
         search.tell(np.zeros(3))
 
 
+def key_fitness(rows: np.ndarray) -> np.ndarray:
+    """A fitness that depends on the genome alone (so an island can be scored wherever it runs): flat steps with
+    -inf holes, for ties, migrations and stagnation restarts."""
+    keys = genome_keys(rows)
+    fitness = np.round((keys % np.uint64(1000)).astype(float) / 250.0, 0)
+    fitness[keys % np.uint64(5) == 0] = -np.inf
+    return fitness
+
+
 @pytest.mark.parametrize("search_class", [GeneticSearch, RandomSearch])
 @pytest.mark.parametrize(("population", "islands"), [(60, 4), (57, 3), (20, 1)])
-def test_islands_told_one_by_one_breed_what_the_whole_generation_breeds(search_class, population, islands):
-    # 23 generations: migrations, stagnation restarts (flat fitness with -inf holes) and the last generation
+def test_islands_run_an_epoch_anywhere_and_breed_what_the_whole_generation_breeds(search_class, population, islands):
+    # 23 generations: migrations, stagnation restarts, a short last epoch and the last generation that breeds nothing
     settings = MinerSettings(population=population, generations=23, islands=islands, seed=5)
-    whole, by_island = search_class(settings), search_class(settings)
-    rng = np.random.default_rng(1)
-    while not whole.done:
-        population_rows = whole.ask()
-        np.testing.assert_array_equal(by_island.ask(), population_rows)
-        fitness = np.round(rng.normal(size=len(population_rows)), 1)
-        fitness[rng.random(len(population_rows)) < 0.2] = -np.inf
-        whole.tell(fitness)
-        for index, (lo, hi) in enumerate(by_island.island_bounds):
-            by_island.tell_island(index, fitness[lo:hi])
-            if index < len(by_island.islands) - 1 and not whole.done:  # bred already, before the others are told
-                np.testing.assert_array_equal(by_island.island_rows(index), whole.island_rows(index))
-        assert by_island.generation == whole.generation and by_island.history == whole.history
-    np.testing.assert_array_equal(by_island.best_row, whole.best_row)
-    assert state_codec.pack(by_island.state()) == state_codec.pack(whole.state())
+    whole, by_epoch = search_class(settings), search_class(settings)
+    while not by_epoch.done:
+        stop = by_epoch.epoch_stop
+        # each island's epoch as a worker gets it: pickled, run alone, the outcome pickled back
+        epochs = [pickle.loads(pickle.dumps(by_epoch.island_epoch(i))) for i in range(len(by_epoch.islands))]
+        outcomes = [pickle.loads(pickle.dumps(run_epoch(epoch, lambda rows: (None, key_fitness(rows)), 0)))
+                    for epoch in reversed(epochs)][::-1]  # in any order
+        told = by_epoch.tell_epoch(outcomes)
+        assert len(told) == stop - whole.generation
+        for generation in told:
+            expected = whole.tell(key_fitness(whole.ask()))
+            assert [o.keys.tolist() for o in generation] == [o.keys.tolist() for o in expected]
+        assert by_epoch.generation == whole.generation and by_epoch.history == whole.history
+        np.testing.assert_array_equal(by_epoch.ask(), whole.ask())
+        assert state_codec.pack(by_epoch.state()) == state_codec.pack(whole.state())
+        assert all([set(c.tolist()) for c in a.seen.chunks] == [set(c.tolist()) for c in b.seen.chunks]
+                   for a, b in zip(by_epoch.islands, whole.islands, strict=True))  # the same memory of keys
+    np.testing.assert_array_equal(by_epoch.best_row, whole.best_row)
 
 
-def test_islands_are_told_in_order_and_a_state_is_taken_between_generations():
-    search = GeneticSearch(MinerSettings(population=32, islands=4, seed=3))
-    with pytest.raises(ValueError, match="expected island 0, got 1"):
-        search.tell_island(1, np.zeros(8))
-    search.tell_island(0, np.zeros(8))
-    with pytest.raises(ValueError, match="expected 8 fitness values for island 1"):
-        search.tell_island(1, np.zeros(7))
-    with pytest.raises(RuntimeError, match="between generations"):
-        search.state()
+def test_an_epoch_is_told_whole_in_island_order():
+    search = GeneticSearch(MinerSettings(population=32, islands=4, generations=12, seed=3))
+    outcomes = [run_epoch(search.island_epoch(i), lambda rows: (None, key_fitness(rows)), 0) for i in range(4)]
+    assert all(len(outcome.generations) == MIGRATION_INTERVAL for outcome in outcomes)
+    with pytest.raises(ValueError, match="one outcome per island in order"):
+        search.tell_epoch(outcomes[::-1])
+    with pytest.raises(ValueError, match="one outcome per island in order"):
+        search.tell_epoch(outcomes[:3])
+    search.tell(key_fitness(search.ask()))  # a generation told meanwhile: the outcomes are stale
+    with pytest.raises(ValueError, match="generations 1 to 4"):
+        search.tell_epoch(outcomes)
 
 
 def test_checkpoint_state_is_json_and_resumes_bit_for_bit():
@@ -241,7 +262,7 @@ def test_checkpoint_state_is_json_and_resumes_bit_for_bit():
     for _ in range(7):
         step(first)
     resumed = GeneticSearch(settings, state=state_codec.unpack(state_codec.pack(first.state())), asked=asked)
-    assert resumed.seen.keys == first.seen.keys
+    assert [island.seen.keys for island in resumed.islands] == [island.seen.keys for island in first.islands]
     with pytest.raises(ValueError, match="asked keys of as many generations"):
         GeneticSearch(settings, state=first.state(), asked=asked[:-1])
     for _ in range(7):
@@ -277,8 +298,8 @@ def test_the_first_generation_screens_every_oscillator_rule_both_ways_once_sprea
     rules, directions = search.space.screen()
     screen = {(*rule, direction) for rule, direction in zip(rules, directions, strict=True)}
     assert len(screen) == 900  # 4 oscillators (25 levels in all) x 9 periods x above / below x long / short
-    per_island = [sum(rule in screen for rule in screened_rules(search.island_rows(index)))
-                  for index in range(len(search.sizes))]
+    per_island = [sum(rule in screen for rule in screened_rules(search.ask()[lo:hi]))
+                  for lo, hi in search.island_bounds]
     # 112 or 113 of each island's 150 rows, give or take a random genome that happens to be a one-rule
     # ``macd_hist > 0`` (the MACD histogram is compared with 0 in any rule)
     assert len(screen) <= sum(per_island) <= len(screen) + 4 and max(per_island) - min(per_island) <= 2

@@ -96,11 +96,11 @@ def test_a_job_s_hall_is_its_best_distinct_strategies_with_holdout_shown(candles
 
 
 def test_a_resumed_or_cancelled_job_keeps_the_same_hall(candles):
-    settings = MinerSettings(population=12, generations=5, seed=8, hall_of_fame=5, permutations=1)
+    settings = MinerSettings(population=12, generations=12, seed=8, hall_of_fame=5, permutations=1)
     straight = mine(candles, settings)
-    checkpoints = []
+    checkpoints = []  # one an epoch
     cancelled = mine(candles, settings, on_checkpoint=checkpoints.append, should_stop=lambda: len(checkpoints) >= 2)
-    assert cancelled.cancelled and cancelled.generations_run == 2
+    assert cancelled.cancelled and cancelled.generations_run == 10
     assert cancelled.validation.verdict == "not_validated" and cancelled.hall_of_fame
     assert (cancelled.hall_of_fame[0].genome, cancelled.hall_of_fame[0].fitness) == (cancelled.best_genome,
                                                                                      cancelled.fitness)

@@ -1,4 +1,7 @@
 import asyncio
+import dataclasses
+import itertools
+import pickle
 import re
 import signal
 
@@ -7,9 +10,10 @@ import pytest
 
 from engine import events as ev
 from engine.backtester import LocalBacktester, split_windows
-from engine.driver import drive_generations, island_pieces, run_blocking
+from engine.driver import drive_generations, run_blocking
 from engine.evaluator import Evaluator, EvaluatorError, get_evaluator
 from engine.genome import decode, encode
+from engine.islands import run_epoch
 from engine.layout import N_METRICS
 from engine.miner import DataChanged, MiningSession, evaluate_folds, mine
 from engine.scoring import fold_windows, job_fitness
@@ -58,33 +62,40 @@ def test_no_holdout(candles):
     assert result.holdout_metrics is None and result.train_bars == len(candles)
 
 
-def test_events_in_order_with_batch_counts(candles):
+def test_events_in_order_with_island_counts(candles):
     seen = []
-    mine(candles, MinerSettings(population=10, generations=2, batch_size=4, permutations=2), on_event=seen.append)
+    mine(candles, MinerSettings(population=24, generations=7, islands=3, batch_size=4, permutations=2),
+         on_event=seen.append)
     kinds = [e.type for e in seen]
-    assert kinds == ["job_started",
-                     "generation_started", "batch_evaluated", "batch_evaluated", "batch_evaluated", "generation_best",
-                     "generation_started", "batch_evaluated", "batch_evaluated", "batch_evaluated", "generation_best",
-                     "validation_started", *["validation_search_finished"] * 3, "finished"]
+    # an epoch (the generations up to a migration) at a time: its first generation's islands as they finish it,
+    # then every generation's best
+    epoch = ["generation_best", *["generation_started", "generation_best"] * 4]
+    islands = ["generation_started", *["batch_evaluated"] * 3]
+    assert kinds == ["job_started", *islands, *epoch, *islands, "generation_best", "generation_started",
+                     "generation_best", "validation_started", *["validation_search_finished"] * 3, "finished"]
     assert [(e.kind, e.index, e.done, e.total) for e in seen if isinstance(e, ev.ValidationSearchFinished)] == [
         ("random", 0, 1, 3), ("shuffled", 1, 2, 3), ("shuffled", 2, 3, 3)]
-    assert [e.evaluated for e in seen if isinstance(e, ev.BatchEvaluated)][:3] == [4, 8, 10]
+    assert [(e.generation, e.evaluated, e.total) for e in seen if isinstance(e, ev.BatchEvaluated)] == [
+        (0, 8, 24), (0, 16, 24), (0, 24, 24), (5, 8, 24), (5, 16, 24), (5, 24, 24)]
     best = [e for e in seen if isinstance(e, ev.GenerationBest)]
-    assert best[1].best_fitness_so_far >= best[0].best_fitness_so_far
+    assert [e.generation for e in best] == list(range(7))
+    assert all(b.best_fitness_so_far >= a.best_fitness_so_far for a, b in itertools.pairwise(best))
 
 
-def test_cancellation_between_batches(candles):
+def test_cancellation_between_batches_drops_the_epoch_under_way(candles):
     seen = []
-    batches = []
+    polls = []
 
-    def should_stop():
-        return len(batches) >= 3
+    def should_stop():  # polled before every batch and between epochs
+        polls.append(any(isinstance(e, ev.GenerationBest) for e in seen))
+        return sum(polls) > 3  # in the second epoch's first generation, at its third batch
 
-    result = mine(candles, MinerSettings(population=10, generations=5, batch_size=4),
-                  on_event=lambda e: (seen.append(e), isinstance(e, ev.BatchEvaluated) and batches.append(e)),
-                  should_stop=should_stop)
-    assert result.cancelled and result.generations_run == 1
-    assert isinstance(seen[-1], ev.Cancelled) and seen[-1].generation == 1
+
+    result = mine(candles, MinerSettings(population=10, generations=12, batch_size=4),
+                  on_event=seen.append, should_stop=should_stop)
+    assert result.cancelled and result.generations_run == 5  # the first epoch, whole
+    assert isinstance(seen[-1], ev.Cancelled) and seen[-1].generation == 5
+    assert [e.generation for e in seen if isinstance(e, ev.GenerationBest)] == [0, 1, 2, 3, 4]
     assert result.best_genome is not None
 
 
@@ -114,11 +125,10 @@ def test_ctrl_c_stops_mining_at_once_not_after_the_generation(candles):
 
 
 def test_resume_from_checkpoint_equals_straight_run(candles):
-    settings = MinerSettings(population=12, generations=5, seed=8)
+    settings = MinerSettings(population=12, generations=12, seed=8)
     straight = mine(candles, settings)
-    checkpoints = []
-    mine(candles, settings.model_copy(update={"generations": 5}), on_checkpoint=checkpoints.append,
-         should_stop=lambda: len(checkpoints) >= 2)
+    checkpoints = []  # one an epoch: after generations 5 and 10
+    mine(candles, settings, on_checkpoint=checkpoints.append, should_stop=lambda: len(checkpoints) >= 2)
     resumed = mine(candles, settings, resume_state=checkpoints[1])
     assert resumed.best_genome == straight.best_genome and resumed.history == straight.history
 
@@ -133,8 +143,8 @@ def test_a_checkpoint_resumes_only_on_the_candles_it_started_on(candles):
     assert mine(candles, settings, resume_state=checkpoints[0]).best_genome == mine(candles, settings).best_genome
 
 
-def test_islands_sent_apart_and_answered_in_any_order_mine_the_in_process_result(candles):
-    # the service's way: each island's next generation is sent as soon as it is bred, answers come back in any order
+def test_islands_run_apart_and_answered_in_any_order_mine_the_in_process_result(candles):
+    # the service's way: every island's epoch is sent at once, each answers when it is done, in any order
     settings = MinerSettings(population=40, generations=12, islands=4, seed=8, permutations=0)
     seen = []
     expected = mine(candles, settings, on_event=seen.append)
@@ -143,24 +153,29 @@ def test_islands_sent_apart_and_answered_in_any_order_mine_the_in_process_result
     delays = iter(np.random.default_rng(0).uniform(0, 0.004, size=1_000))
 
     class IslandsApart:
-        piece_genomes = 1  # every island on its own
-
         def __init__(self):
-            self.bests, self.sent, self.states, self.ahead = [], [], [], []
+            self.bests, self.sent, self.answered, self.ahead = [], [], [], []
 
-        async def evaluate(self, rows, generation):
-            self.sent.append(generation)
+        async def evolve(self, epoch):
+            self.sent.append(epoch.start)
             await asyncio.sleep(next(delays))
-            return evaluate_folds(tester, rows, session.folds, 7, lambda: False, lambda *_: None), None
+            # without the hall's floor: every kept genome's metrics come back, and the hall is the same
+            outcome = run_epoch(dataclasses.replace(pickle.loads(pickle.dumps(epoch)), floor=-np.inf), lambda rows: (
+                metrics := evaluate_folds(tester, rows, session.folds, 7, lambda: False, lambda *_: None),
+                job_fitness(session.evaluator, metrics, settings.min_trades)), session.metrics_kept)
+            self.answered.append(epoch.index)
+            return pickle.loads(pickle.dumps(outcome))
 
         def announce(self, generation):
             pass
 
-        async def record(self, best, evaluated):
-            self.bests.append(best)
-            self.states.append(session.state())  # between generations, as a store's checkpoint is taken
-            await asyncio.sleep(0.003)  # a commit: the next generation's islands are evaluated meanwhile
-            self.ahead.append(self.sent.count(best.generation + 1))
+        def islands_done(self, generation, evaluated):
+            pass
+
+        async def record(self, bests, evaluated):
+            self.bests += bests
+            await asyncio.sleep(0.003)  # a commit: the next epoch's islands are evaluated meanwhile
+            self.ahead.append(self.sent.count(bests[-1].generation + 1))
 
         def stopping(self):
             return False
@@ -170,18 +185,11 @@ def test_islands_sent_apart_and_answered_in_any_order_mine_the_in_process_result
     assert hooks.bests == [e for e in seen if isinstance(e, ev.GenerationBest)]
     assert session.search.history == expected.history
     assert decode(session.search.best_row) == expected.best_genome
-    assert hooks.sent == sorted(hooks.sent) and len(hooks.sent) == 4 * 12  # island by island
-    assert hooks.ahead == [4] * 11 + [0]  # every island's next generation was out before the commit
-    fresh = MiningSession(len(candles), candles.fingerprint, settings)
-    with pytest.raises(ValueError, match="expected island 0, got 1"):
-        fresh.tell_island(1, np.zeros((10, len(fresh.folds), N_METRICS)))
-
-
-def test_a_generation_is_cut_into_pieces_of_whole_islands_holding_at_least_the_asked_genomes():
-    assert island_pieces([125] * 8, 46) == [range(i, i + 1) for i in range(8)]  # many workers: island by island
-    assert island_pieces([125] * 8, 500) == [range(0, 4), range(4, 8)]  # two workers: half a generation each
-    assert island_pieces([50] * 8, 120) == [range(0, 3), range(3, 8)]  # a short rest joins the last
-    assert island_pieces([34, 33, 33], 1 << 62) == [range(0, 3)]  # in-process: the whole generation
+    assert [(decode(famed.row), famed.fitness, famed.generation) for famed in session.hall.entries] == [
+        (entry.genome, entry.fitness, entry.generation) for entry in expected.hall_of_fame]
+    assert hooks.sent == [0] * 4 + [5] * 4 + [10] * 4  # every island's epoch at once
+    assert hooks.answered != sorted(hooks.answered)  # not in island order
+    assert hooks.ahead == [4, 4, 0]  # every island's next epoch was out before the commit
 
 
 def test_too_few_candles_is_a_clear_error():

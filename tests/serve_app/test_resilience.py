@@ -96,17 +96,17 @@ def stored_checkpoint(service, job_id: str) -> int | None:
 
 def test_a_coordinator_killed_between_checkpoints_mines_those_generations_again_telling_none_twice(service, client):
     spec = {**SPEC, "generations": 120, "permutations": 0}  # as in_process below; long: killed mid-search
-    with service.deployed(checkpoint_every_s=3600):  # the first generation's checkpoint, then only the last one's
+    with service.deployed(checkpoint_every_s=3600):  # the first epoch's checkpoint, then only the last one's
         job = client.submit(**spec)
         follower = Follower(service, job.id)
-        seen = wait_for_generation(client, job.id, 6)
-        assert stored_checkpoint(service, job.id) == 1  # told through generation 6 (or more), checkpointed after 1
+        seen = wait_for_generation(client, job.id, 11)
+        assert stored_checkpoint(service, job.id) == 5  # told through generation 14 (or more), checkpointed after 4
         ray.kill(coordinator(), no_restart=False)
         wait_until_finished(client, job.id)
     assert_same_result(client.result(job.id), in_process("synthetic", population=60, generations=120, seed=21,
                                                          risk="HIGH", permutations=0))
     live = follower.result()
-    assert_told_once_in_order(live)  # generations 1 to 6 or more mined again, none of their events told again
+    assert_told_once_in_order(live)  # generations 5 to 14 or more mined again, none of their events told again
     replay = list(client.events(job.id))
     assert [e.model_dump() for e in live] == [e.model_dump() for e in replay]
     assert replay[seen - 1].type == "generation_best"

@@ -43,7 +43,8 @@ def test_job_result_equals_the_in_process_engine(client, btc_path):
     spec = JobSpec(dataset="BTC-USD_FIVE_MINUTE", population=16, generations=3, risk="MEDIUM", seed=3,
                    costs={"fee_bps": 10, "slippage_bps": 2, "initial_cash": 5_000}, evaluator="balanced")
     job = client.submit(spec)
-    assert client.wait(job.id).status == "finished"
+    done = client.wait(job.id)
+    assert done.status == "finished", done
     result = client.result(job.id)
     local = mine(load_candles(btc_path), MinerSettings(population=16, generations=3, risk="MEDIUM", seed=3,
                                                        costs=Costs(fee_bps=10, slippage_bps=2, initial_cash=5_000)))
