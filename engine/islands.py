@@ -46,8 +46,12 @@ class SeenGenomes:
         self.size = 0
         self._open: list[int] = []
         for chunk in chunks:
-            self.claim(chunk)
-            self.seal()
+            self.chunks.append(np.asarray(chunk, dtype=np.uint64))
+            self.size += self.chunks[-1].size
+        while self.size > self.limit and len(self.chunks) > 1:
+            self.size -= self.chunks.popleft().size
+        if self.chunks:  # the chunks hold distinct keys (each new when claimed): a set of them all, in one pass
+            self.keys = set(np.concatenate(self.chunks).tolist())
 
     def __contains__(self, key: int) -> bool:
         return key in self.keys
