@@ -58,49 +58,77 @@ class GenerationHooks(Protocol):
 
 
 async def drive_generations(session: MiningSession, hooks: GenerationHooks) -> None:
-    """Run the search's remaining generations, an epoch (the generations up to a migration) at a time, or raise
-    ``Stopped``.
+    """Run the search's remaining generations, each island an epoch (its generations up to a migration) at a time,
+    or raise ``Stopped``.
 
-    Every island's epoch goes out at once (``hooks.evolve``); when all are back they are told in island order, the
-    next epoch goes out, and the one told is recorded while it runs. Deterministic whatever the timing: an island's
-    epoch depends only on its state at the last migration (``engine.islands``).
+    No island waits for the whole epoch: its next epoch goes out as soon as it and the island before it on the ring
+    (whose best it receives) are back, so a worker that finishes early, or a faster laptop, takes the next epoch at
+    once; at most one epoch ahead of the one being told. An epoch is told to the session, and recorded, once every
+    island is back from it, in order. Deterministic
+    whatever the timing: an island's epoch depends only on its own last one and its sender's (``engine.islands``).
     """
-    in_flight: list[asyncio.Future] = []
+    running: dict[asyncio.Future, IslandEpoch] = {}
     try:
         if hooks.stopping():
             raise Stopped
         if session.done:
             return
-        in_flight = _send(session, hooks)
+        count, sizes = len(session.search.islands), session.search.sizes
+        current: dict[int, IslandEpoch] = {}  # each island's last epoch sent
+        back: dict[int, dict[int, EpochOutcome]] = {}  # by epoch start, each island's outcome
+        evaluated: dict[int, int] = {}  # by epoch start, genomes of the islands back
+
+        def send(epoch: IslandEpoch) -> None:
+            current[epoch.index] = epoch
+            running[_start(island(epoch))] = epoch
+
+        async def island(epoch: IslandEpoch) -> None:
+            """One island's epoch, its progress told and its (and its receiver's) next epoch sent as soon as it is
+            back: in its own task, so that in-process, where each runs to its end once started, that comes before
+            the next island runs."""
+            outcome = await hooks.evolve(epoch)
+            back.setdefault(epoch.start, {})[epoch.index] = outcome
+            evaluated[epoch.start] = evaluated.get(epoch.start, 0) + sizes[epoch.index]
+            if epoch.start == session.generation:  # an epoch ahead's progress is told when it is announced
+                hooks.islands_done(epoch.start, evaluated[epoch.start])
+            for index in (epoch.index, (epoch.index + 1) % count):
+                send_next(index)
+
+        def send_next(index: int) -> None:
+            """Island ``index``'s next epoch, if it and its sender are back from its last one, and that one is the
+            epoch being told or the one after (no island runs further ahead)."""
+            last, sender = current[index], (index - 1) % count
+            outcomes = back.get(last.start, {})
+            if (index not in outcomes or sender not in outcomes or last.stop > session.search.epoch_stop
+                    or hooks.stopping()):
+                return
+            following = session.next_island_epoch(current[index], outcomes[index], outcomes[sender])
+            if following is not None:
+                send(following)
+
+        for index in range(count):
+            send(session.island_epoch(index))
         hooks.announce(session.generation)
-        while in_flight:
-            outcomes = await asyncio.gather(*in_flight)
-            bests = await _tell(session, outcomes)
-            in_flight = [] if session.done or hooks.stopping() else _send(session, hooks)
-            await hooks.record(bests, session.settings.population)
-            if hooks.stopping():
-                raise Stopped
-            if in_flight:
-                hooks.announce(session.generation)
+        while running:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                running.pop(future)
+                future.result()  # an island's failure (or stop) ends the search
+            while len(back.get(session.generation, ())) == count:
+                outcomes = back.pop(session.generation)
+                bests = await _tell(session, [outcomes[index] for index in range(count)])
+                await hooks.record(bests, session.settings.population)
+                if hooks.stopping():
+                    raise Stopped
+                if not session.done:
+                    hooks.announce(session.generation)
+                    if session.generation in evaluated:
+                        hooks.islands_done(session.generation, evaluated[session.generation])
+                    for index in range(count):  # islands held back for running too far ahead
+                        send_next(index)
     finally:
-        for future in in_flight:
+        for future in running:
             future.cancel()
-
-
-def _send(session: MiningSession, hooks: GenerationHooks) -> list[asyncio.Future]:
-    """Every island's next epoch, sent; the progress told as each island is back (in the island's own task, so
-    that in-process, where each runs to its end once started, it is told before the next island runs)."""
-    start, sizes = session.generation, session.search.sizes
-    evaluated = 0
-
-    async def island(index: int) -> EpochOutcome:
-        nonlocal evaluated
-        outcome = await hooks.evolve(session.island_epoch(index))
-        evaluated += sizes[index]
-        hooks.islands_done(start, evaluated)
-        return outcome
-
-    return [_start(island(index)) for index in range(len(sizes))]
 
 
 async def _tell(session: MiningSession, outcomes: list[EpochOutcome]) -> list[ev.GenerationBest]:

@@ -22,6 +22,7 @@ populations asked for, which the caller keeps: one array per generation, appende
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 
@@ -37,9 +38,10 @@ from engine.islands import (
     Island,
     IslandEpoch,
     SeenGenomes,
+    after_epoch,
     breeder_for,
     island_rng,
-    migrate,
+    migrated,
     step,
 )
 from engine.settings import MinerSettings
@@ -138,10 +140,17 @@ class GeneticSearch:
         return outcomes
 
     # ---- epochs ----------------------------------------------------------------------------------------------
+    def _epoch_stop(self, generation: int) -> int:
+        """The generation an epoch starting at ``generation`` ends before: the next migration, or the search's end."""
+        return min(self.settings.generations, (generation // MIGRATION_INTERVAL + 1) * MIGRATION_INTERVAL)
+
     @property
     def epoch_stop(self) -> int:
-        """The generation the current epoch ends before: the next migration, or the search's end."""
-        return min(self.settings.generations, (self.generation // MIGRATION_INTERVAL + 1) * MIGRATION_INTERVAL)
+        return self._epoch_stop(self.generation)
+
+    def _migrates_after(self, stop: int) -> bool:
+        """Whether the islands migrate after the epoch ending before ``stop`` (not after the search's last)."""
+        return len(self.islands) > 1 and stop < self.settings.generations and stop % MIGRATION_INTERVAL == 0
 
     def island_epoch(self, index: int, floor: float = -np.inf) -> IslandEpoch:
         """Island ``index``'s generations from the current one to the next migration, to be run anywhere; of genomes
@@ -149,6 +158,17 @@ class GeneticSearch:
         island = self.islands[index]
         return IslandEpoch(self.settings, self.random, self.stream, index, self.elite, island.state(),
                            list(island.seen.chunks), self.generation, self.epoch_stop, floor)
+
+    def next_island_epoch(self, epoch: IslandEpoch, outcome: EpochOutcome, sender: EpochOutcome,
+                          floor: float = -np.inf) -> IslandEpoch | None:
+        """An island's next epoch from its last one, its outcome and the outcome of the island before it on the
+        ring (its migrant's), before the other islands are back: the epoch ``tell_epoch`` then ``island_epoch`` would
+        give. None after the search's last."""
+        if epoch.stop >= self.settings.generations:
+            return None
+        state, seen = after_epoch(epoch.seen, outcome, sender if self._migrates_after(epoch.stop) else None, True)
+        return dataclasses.replace(epoch, state=state, seen=seen, start=epoch.stop,
+                                   stop=self._epoch_stop(epoch.stop), floor=floor)
 
     def tell_epoch(self, outcomes: Sequence[EpochOutcome]) -> list[list[GenerationOutcome]]:
         """Every island's outcome of the current epoch, in island order; each generation's outcomes, island by
@@ -159,20 +179,15 @@ class GeneticSearch:
         stop = self.epoch_stop
         if any(len(outcome.generations) != stop - self.generation for outcome in outcomes):
             raise ValueError(f"an epoch outcome holds generations {self.generation} to {stop - 1}")
+        migrates = self._migrates_after(stop)
         for index, outcome in enumerate(outcomes):
             island = self.islands[index]
-            for generation in outcome.generations[1:]:  # the first's keys were claimed when it was bred
-                island.seen.claim(generation.keys)
-                island.seen.seal()
-            restored = Island.restore(outcome.state, island.seen, island.rng)
-            if stop < self.settings.generations:
-                restored.seen.claim(genome_keys(restored.rows))
-                restored.seen.seal()
-            self.islands[index] = restored
+            state, seen = after_epoch(island.seen.chunks, outcome, outcomes[index - 1] if migrates else None,
+                                      stop < self.settings.generations)
+            self.islands[index] = Island.restore(state, SeenGenomes(seen), island.rng)
         by_generation = [list(generation) for generation in zip(*(o.generations for o in outcomes), strict=True)]
         for generation in by_generation:
             self._close_generation(generation)
-        self._migrate_if_due()
         return by_generation
 
     # ---- between generations ---------------------------------------------------------------------------------
@@ -189,10 +204,12 @@ class GeneticSearch:
     def _migrate_if_due(self) -> None:
         """Each island's best elite joins the next island's elites (a ring) every ``MIGRATION_INTERVAL``
         generations."""
-        if self.done or len(self.islands) < 2 or self.generation % MIGRATION_INTERVAL:
+        if not self._migrates_after(self.generation):
             return
-        for sender, receiver in zip(self.islands, self.islands[1:] + self.islands[:1], strict=True):
-            migrate(receiver, sender)
+        states = [island.state() for island in self.islands]
+        for index, island in enumerate(self.islands):
+            state = migrated(states[index], states[index - 1])
+            island.elite_rows, island.elite_fitness = state["elite_rows"], state["elite_fitness"]
 
     def _first_generation(self) -> list[np.ndarray]:
         """The first generation, island by island: the oscillator screen (``GenomeSpace.screen``: one rule, one

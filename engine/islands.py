@@ -285,14 +285,26 @@ def run_epoch(epoch: IslandEpoch, evaluate: Evaluate, keep: int) -> EpochOutcome
     return EpochOutcome(epoch.index, island.state(), outcomes)
 
 
-def migrate(receiver: Island, sender: Island) -> None:
-    """The sender's best elite joins the receiver's elites (unless it has it already), a parent there from the next
-    generation on. Reads only what migration never changes (a receiver's new elite goes last), so the ring's order
-    does not matter. With ``elite`` 0 there is nothing to pass."""
-    if not sender.elite_fitness.size:
-        return
-    migrant = sender.elite_rows[:1]
-    if np.any(np.all(receiver.elite_rows == migrant, axis=1)):
-        return
-    receiver.elite_rows = np.concatenate([receiver.elite_rows, migrant])
-    receiver.elite_fitness = np.concatenate([receiver.elite_fitness, sender.elite_fitness[:1]])
+def migrated(receiver: dict, sender: dict) -> dict:
+    """A receiving island's state (``Island.state``) with the sender's best elite among its elites (unless it has it
+    already), a parent there from the next generation on. The sender's own best, as the epoch left it (never one it
+    received), so each island's migrant depends on that island alone. With ``elite`` 0 there is nothing to pass."""
+    if not len(sender["elite_fitness"]):
+        return receiver
+    migrant = np.asarray(sender["elite_rows"][:1])
+    if np.any(np.all(receiver["elite_rows"] == migrant, axis=1)):
+        return receiver
+    return {**receiver, "elite_rows": np.concatenate([receiver["elite_rows"], migrant]),
+            "elite_fitness": np.concatenate([receiver["elite_fitness"], sender["elite_fitness"][:1]])}
+
+
+def after_epoch(seen: Sequence[np.ndarray], outcome: EpochOutcome, sender: EpochOutcome | None,
+                bred: bool) -> tuple[dict, list[np.ndarray]]:
+    """An island's state and memory of keys (``seen``: its chunks when the epoch started) for its next epoch: its
+    state after the epoch, with ``sender``'s best elite migrated in (None: no migration), and its memory with the
+    epoch's generations, the genomes bred after the last one included if ``bred``."""
+    rows = np.asarray(outcome.state["rows"]).reshape(-1, L.GENOME_WIDTH)
+    chunks = [*seen, *(generation.keys for generation in outcome.generations[1:])]
+    memory = SeenGenomes([*chunks, genome_keys(rows)] if bred else chunks)
+    state = outcome.state if sender is None else migrated(outcome.state, sender.state)
+    return state, list(memory.chunks)

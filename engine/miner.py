@@ -162,6 +162,11 @@ class MiningSession(SearchRun):
         genomes that can no longer enter the hall of fame stay where they were computed."""
         return self.search.island_epoch(index, self.hall.floor)
 
+    def next_island_epoch(self, epoch: IslandEpoch, outcome: EpochOutcome,
+                          sender: EpochOutcome) -> IslandEpoch | None:
+        """An island's next epoch as soon as it and its ring sender are back (``GeneticSearch.next_island_epoch``)."""
+        return self.search.next_island_epoch(epoch, outcome, sender, self.hall.floor)
+
     def run_epoch(self, epoch: IslandEpoch, evaluate: Callable[[np.ndarray], np.ndarray]) -> EpochOutcome:
         """An island's epoch run here, ``evaluate`` giving each generation's fold metrics: as a worker runs it."""
         return run_epoch(epoch, lambda rows: (metrics := evaluate(rows), self.fitness(metrics)), self.metrics_kept)

@@ -214,8 +214,17 @@ def test_islands_run_an_epoch_anywhere_and_breed_what_the_whole_generation_breed
         epochs = [pickle.loads(pickle.dumps(by_epoch.island_epoch(i))) for i in range(len(by_epoch.islands))]
         outcomes = [pickle.loads(pickle.dumps(run_epoch(epoch, lambda rows: (None, key_fitness(rows)), 0)))
                     for epoch in reversed(epochs)][::-1]  # in any order
+        # each island's next epoch, made from its own outcome and its ring sender's before the others are told
+        ahead = [by_epoch.next_island_epoch(epochs[i], outcomes[i], outcomes[i - 1]) for i in range(len(epochs))]
         told = by_epoch.tell_epoch(outcomes)
         assert len(told) == stop - whole.generation
+        if by_epoch.done:
+            assert ahead == [None] * len(epochs)
+        else:
+            for index, epoch in enumerate(ahead):
+                expected = by_epoch.island_epoch(index)
+                assert (epoch.start, epoch.stop) == (expected.start, expected.stop)
+                assert state_codec.pack([epoch.state, epoch.seen]) == state_codec.pack([expected.state, expected.seen])
         for generation in told:
             expected = whole.tell(key_fitness(whole.ask()))
             assert [o.keys.tolist() for o in generation] == [o.keys.tolist() for o in expected]
