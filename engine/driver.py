@@ -64,8 +64,8 @@ async def drive_generations(session: MiningSession, hooks: GenerationHooks) -> N
     No island waits for the whole epoch: its next epoch goes out as soon as it and the island before it on the ring
     (whose best it receives) are back, so a worker that finishes early, or a faster laptop, takes the next epoch at
     once; at most one epoch ahead of the one being told. An epoch is told to the session, and recorded, once every
-    island is back from it, in order. Deterministic
-    whatever the timing: an island's epoch depends only on its own last one and its sender's (``engine.islands``).
+    island is back from it, in order. Deterministic whatever the timing: an island's epoch depends only on its own
+    last one and its sender's (``engine.islands``).
     """
     running: dict[asyncio.Future, IslandEpoch] = {}
     try:
@@ -126,6 +126,8 @@ async def drive_generations(session: MiningSession, hooks: GenerationHooks) -> N
                         hooks.islands_done(session.generation, evaluated[session.generation])
                     for index in range(count):  # islands held back for running too far ahead
                         send_next(index)
+        if not session.done:  # a stop held the next epochs back
+            raise Stopped
     finally:
         for future in running:
             future.cancel()
