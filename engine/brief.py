@@ -20,6 +20,15 @@ from engine.evaluator import search_ranked
 from engine.genome import genome_keys
 
 
+def fittest_distinct(keys: np.ndarray, fitness: np.ndarray, keep: int) -> np.ndarray:
+    """Row indices of a batch's fittest genomes, ranked as the search ranks (non-finite fitness last, ties to the
+    lower row), until ``keep`` distinct ones (by genome key) are in; the twins ranked among them come too."""
+    order = np.argsort(-search_ranked(fitness), kind="stable")
+    _, first_seen = np.unique(keys[order], return_index=True)
+    firsts = np.sort(first_seen)
+    return order[:firsts[keep]] if firsts.size > keep else order
+
+
 @dataclass(frozen=True)
 class BriefMetrics:
     rows: np.ndarray  # (k,) the batch rows whose every metric is kept, fittest first
@@ -28,11 +37,8 @@ class BriefMetrics:
     @classmethod
     def of(cls, genomes: np.ndarray, fold_metrics: np.ndarray, fitness: np.ndarray, keep: int) -> BriefMetrics:
         """The brief of a batch: whole rows for its fittest genomes until ``keep`` distinct ones (by genome key) are
-        in, ranked as the search ranks (non-finite fitness last, ties to the lower row)."""
-        order = np.argsort(-search_ranked(fitness), kind="stable")
-        _, first_seen = np.unique(genome_keys(genomes[order]), return_index=True)
-        firsts = np.sort(first_seen)
-        rows = order[:firsts[keep]] if firsts.size > keep else order
+        in (``fittest_distinct``)."""
+        rows = fittest_distinct(genome_keys(genomes), fitness, keep)
         return cls(rows, fold_metrics[rows])
 
     def fill(self, out: np.ndarray) -> None:

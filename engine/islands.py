@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import layout as L
+from engine.brief import fittest_distinct
 from engine.evaluator import search_ranked
 from engine.genome import genome_keys
 from engine.settings import MinerSettings
@@ -220,11 +221,8 @@ def told(rows: np.ndarray, fitness: np.ndarray, metrics: np.ndarray | None, keep
     ranked as the search ranks (ties to the lower row), kept whole if not under ``floor`` (below it a genome can no
     longer enter the hall of fame); its best always."""
     keys = genome_keys(rows)
-    order = np.argsort(-fitness, kind="stable")
-    _, first_seen = np.unique(keys[order], return_index=True)
-    firsts = np.sort(first_seen)
-    kept = order[:firsts[max(keep, 1)]] if firsts.size > max(keep, 1) else order
-    kept = np.sort(kept[(fitness[kept] >= floor) | (kept == order[0])])
+    kept = fittest_distinct(keys, fitness, max(keep, 1))
+    kept = np.sort(kept[(fitness[kept] >= floor) | (kept == kept[0])])
     return GenerationOutcome(keys, fitness, kept, rows[kept].copy(), None if metrics is None else metrics[kept])
 
 
@@ -241,7 +239,7 @@ def step(island: Island, breeder: Breeder, fitness: np.ndarray, metrics: np.ndar
 
 
 # ---- an island's epoch ------------------------------------------------------------------------------------------
-Evaluate = Callable[[np.ndarray], tuple[np.ndarray | None, np.ndarray]]  # rows -> (fold metrics or None, fitness)
+ScoreRows = Callable[[np.ndarray], tuple[np.ndarray | None, np.ndarray]]  # rows -> (fold metrics or None, fitness)
 
 
 @dataclass
@@ -273,7 +271,7 @@ class EpochOutcome:
     generations: list[GenerationOutcome]
 
 
-def run_epoch(epoch: IslandEpoch, evaluate: Evaluate, keep: int) -> EpochOutcome:
+def run_epoch(epoch: IslandEpoch, evaluate: ScoreRows, keep: int) -> EpochOutcome:
     """Evaluate and breed one island's generations of an epoch; ``evaluate`` may raise to stop between them."""
     s = epoch.settings
     island = Island.restore(epoch.state, SeenGenomes(epoch.seen), island_rng(s.seed, epoch.stream, epoch.index))
