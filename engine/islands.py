@@ -38,21 +38,22 @@ REDRAW_TRIES = 8  # mutations of a duplicate child before it is replaced by a ra
 class SeenGenomes:
     """Keys of the genomes an island has asked for, one chunk per generation asked; past ``limit`` keys the oldest
     generations are forgotten whole. Every chunk holds keys new when claimed, so the live chunks never overlap and the
-    memory rebuilds from them exactly (``chunks``, in generation order)."""
+    memory rebuilds from them exactly (``chunks``, in generation order). The set of keys is made when first asked
+    for: a coordinator only passes an island's chunks on."""
 
     def __init__(self, chunks: Sequence[np.ndarray] = (), limit: int = ISLAND_SEEN_LIMIT):
         self.limit = limit
-        self.chunks: deque[np.ndarray] = deque()
-        self.keys: set[int] = set()
-        self.size = 0
+        self.chunks: deque[np.ndarray] = deque(np.asarray(chunk, dtype=np.uint64) for chunk in chunks)
+        self.size = sum(chunk.size for chunk in self.chunks)
+        self._keys: set[int] | None = None
         self._open: list[int] = []
-        for chunk in chunks:
-            self.chunks.append(np.asarray(chunk, dtype=np.uint64))
-            self.size += self.chunks[-1].size
-        while self.size > self.limit and len(self.chunks) > 1:
-            self.size -= self.chunks.popleft().size
-        if self.chunks:  # the chunks hold distinct keys (each new when claimed): a set of them all, in one pass
-            self.keys = set(np.concatenate(self.chunks).tolist())
+        self._forget_oldest()
+
+    @property
+    def keys(self) -> set[int]:
+        if self._keys is None:  # the chunks hold distinct keys: a set of them all, in one pass
+            self._keys = set(np.concatenate(self.chunks).tolist()) if self.chunks else set()
+        return self._keys
 
     def __contains__(self, key: int) -> bool:
         return key in self.keys
@@ -76,10 +77,14 @@ class SeenGenomes:
             self.chunks.append(np.array(self._open, dtype=np.uint64))
             self.size += len(self._open)
             self._open = []
+        self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
         while self.size > self.limit and len(self.chunks) > 1:
             oldest = self.chunks.popleft()
             self.size -= oldest.size
-            self.keys.difference_update(oldest.tolist())
+            if self._keys is not None:
+                self._keys.difference_update(oldest.tolist())
 
 
 def island_rng(seed: int, stream: int, index: int) -> np.random.Generator:
