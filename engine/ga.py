@@ -75,10 +75,10 @@ class GeneticSearch:
     def __init__(self, settings: MinerSettings, *, state: dict | None = None, stream: int = 0,
                  asked: Sequence[np.ndarray] = ()):
         self.settings, self.stream = settings, stream
-        self.space = GenomeSpace(settings.preset, settings.period_menu)
         self.sizes = island_sizes(settings.population, settings.islands)
         self.elite = min(settings.elite, min(self.sizes) - 1)
         self.breeder = breeder_for(settings, self.elite, self.random)
+        self.space: GenomeSpace = self.breeder.space
         if state is None:
             self.generation = 0
             self.best_row: np.ndarray | None = None
