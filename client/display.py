@@ -21,15 +21,17 @@ PER_TRADE = ("win_rate", "profit_factor", "avg_trade_return", "trade_t_stat", "t
 
 
 def _rate(genomes: float, seconds: float) -> str:
-    """Evaluations per second between two events' times (the service's clock, so a replayed log reads the same
-    as a live one); '-' when no time passed between them."""
+    """Evaluations per second over a span of events' times (the service's clock, so a replayed log reads the same
+    as a live one); '-' when no time passed."""
     return f"{genomes / seconds:,.0f} evals/s" if seconds > 0 else "- evals/s"
 
 
 def follow(client: MinerClient, job_id: str, console: Console | None = None, since: int = 0) -> wire.JobStatus | None:
     """Show a job's progress live until it ends; returns the status it ended in (None: the stream ended first)."""
     console = console or Console()
-    generation_started = 0.0  # the service's time of the generation's start
+    # the service's time of the first generation's start seen: the rate is the job's average since, as the
+    # generations of an epoch (up to a migration) are told together when its last island is back
+    mining_started: float | None = None
     evaluations = 0
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
@@ -47,18 +49,18 @@ def follow(client: MinerClient, job_id: str, console: Console | None = None, sin
                               soft_wrap=True)
             elif isinstance(data, ev.GenerationStarted):
                 progress.update(genomes, completed=0)
-                generation_started = event.time
+                mining_started = event.time if mining_started is None else mining_started
             elif isinstance(data, ev.BatchEvaluated):
                 progress.update(genomes, completed=data.evaluated, total=data.total)
-                progress.update(genomes, info=_rate(data.evaluated, event.time - generation_started))
             elif isinstance(data, ev.GenerationBest):
                 evaluations += progress.tasks[genomes].total or 0
+                rate = _rate(evaluations, event.time - (event.time if mining_started is None else mining_started))
                 m = data.metrics  # the generation's best, its training folds together (each from the same cash)
                 line = (f"this generation's best {data.fitness:+.3f} ({m['trades']:.0f} trades, "
                         f"{m['net_pnl']:+,.2f} USD over the folds)  best so far {data.best_fitness_so_far:+.3f}")
                 progress.update(generations, completed=data.generation + 1, info=line)
+                progress.update(genomes, info=rate)
                 if not console.is_terminal:  # piped or logged: one plain line per generation instead of bars
-                    rate = _rate(progress.tasks[genomes].total or 0, event.time - generation_started)
                     console.print(f"generation {data.generation + 1}/{progress.tasks[generations].total}  "
                                   f"{evaluations:,.0f} evaluations  {rate}  {line}", soft_wrap=True)
             elif isinstance(data, ev.ValidationStarted):

@@ -331,7 +331,18 @@ def test_follow_of_an_ended_job_shows_the_rate_of_the_service_s_clock(miner, fak
     job = fake.add_job(JobStatus.FINISHED, population=8, generations=2)  # events one second apart
     assert miner("follow", job) == 0
     rates = [line.split("  ")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("generation ")]
-    assert rates == ["4 evals/s", "4 evals/s"]
+    assert rates == ["4 evals/s", "3 evals/s"]  # the job's average since its first generation started: 8 / 2, 16 / 5
+
+
+def test_follow_shows_a_sensible_rate_when_an_epoch_s_generations_are_told_together(miner, fake, capsys):
+    job = fake.add_job(JobStatus.FINISHED, population=8, generations=2)
+    for entry in fake.logs[job]:  # the service tells an epoch's bests together, when its last island is back
+        if entry["type"] in ("generation_started", "batch_evaluated", "generation_best"):
+            entry["time"] = 1.7e9 + (0 if entry["type"] == "generation_started" and entry["data"]["generation"] == 0
+                                     else 4)
+    assert miner("follow", job) == 0
+    rates = [line.split("  ")[2] for line in capsys.readouterr().out.splitlines() if line.startswith("generation ")]
+    assert rates == ["2 evals/s", "4 evals/s"]  # 8 then 16 genomes over the 4 s since the first generation began
 
 
 def test_trade_statistics_of_a_side_without_trades_are_not_shown(miner, fake, capsys):
