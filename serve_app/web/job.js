@@ -25,12 +25,10 @@ class Live {
   apply(event) {
     const d = event.data;
     if (event.type === "job_started") [this.generations, this.population] = [d.generations, d.population];
-    else if (event.type === "batch_evaluated") {
-      this.evaluated.set(d.generation, d.evaluated);
-      let sum = 0;
-      for (const n of this.evaluated.values()) sum += n;
-      this.samples.push([event.time, sum]);
-    } else if (event.type === "generation_best") {
+    else if (event.type === "batch_evaluated") this.count(event.time, d.generation, d.evaluated);
+    else if (event.type === "generation_best") {
+      // an epoch's generations are told together when its last island is back: each is whole by then
+      this.count(event.time, d.generation, this.population);
       this.generation = d.generation + 1;
       this.best.push([d.generation, d.best_fitness_so_far]);
     } else if (event.type === "validation_started") this.validation = { done: 0, total: d.searches };
@@ -38,6 +36,13 @@ class Live {
     else if (event.type === "paused") this.paused = d.reason;
     else if (event.type === "resumed") this.paused = null;
     else if (["finished", "failed", "cancelled"].includes(event.type)) [this.ended, this.paused] = [event.type, null];
+  }
+
+  count(time, generation, evaluated) {
+    this.evaluated.set(generation, evaluated);
+    let sum = 0;
+    for (const n of this.evaluated.values()) sum += n;
+    this.samples.push([time, sum]);
   }
 
   rate() {
