@@ -23,7 +23,7 @@ from engine.backtester import LocalBacktester, Window
 from engine.brief import BriefMetrics
 from engine.evaluator import Evaluator, EvaluatorError
 from engine.features import FeatureStore
-from engine.islands import EpochOutcome, IslandEpoch, run_epoch
+from engine.islands import EpochOutcome, IslandEpoch, ScoreRows, run_epoch
 from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
@@ -141,14 +141,9 @@ class BacktestWorker:
         fittest distinct genomes), None if ``keep`` is 0: a search that keeps only its best needs the fitness alone.
         ``scoring`` may be the key of one this worker has used (``UnknownScoring`` if it no longer holds it, its
         dataset or its evaluator)."""
-        key = scoring if isinstance(scoring, str) else scoring.key
-        if isinstance(scoring, str):
-            scoring = self._known_scoring(key)
-        store = self._store(scoring.dataset_id, scoring.dataset)
-        tester = LocalBacktester(store.candles, scoring.costs, features=store)
+        key, scoring, score = self._scorer(scoring, windows)
         started = time.perf_counter()  # an indicator missing from the shared tables is computed in the timed part
-        metrics = tester.evaluate_windows(genomes, [Window(start, end) for start, end in windows])
-        fitness = self._fitness(scoring, metrics)
+        metrics, fitness = score(genomes)
         brief = BriefMetrics.of(genomes, metrics, fitness, keep) if keep else None
         seconds = time.perf_counter() - started
         self._remember(key, scoring)
@@ -161,22 +156,28 @@ class BacktestWorker:
         coordinator sends one call per island and epoch instead of one per worker and generation. The outcome is what
         ``run_epoch`` gives in any process: the island's state after the epoch and, for each generation, every genome's
         key and fitness and the whole metrics of its ``keep`` fittest distinct genomes."""
-        key = scoring if isinstance(scoring, str) else scoring.key
-        if isinstance(scoring, str):
-            scoring = self._known_scoring(key)
-        store = self._store(scoring.dataset_id, scoring.dataset)
-        tester = LocalBacktester(store.candles, scoring.costs, features=store)
-        folds = [Window(start, end) for start, end in windows]
+        key, scoring, score = self._scorer(scoring, windows)
         started = time.perf_counter()
-
-        def evaluate(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            metrics = tester.evaluate_windows(rows, folds)
-            return metrics, self._fitness(scoring, metrics)
-
-        outcome = run_epoch(epoch, evaluate, keep)
+        outcome = run_epoch(epoch, score, keep)
         seconds = time.perf_counter() - started
         self._remember(key, scoring)
         return outcome, seconds
+
+    def _scorer(self, scoring: Scoring | str, windows: list[tuple[int, int]]) -> tuple[str, Scoring, ScoreRows]:
+        """The key and scoring a call names (``UnknownScoring`` for a key this worker no longer holds; the kept copy
+        has a key of its own) and what backtests rows on every fold window and scores them with it: (fold metrics,
+        fitness)."""
+        key = scoring if isinstance(scoring, str) else scoring.key
+        scoring = self._known_scoring(key) if isinstance(scoring, str) else scoring
+        store = self._store(scoring.dataset_id, scoring.dataset)
+        tester = LocalBacktester(store.candles, scoring.costs, features=store)
+        folds = [Window(start, end) for start, end in windows]
+
+        def score(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            metrics = tester.evaluate_windows(rows, folds)
+            return metrics, self._fitness(scoring, metrics)
+
+        return key, scoring, score
 
     def _remember(self, key: str, scoring: Scoring) -> None:
         """Keep a scoring that has served a batch, without its refs (they would keep its dataset in the object store
