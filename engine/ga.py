@@ -206,7 +206,7 @@ class GeneticSearch:
         generations."""
         if not self._migrates_after(self.generation):
             return
-        states = [island.state() for island in self.islands]
+        states = [{"elite_rows": island.elite_rows, "elite_fitness": island.elite_fitness} for island in self.islands]
         for index, island in enumerate(self.islands):
             state = migrated(states[index], states[index - 1])
             island.elite_rows, island.elite_fitness = state["elite_rows"], state["elite_fitness"]
