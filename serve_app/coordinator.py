@@ -29,6 +29,7 @@ from serve_app.config import RuntimeConfig, ServiceSettings
 from serve_app.datasets import DatasetRegistry
 from serve_app.errors import Conflict, InvalidData, MinerError, NotFound, StorageFull, TooMany, Unavailable, shown
 from serve_app.evaluators import EvaluatorRegistry, trial_failure
+from serve_app.gc_pauses import settle_startup_objects
 from serve_app.job_lifecycle import JobLifecycle
 from serve_app.pool import WorkerPool
 from serve_app.reserve import Reserve
@@ -85,6 +86,7 @@ class MinerCoordinator(JobLifecycle):
                 self._launch(job["id"])
             self._backups = asyncio.create_task(self._back_up_regularly())
             self._started = True
+            settle_startup_objects()
 
     async def _back_up_regularly(self) -> None:
         """An online backup of the store every ``backups.interval_h`` (read live), counted from the newest backup, so

@@ -38,6 +38,7 @@ from engine.space import GenomeSpace
 from engine.synthetic import synthetic_candles
 from serve_app import mapping
 from serve_app.config import EvaluatorLimits
+from serve_app.gc_pauses import settle_startup_objects
 from serve_app.sandbox import Sandbox, SandboxedEvaluator
 from serve_app.versions import runtime_versions
 
@@ -109,6 +110,7 @@ class BacktestWorker:
         self._sandbox = Sandbox()  # pushed evaluators run there, under limits; built-ins score here
         self._evaluators: dict[str, Evaluator | SandboxedEvaluator] = {}  # by version id: loaded on first use
         self._scorings: OrderedDict[str, Scoring] = OrderedDict()  # by key, without their refs (used already)
+        settle_startup_objects()
 
     def info(self) -> dict:
         return {"pid": os.getpid(), "node_id": ray.get_runtime_context().get_node_id(), "label": self.label,
