@@ -5,20 +5,12 @@ of the node's object store without a copy), and evaluates one batch of encoded g
 indicator outside the shared tables is computed here, on a private copy. Genomes and metrics are small;
 the candles never travel again. Built-in evaluators score here; pushed ones, and every trial, only in this
 worker's sandbox process (``serve_app.sandbox``), under the limits each call carries.
-
-A worker runs a few calls at once on threads (``WORKER_THREADS``), but only one computes at a time (``_exclusive``):
-it owns one CPU. Ray reads a call's arguments and sends the last one's answer on its own threads meanwhile, so the
-pool's next batch, already waiting in the worker, starts 0.25 ms after the last instead of 1-2 ms (Ray's time between
-two calls of a one-thread actor on these machines, a tenth of an island's epoch at cluster scale: docs/performance.md),
-and ``info`` and ``memory`` answer while a batch runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
-import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -44,7 +36,6 @@ from serve_app.versions import runtime_versions
 
 MAX_CACHED_DATASETS = 4
 MAX_CACHED_SCORINGS = 16  # a job's scoring, and one per validation search under way
-WORKER_THREADS = 4  # calls a worker holds at once: the pool's batches (calls_per_worker, 2), and info or a report
 
 
 class UnknownScoring(Exception):
@@ -91,20 +82,10 @@ class Scoring:
         object.__setattr__(self, "key", uuid.uuid4().hex)
 
 
-def _exclusive(method):
-    """The method computes: it waits until no other call of this worker computes, and holds its caches meanwhile."""
-    @functools.wraps(method)
-    def exclusive(self, *args, **kwargs):
-        with self._computing:
-            return method(self, *args, **kwargs)
-    return exclusive
-
-
-@ray.remote(num_cpus=1, max_concurrency=WORKER_THREADS)
+@ray.remote(num_cpus=1)
 class BacktestWorker:
     def __init__(self, label: str | None = None):
         self.label = label
-        self._computing = threading.Lock()
         self._sample_metrics, self.warm_s = sample_backtests()
         self._features: OrderedDict[str, FeatureStore] = OrderedDict()
         self._sandbox = Sandbox()  # pushed evaluators run there, under limits; built-ins score here
@@ -117,16 +98,14 @@ class BacktestWorker:
                 "warm_s": self.warm_s, "datasets": list(self._features), "versions": runtime_versions()}
 
     def memory(self) -> dict:
-        """Resident memory, and how much of it is candles owned privately (0: object-store views). Answered while a
-        batch computes: it reads a copy of the list of datasets, which a batch may change meanwhile."""
+        """Resident memory, and how much of it is candles owned privately (0: object-store views)."""
         import psutil
 
         info = psutil.Process().memory_full_info()
-        stores = list(self._features.values())
-        owned = sum(column.nbytes for store in stores for column in
+        owned = sum(column.nbytes for store in self._features.values() for column in
                     (store.candles.open, store.candles.high, store.candles.low, store.candles.close,
                      store.candles.volume, store.candles.timestamp) if column.flags.owndata)
-        private_tables = sum(store.matrix.nbytes for store in stores if store.owns_rows)
+        private_tables = sum(store.matrix.nbytes for store in self._features.values() if store.owns_rows)
         return {"pid": os.getpid(), "rss": info.rss, "uss": info.uss, "candles_private_bytes": owned,
                 "indicator_private_bytes": private_tables}
 
@@ -156,7 +135,6 @@ class BacktestWorker:
         except EvaluatorError as exc:
             raise EvaluatorError(f"evaluator {version} failed on a batch of {len(metrics)} genomes: {exc}") from None
 
-    @_exclusive
     def evaluate(self, scoring: Scoring | str, genomes: np.ndarray, windows: list[tuple[int, int]],
                  keep: int) -> tuple[BriefMetrics | None, np.ndarray, float]:
         """(metrics, fitness, seconds backtesting and scoring) for one batch on every fold window (one kernel call: the
@@ -173,7 +151,6 @@ class BacktestWorker:
         self._remember(key, scoring)
         return brief, fitness, seconds
 
-    @_exclusive
     def evolve(self, scoring: Scoring | str, epoch: IslandEpoch, windows: list[tuple[int, int]],
                keep: int) -> tuple[EpochOutcome, float]:
         """(outcome, seconds backtesting, scoring and breeding) of one island's epoch (``engine.islands.run_epoch``):
@@ -221,7 +198,6 @@ class BacktestWorker:
             raise UnknownScoring(key)
         return scoring
 
-    @_exclusive
     def report(self, dataset_id: str, dataset: list, costs: Costs, genome: np.ndarray, start: int, end: int) -> dict:
         """One genome's full backtest on bars [start, end) of a dataset (``POST /v1/backtests``): metrics, trades and
         the equity curve thinned as a job result's (``mapping.backtest``), as JSON."""
@@ -229,7 +205,6 @@ class BacktestWorker:
         report = LocalBacktester(store.candles, costs, features=store).report(genome, Window(start, end))
         return mapping.backtest(report).model_dump(mode="json")
 
-    @_exclusive
     def trial(self, name: str, source: str, params: dict, limits: EvaluatorLimits) -> dict:
         """Load a would-be evaluator in the sandbox and score a sample of real backtests with it, all within one
         batch's limits; report, never raise."""
