@@ -250,8 +250,9 @@ ScoreRows = Callable[[np.ndarray], tuple[np.ndarray | None, np.ndarray]]  # rows
 @dataclass
 class IslandEpoch:
     """All a worker needs to run island ``index``'s generations [``start``, ``stop``): the search's settings, the
-    island's state, its memory of keys (the chunks of the generations it remembers) and the fitness under which a
-    genome can no longer enter the job's hall of fame (``floor``: it keeps only the fitness of those)."""
+    island's state, its memory of keys (the chunks of the generations it remembers; None on the way to a worker that
+    kept it from the island's last epoch, ``memory_after``) and the fitness under which a genome can no longer enter
+    the job's hall of fame (``floor``: it keeps only the fitness of those)."""
 
     settings: MinerSettings
     random: bool  # the random baseline's island
@@ -259,7 +260,7 @@ class IslandEpoch:
     index: int
     elite: int
     state: dict
-    seen: list[np.ndarray]
+    seen: list[np.ndarray] | None
     start: int
     stop: int
     floor: float = -np.inf
@@ -301,13 +302,19 @@ def migrated(receiver: dict, sender: dict) -> dict:
             "elite_fitness": np.concatenate([receiver["elite_fitness"], sender["elite_fitness"][:1]])}
 
 
+def memory_after(seen: Sequence[np.ndarray], outcome: EpochOutcome, bred: bool) -> list[np.ndarray]:
+    """An island's memory of keys (its chunks) for its next epoch: ``seen``, its chunks when the epoch started, with
+    the epoch's generations, the genomes bred after the last one included if ``bred``. A worker that ran the epoch can
+    keep it for the island's next one, which then travels without it."""
+    chunks = [*seen, *(generation.keys for generation in outcome.generations[1:])]
+    if bred:
+        chunks.append(genome_keys(np.asarray(outcome.state["rows"]).reshape(-1, L.GENOME_WIDTH)))
+    return list(SeenGenomes(chunks).chunks)
+
+
 def after_epoch(seen: Sequence[np.ndarray], outcome: EpochOutcome, sender: EpochOutcome | None,
                 bred: bool) -> tuple[dict, list[np.ndarray]]:
-    """An island's state and memory of keys (``seen``: its chunks when the epoch started) for its next epoch: its
-    state after the epoch, with ``sender``'s best elite migrated in (None: no migration), and its memory with the
-    epoch's generations, the genomes bred after the last one included if ``bred``."""
-    rows = np.asarray(outcome.state["rows"]).reshape(-1, L.GENOME_WIDTH)
-    chunks = [*seen, *(generation.keys for generation in outcome.generations[1:])]
-    memory = SeenGenomes([*chunks, genome_keys(rows)] if bred else chunks)
+    """An island's state and memory of keys (``memory_after``) for its next epoch: its state after the epoch, with
+    ``sender``'s best elite migrated in (None: no migration)."""
     state = outcome.state if sender is None else migrated(outcome.state, sender.state)
-    return state, list(memory.chunks)
+    return state, memory_after(seen, outcome, bred)

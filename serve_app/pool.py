@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import math
@@ -43,7 +44,15 @@ from engine.layout import N_METRICS
 from engine.sources import DIGEST, checkout_digest
 from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.sandbox import START_TIMEOUT_S
-from serve_app.worker import MAX_CACHED_SCORINGS, BacktestWorker, Scoring, UnknownScoring
+from serve_app.worker import (
+    MAX_CACHED_MEMORIES,
+    MAX_CACHED_SCORINGS,
+    BacktestWorker,
+    MemoryKey,
+    Scoring,
+    UnknownMemory,
+    UnknownScoring,
+)
 
 # Ray sends a reply under 100 KB inline; a larger one goes through the object store, which here more than doubled a
 # call's round trip (2.7 -> 6.8 ms) and the coordinator's CPU for it (1.2 -> 2.8 ms). A batch's answer stays under.
@@ -72,6 +81,8 @@ class _Worker:
     # keys of the scorings it holds, sent by key alone: the worker's own cache, least recently used first, as many as
     # it keeps (a key it dropped all the same, with its dataset, say, is answered with UnknownScoring and resent)
     scorings: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # islands' memories of keys it keeps for their next epochs, as its own cache does (oldest first)
+    memories: OrderedDict[MemoryKey, None] = field(default_factory=OrderedDict)
 
     def scoring_arg(self, scoring: Scoring) -> Scoring | str:
         return scoring.key if scoring.key in self.scorings else scoring
@@ -82,6 +93,19 @@ class _Worker:
         self.scorings.move_to_end(scoring.key)
         while len(self.scorings) > MAX_CACHED_SCORINGS:
             self.scorings.popitem(last=False)
+
+    def epoch_arg(self, epoch: IslandEpoch, memory: MemoryKey) -> IslandEpoch:
+        """The epoch, without its memory of keys if the worker holds it."""
+        return dataclasses.replace(epoch, seen=None) if memory in self.memories else epoch
+
+    def ran(self, epoch: IslandEpoch, memory: MemoryKey) -> None:
+        """The worker has run ``epoch``: it used the memory it held for it, and keeps the next epoch's (its last
+        ``MAX_CACHED_MEMORIES``)."""
+        self.memories.pop(memory, None)
+        if epoch.stop < epoch.settings.generations:
+            self.memories[(*memory[:3], epoch.stop)] = None
+            while len(self.memories) > MAX_CACHED_MEMORIES:
+                self.memories.popitem(last=False)
 
     @property
     def busy(self) -> bool:
@@ -101,6 +125,7 @@ class _Chunk:
     future: asyncio.Future
     lo: int = 0
     sent_at: list[float] = field(default_factory=list)
+    memory: MemoryKey | None = None  # an island's epoch: the key of its memory of keys on the worker that ran the last
 
 
 def engine_mismatch(theirs: str | None, coordinator: str, checkout: str) -> tuple[str, str]:
@@ -349,8 +374,9 @@ class WorkerPool:
         """One island's epoch run by a worker of the pool (``BacktestWorker.evolve``): backtested, scored and bred
         there, in one call. Queued, resent and raced like any batch (an epoch's answer depends on its input alone)."""
         bars = sum(w.bars for w in windows)
-        chunk = _Chunk(job, epoch.genomes, bars, "evolve", (scoring, epoch, [(w.start, w.end) for w in windows], keep),
-                       asyncio.get_running_loop().create_future())
+        chunk = _Chunk(job, epoch.genomes, bars, "evolve",
+                       (scoring, epoch, [(w.start, w.end) for w in windows], keep, job),
+                       asyncio.get_running_loop().create_future(), memory=(job, epoch.stream, epoch.index, epoch.start))
         self._enqueue(job, [chunk])
         try:
             _, (outcome,) = await chunk.future
@@ -381,16 +407,19 @@ class WorkerPool:
                 del self._queues[job]
                 self._turns.remove(job)
 
-    def _next_chunk(self) -> _Chunk | None:
-        """Round-robin over jobs with queued chunks; skips chunks already answered."""
+    def _next_chunk(self, worker: _Worker) -> _Chunk | None:
+        """Round-robin over jobs with queued chunks; skips chunks already answered. Of a job's queue, ``worker`` takes
+        first an island's epoch whose memory of keys it holds (that epoch then travels without it)."""
         for _ in range(len(self._turns)):
             job = self._turns[0]
             self._turns.rotate(-1)
             queue = self._queues.get(job)
-            while queue:
-                chunk = queue.popleft()
-                if not chunk.future.done():
-                    return chunk
+            while queue and queue[0].future.done():
+                queue.popleft()
+            if queue:
+                chunk = next((c for c in queue if c.memory in worker.memories and not c.future.done()), queue[0])
+                queue.remove(chunk)
+                return chunk
         return None
 
     async def _dispatch_loop(self) -> None:
@@ -403,7 +432,7 @@ class WorkerPool:
                 if not free:
                     break
                 worker = min(free, key=lambda w: w.calls)  # idle workers first, then a second batch each
-                chunk = self._next_chunk()
+                chunk = self._next_chunk(worker)
                 if chunk is None:
                     break
                 worker.calls += 1
@@ -413,10 +442,15 @@ class WorkerPool:
 
     async def _run(self, worker: _Worker, chunk: _Chunk) -> None:
         scoring, *rest = chunk.args
+        if chunk.memory is not None:
+            rest[0] = worker.epoch_arg(rest[0], chunk.memory)
         try:
             *answer, seconds = await getattr(worker.handle, chunk.method).remote(worker.scoring_arg(scoring), *rest)
         except UnknownScoring:  # the worker forgot it (or its dataset): send it whole
             worker.scorings.pop(scoring.key, None)
+            self._requeue(chunk)
+        except UnknownMemory:  # the worker forgot the island's memory: send the epoch whole
+            worker.memories.pop(chunk.memory, None)
             self._requeue(chunk)
         except WORKER_LOST:
             self._workers = {k: w for k, w in self._workers.items() if w is not worker}
@@ -426,6 +460,8 @@ class WorkerPool:
                 chunk.future.set_exception(exc)
         else:
             worker.holds(scoring)
+            if chunk.memory is not None:
+                worker.ran(chunk.args[1], chunk.memory)
             self.evaluations_by_node[worker.node_id] += chunk.genomes
             self.busy_seconds_by_node[worker.node_id] += seconds
             if chunk.method == "evaluate":  # an epoch's seconds include breeding

@@ -23,7 +23,7 @@ from engine.backtester import LocalBacktester, Window
 from engine.brief import BriefMetrics
 from engine.evaluator import Evaluator, EvaluatorError
 from engine.features import FeatureStore
-from engine.islands import EpochOutcome, IslandEpoch, ScoreRows, run_epoch
+from engine.islands import EpochOutcome, IslandEpoch, ScoreRows, memory_after, run_epoch
 from engine.scoring import job_fitness
 from engine.settings import RISK_PRESETS, Costs, MinerSettings, RiskLevel
 from engine.space import GenomeSpace
@@ -36,10 +36,19 @@ from serve_app.versions import runtime_versions
 
 MAX_CACHED_DATASETS = 4
 MAX_CACHED_SCORINGS = 16  # a job's scoring, and one per validation search under way
+MAX_CACHED_MEMORIES = 64  # islands' memories of keys (up to 128 KB each): every island of a few jobs at once
 
 
 class UnknownScoring(Exception):
     """A batch named a scoring by its key that this worker does not hold (never sent, or forgotten): send it whole."""
+
+
+class UnknownMemory(Exception):
+    """An island's epoch came without its memory of keys, which this worker does not hold (it ran the island's last
+    epoch elsewhere, or forgot it): send the epoch whole."""
+
+
+MemoryKey = tuple[str, int, int, int]  # (job, search stream, island, first generation of the epoch it is for)
 
 
 def sample_backtests() -> tuple[np.ndarray, float]:
@@ -91,6 +100,7 @@ class BacktestWorker:
         self._sandbox = Sandbox()  # pushed evaluators run there, under limits; built-ins score here
         self._evaluators: dict[str, Evaluator | SandboxedEvaluator] = {}  # by version id: loaded on first use
         self._scorings: OrderedDict[str, Scoring] = OrderedDict()  # by key, without their refs (used already)
+        self._memories: OrderedDict[MemoryKey, list[np.ndarray]] = OrderedDict()  # for islands' next epochs
         settle_startup_objects()
 
     def info(self) -> dict:
@@ -152,15 +162,28 @@ class BacktestWorker:
         return brief, fitness, seconds
 
     def evolve(self, scoring: Scoring | str, epoch: IslandEpoch, windows: list[tuple[int, int]],
-               keep: int) -> tuple[EpochOutcome, float]:
+               keep: int, job: str = "") -> tuple[EpochOutcome, float]:
         """(outcome, seconds backtesting, scoring and breeding) of one island's epoch (``engine.islands.run_epoch``):
         each of its generations backtested on every fold window, scored as ``scoring`` says and bred here, so the
         coordinator sends one call per island and epoch instead of one per worker and generation. The outcome is what
         ``run_epoch`` gives in any process: the island's state after the epoch and, for each generation, every genome's
-        key and fitness and the whole metrics of its ``keep`` fittest distinct genomes."""
+        key and fitness and the whole metrics of its ``keep`` fittest distinct genomes.
+
+        The worker keeps the island's memory of keys for its next epoch (``memory_after``), which may then come
+        without it (``seen`` None; ``UnknownMemory`` if this worker does not hold it): past 50 generations an island
+        remembers up to 128 KB of keys, and a call that large goes through Ray's object store at twice the cost."""
         key, scoring, score = self._scorer(scoring, windows)
+        if epoch.seen is None:
+            seen = self._memories.pop((job, epoch.stream, epoch.index, epoch.start), None)
+            if seen is None:
+                raise UnknownMemory(f"island {epoch.index} of job {job} at generation {epoch.start}")
+            epoch = dataclasses.replace(epoch, seen=seen)
         started = time.perf_counter()
         outcome = run_epoch(epoch, score, keep)
+        if epoch.stop < epoch.settings.generations:
+            self._memories[(job, epoch.stream, epoch.index, epoch.stop)] = memory_after(epoch.seen, outcome, True)
+            while len(self._memories) > MAX_CACHED_MEMORIES:
+                self._memories.popitem(last=False)
         seconds = time.perf_counter() - started
         self._remember(key, scoring)
         return outcome, seconds
