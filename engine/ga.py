@@ -164,7 +164,7 @@ class GeneticSearch:
         """An island's next epoch from its last one, its outcome and the outcome of the island before it on the
         ring (its migrant's), before the other islands are back: the epoch ``tell_epoch`` then ``island_epoch`` would
         give. None after the search's last."""
-        if epoch.stop >= self.settings.generations:
+        if not epoch.continues:
             return None
         state, seen = after_epoch(epoch.seen, outcome, sender if self._migrates_after(epoch.stop) else None, True)
         return dataclasses.replace(epoch, state=state, seen=seen, start=epoch.stop,

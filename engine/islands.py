@@ -269,6 +269,11 @@ class IslandEpoch:
     def genomes(self) -> int:
         return int(self.state["rows"].shape[0]) * (self.stop - self.start)
 
+    @property
+    def continues(self) -> bool:
+        """Whether the island has an epoch after this one (this one is not the search's last)."""
+        return self.stop < self.settings.generations
+
 
 @dataclass
 class EpochOutcome:

@@ -52,6 +52,7 @@ from serve_app.worker import (
     Scoring,
     UnknownMemory,
     UnknownScoring,
+    memory_key,
 )
 
 # Ray sends a reply under 100 KB inline; a larger one goes through the object store, which here more than doubled a
@@ -98,12 +99,12 @@ class _Worker:
         """The epoch, without its memory of keys if the worker holds it."""
         return dataclasses.replace(epoch, seen=None) if memory in self.memories else epoch
 
-    def ran(self, epoch: IslandEpoch, memory: MemoryKey) -> None:
-        """The worker has run ``epoch``: it used the memory it held for it, and keeps the next epoch's (its last
-        ``MAX_CACHED_MEMORIES``)."""
-        self.memories.pop(memory, None)
-        if epoch.stop < epoch.settings.generations:
-            self.memories[(*memory[:3], epoch.stop)] = None
+    def ran(self, job: str, epoch: IslandEpoch) -> None:
+        """The worker has run ``job``'s ``epoch``: it used the memory it held for it, and keeps the next epoch's (its
+        last ``MAX_CACHED_MEMORIES``)."""
+        self.memories.pop(memory_key(job, epoch, epoch.start), None)
+        if epoch.continues:
+            self.memories[memory_key(job, epoch, epoch.stop)] = None
             while len(self.memories) > MAX_CACHED_MEMORIES:
                 self.memories.popitem(last=False)
 
@@ -376,7 +377,7 @@ class WorkerPool:
         bars = sum(w.bars for w in windows)
         chunk = _Chunk(job, epoch.genomes, bars, "evolve",
                        (scoring, epoch, [(w.start, w.end) for w in windows], keep, job),
-                       asyncio.get_running_loop().create_future(), memory=(job, epoch.stream, epoch.index, epoch.start))
+                       asyncio.get_running_loop().create_future(), memory=memory_key(job, epoch, epoch.start))
         self._enqueue(job, [chunk])
         try:
             _, (outcome,) = await chunk.future
@@ -461,7 +462,7 @@ class WorkerPool:
         else:
             worker.holds(scoring)
             if chunk.memory is not None:
-                worker.ran(chunk.args[1], chunk.memory)
+                worker.ran(chunk.job, chunk.args[1])
             self.evaluations_by_node[worker.node_id] += chunk.genomes
             self.busy_seconds_by_node[worker.node_id] += seconds
             if chunk.method == "evaluate":  # an epoch's seconds include breeding

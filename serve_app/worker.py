@@ -51,6 +51,11 @@ class UnknownMemory(Exception):
 MemoryKey = tuple[str, int, int, int]  # (job, search stream, island, first generation of the epoch it is for)
 
 
+def memory_key(job: str, epoch: IslandEpoch, generation: int) -> MemoryKey:
+    """The key of the memory of ``epoch``'s island for its epoch starting at ``generation``."""
+    return job, epoch.stream, epoch.index, generation
+
+
 def sample_backtests() -> tuple[np.ndarray, float]:
     """Backtest 64 random genomes on synthetic candles: compiles (or loads from Numba's cache) every kernel
     a batch can hit, and the metrics are the sample a would-be evaluator is tried on.
@@ -174,14 +179,14 @@ class BacktestWorker:
         remembers up to 128 KB of keys, and a call that large goes through Ray's object store at twice the cost."""
         key, scoring, score = self._scorer(scoring, windows)
         if epoch.seen is None:
-            seen = self._memories.pop((job, epoch.stream, epoch.index, epoch.start), None)
+            seen = self._memories.pop(memory_key(job, epoch, epoch.start), None)
             if seen is None:
                 raise UnknownMemory(f"island {epoch.index} of job {job} at generation {epoch.start}")
             epoch = dataclasses.replace(epoch, seen=seen)
         started = time.perf_counter()
         outcome = run_epoch(epoch, score, keep)
-        if epoch.stop < epoch.settings.generations:
-            self._memories[(job, epoch.stream, epoch.index, epoch.stop)] = memory_after(epoch.seen, outcome, True)
+        if epoch.continues:
+            self._memories[memory_key(job, epoch, epoch.stop)] = memory_after(epoch.seen, outcome, True)
             while len(self._memories) > MAX_CACHED_MEMORIES:
                 self._memories.popitem(last=False)
         seconds = time.perf_counter() - started
