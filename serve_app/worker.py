@@ -167,16 +167,17 @@ class BacktestWorker:
         return brief, fitness, seconds
 
     def evolve(self, scoring: Scoring | str, epoch: IslandEpoch, windows: list[tuple[int, int]],
-               keep: int, job: str = "") -> tuple[EpochOutcome, float]:
+               keep: int, job: str) -> tuple[EpochOutcome, float]:
         """(outcome, seconds backtesting, scoring and breeding) of one island's epoch (``engine.islands.run_epoch``):
         each of its generations backtested on every fold window, scored as ``scoring`` says and bred here, so the
         coordinator sends one call per island and epoch instead of one per worker and generation. The outcome is what
         ``run_epoch`` gives in any process: the island's state after the epoch and, for each generation, every genome's
         key and fitness and the whole metrics of its ``keep`` fittest distinct genomes.
 
-        The worker keeps the island's memory of keys for its next epoch (``memory_after``), which may then come
-        without it (``seen`` None; ``UnknownMemory`` if this worker does not hold it): past 50 generations an island
-        remembers up to 128 KB of keys, and a call that large goes through Ray's object store at twice the cost."""
+        The worker keeps the island's memory of keys for its next epoch (``memory_after``, under ``job``'s name),
+        which may then come without it (``seen`` None; ``UnknownMemory`` if this worker does not hold it): past 50
+        generations an island remembers up to 128 KB of keys, and a call that large goes through Ray's object store at
+        twice the cost."""
         key, scoring, score = self._scorer(scoring, windows)
         if epoch.seen is None:
             seen = self._memories.pop(memory_key(job, epoch, epoch.start), None)
