@@ -187,6 +187,13 @@ def status_latency_while_breeding(client: MinerClient, dataset: str, population:
         time.sleep(0.05)
 
 
+def ray_system_config() -> dict:
+    """``ray.init``'s system config as the measured code's service starts its head with (none before it had one)."""
+    from serve_app import config
+
+    return {"_system_config": config.RAY_SYSTEM_CONFIG} if hasattr(config, "RAY_SYSTEM_CONFIG") else {}
+
+
 @contextlib.contextmanager
 def local_service(data: Path, state: Path) -> Iterator[MinerClient]:
     """A local single-node service with ``data`` registered (plus any file already in ``state / "data"``), warm: every
@@ -194,7 +201,7 @@ def local_service(data: Path, state: Path) -> Iterator[MinerClient]:
     (state / "data").mkdir(exist_ok=True)
     (state / "data" / data.name).symlink_to(data.resolve())
     ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
-             log_to_driver=False)
+             log_to_driver=False, **ray_system_config())
     serve.start(http_options={"host": "127.0.0.1", "port": PORT}, logging_config={"log_level": "WARNING"})
     settings = ServiceSettings(store_path=str(state / "miner.db"), data_dir=str(state / "data"),
                                upload_dir=str(state / "uploads"), token="bench")

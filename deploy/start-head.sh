@@ -40,8 +40,10 @@ ray get-auth-token --generate >/dev/null
 
 python3 -m serve_app.head_setup "$CONFIG" ${NO_DATA:+--no-data}
 
+# Ray's system config (serve_app.config.RAY_SYSTEM_CONFIG) is the head's to set: a joining laptop takes it from here
 ray start --head --node-ip-address "$IP" --port 6379 --num-cpus "$CPUS" \
-  --resources "{\"head\": $CPUS}" --dashboard-host 127.0.0.1 --disable-usage-stats
+  --resources "{\"head\": $CPUS}" --dashboard-host 127.0.0.1 --disable-usage-stats \
+  --system-config "$(python3 -c 'import json; from serve_app.config import RAY_SYSTEM_CONFIG as c; print(json.dumps(c))')"
 # Serve first, on this address only: the config's http_options apply only when `serve deploy` starts Serve,
 # and Serve's own default host is every interface.
 serve start --address auto --http-host "$IP" --http-port "$PORT" --proxy-location HeadOnly

@@ -275,6 +275,17 @@ class IslandEpoch:
         return self.stop < self.settings.generations
 
 
+def wire_bytes(epoch: IslandEpoch, keep: int, folds: int) -> tuple[int, int]:
+    """About how many bytes ``epoch`` takes to a worker (its state, its memory of keys if it carries it) and its
+    outcome back (the state after it; each generation's keys, fitness, and ``keep`` genomes with their metrics on
+    ``folds`` windows): what a caller packing several epochs into one call keeps under the size Ray sends inline."""
+    state = sum(np.asarray(value).nbytes for name, value in epoch.state.items() if name != "rng") + 256
+    seen = 0 if epoch.seen is None else sum(np.asarray(chunk).nbytes for chunk in epoch.seen)
+    n = epoch.state["rows"].shape[0]
+    per_generation = 512 + 16 * n + 8 * keep * (L.GENOME_WIDTH + folds * L.N_METRICS + 1)  # 512: pickling's own
+    return state + seen, state + (epoch.stop - epoch.start) * per_generation
+
+
 @dataclass
 class EpochOutcome:
     index: int

@@ -19,6 +19,13 @@ NAMESPACE = "miner"
 # Ray gives the head node this resource. The coordinator and the ingress ask for a sliver of it: the job store,
 # uploads and token files are on the head laptop's disk, and losing the other laptop must not take them down.
 ON_HEAD_NODE = {"node:__internal_head__": 0.001}
+# Ray sends a call's argument or answer under this size inline with the call; a larger one goes through the object
+# store, which on these machines more than doubled a call's round trip (2.7 -> 6.8 ms at 104 KB). Ray's default is
+# 100 KiB; every way of starting the head (deploy/start-head.sh, serve_app.local, the tests' cluster) raises it for the
+# whole cluster (a node that joins takes the head's system config), so that one call can carry several islands'
+# epochs (docs/performance.md). On a cluster started without it, larger calls are only slower.
+INLINE_OBJECT_BYTES = 1 << 20
+RAY_SYSTEM_CONFIG = {"max_direct_call_object_size": INLINE_OBJECT_BYTES}
 
 
 class _Config(BaseModel):

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     from serve_app.app import build_app_with
-    from serve_app.config import NAMESPACE, RuntimeConfig, ServiceSettings
+    from serve_app.config import NAMESPACE, RAY_SYSTEM_CONFIG, RuntimeConfig, ServiceSettings
 
     console.print(f"starting a local Ray head with {os.cpu_count()} CPUs ...")
     stop_on_signals()  # from here on SIGTERM (a service manager's stop) unwinds like Ctrl-C, through `finally`
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # address="local": always a new single-node cluster, never an existing one found on this machine
         ray.init(address="local", namespace=NAMESPACE, include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=False)
+                 log_to_driver=False, _system_config=RAY_SYSTEM_CONFIG)
         stop_on_signals()  # again: ray.init replaced the SIGTERM handler with one that aborts
         serve.start(http_options={"host": args.host, "port": args.port}, logging_config={"log_level": "WARNING"})
         settings = ServiceSettings(store_path=str(state / "miner.db"),

@@ -8,9 +8,12 @@ rejoins under a new node id is simply a new node: the refresh loop places worker
 Scheduling policy (docs/architecture.md): each job's population is cut into chunks sized so that a
 call carries about ``batch_target_s`` of kernel time; free workers take chunks from the jobs' queues in
 round-robin order, so a small job waits at most one chunk per running job, never behind a whole long
-job. A chunk whose worker dies is re-queued at once; one that takes longer than ``batch_timeout_s``
-is also sent to another worker and the first answer wins (answers are deterministic, so duplicates are
-harmless). Results are placed by genome index, never by completion order.
+job. A job's islands' epochs are its chunks of the search; when more of them wait than there are workers, a worker
+takes its fair share in one call (up to ``batch_target_s`` of kernel time, inline in Ray's messages): Ray's own work
+around a call is 1-2 ms of a laptop's cores, a tenth of an epoch on a short window. A chunk whose worker dies is
+re-queued at once; one that takes longer than ``batch_timeout_s`` is also sent to another worker and the first answer
+wins (answers are deterministic, so duplicates are harmless). Results are placed by genome index, never by
+completion order.
 
 A worker that runs other engine code than the coordinator (``engine.sources``: a laptop whose checkout was not
 updated) is refused: it gets no batch, since its metrics could differ and a job's result would then depend on where
@@ -39,10 +42,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from engine.backtester import Window
 from engine.brief import BriefMetrics
-from engine.islands import EpochOutcome, IslandEpoch
+from engine.islands import EpochOutcome, IslandEpoch, wire_bytes
 from engine.layout import N_METRICS
 from engine.sources import DIGEST, checkout_digest
-from serve_app.config import EvaluatorLimits, PoolSettings
+from serve_app.config import INLINE_OBJECT_BYTES, EvaluatorLimits, PoolSettings
 from serve_app.sandbox import START_TIMEOUT_S
 from serve_app.worker import (
     MAX_CACHED_MEMORIES,
@@ -55,9 +58,10 @@ from serve_app.worker import (
     memory_key,
 )
 
-# Ray sends a reply under 100 KB inline; a larger one goes through the object store, which here more than doubled a
-# call's round trip (2.7 -> 6.8 ms) and the coordinator's CPU for it (1.2 -> 2.8 ms). A batch's answer stays under.
-INLINE_REPLY_BYTES = 90_000
+# A call's argument and answer stay under the size Ray sends inline (``INLINE_OBJECT_BYTES``), with room to spare: a
+# larger one goes through the object store, which here more than doubled a call's round trip (2.7 -> 6.8 ms) and the
+# coordinator's CPU for it (1.2 -> 2.8 ms).
+INLINE_REPLY_BYTES = INLINE_OBJECT_BYTES * 9 // 10
 
 log = logging.getLogger("ray")
 WORKER_LOST = (ActorDiedError, ActorUnavailableError, RayActorError)
@@ -84,6 +88,7 @@ class _Worker:
     scorings: OrderedDict[str, None] = field(default_factory=OrderedDict)
     # islands' memories of keys it keeps for their next epochs, as its own cache does (oldest first)
     memories: OrderedDict[MemoryKey, None] = field(default_factory=OrderedDict)
+    epochs: Counter[str] = field(default_factory=Counter)  # islands' epochs in its calls under way, by job
 
     def scoring_arg(self, scoring: Scoring) -> Scoring | str:
         return scoring.key if scoring.key in self.scorings else scoring
@@ -115,8 +120,8 @@ class _Worker:
 
 @dataclass
 class _Chunk:
-    """One call of a job to a worker: ``BacktestWorker.evaluate`` (genomes [lo, hi) of a population) or ``evolve``
-    (an island's epoch); its answer without the worker's seconds lands in ``future``."""
+    """One piece of a job's work for a worker: ``BacktestWorker.evaluate`` (genomes [lo, hi) of a population, one call)
+    or ``evolve`` (an island's epoch, alone in a call or with others of its job); its answer lands in ``future``."""
 
     job: str
     genomes: int  # backtests it holds
@@ -433,55 +438,108 @@ class WorkerPool:
                 if not free:
                     break
                 worker = min(free, key=lambda w: w.calls)  # idle workers first, then a second batch each
-                chunk = self._next_chunk(worker)
-                if chunk is None:
+                chunks = self._take(worker)
+                if not chunks:
                     break
-                worker.calls += 1
-                chunk.sent_at.append(time.monotonic())
-                self._in_flight[id(chunk)] = chunk
-                self._spawn(self._run(worker, chunk))
+                self._spawn(self._run(worker, chunks))
 
-    async def _run(self, worker: _Worker, chunk: _Chunk) -> None:
-        scoring, *rest = chunk.args
-        if chunk.memory is not None:
-            rest[0] = worker.epoch_arg(rest[0], chunk.memory)
+    def _take(self, worker: _Worker) -> list[_Chunk]:
+        """The chunks of ``worker``'s next call, marked as sent to it (none if every queue is empty)."""
+        chunk = self._next_chunk(worker)
+        if chunk is None:
+            return []
+        chunks = [chunk, *self._more_epochs(worker, chunk)]
+        worker.calls += 1
+        now = time.monotonic()
+        for sent in chunks:
+            sent.sent_at.append(now)
+            self._in_flight[id(sent)] = sent
+            if sent.method == "evolve":
+                worker.epochs[sent.job] += 1
+        return chunks
+
+    def _more_epochs(self, worker: _Worker, first: _Chunk) -> list[_Chunk]:
+        """Epochs of ``first``'s job to send in the same call as ``first`` (an epoch), taken from the queue: up to the
+        worker's fair share of the job's epochs waiting and under way (their count over the ready workers', less those
+        in its calls already), those whose memory it holds first, within ``batch_target_s`` of kernel time and while the
+        call's argument and answer stay inline in Ray's messages. None for a batch of ``evaluate``, or where workers
+        outnumber the epochs."""
+        queue = self._queues.get(first.job)
+        if first.method != "evolve" or not queue:
+            return []
+        waiting = [c for c in queue if c.method == "evolve" and not c.future.done() and c.args[0] is first.args[0]
+                   and c.args[2:] == first.args[2:]]  # same scoring, windows and kept metrics: one call
+        under_way = sum(w.epochs[first.job] for w in self._workers.values())
+        share = math.ceil((1 + len(waiting) + under_way) / max(1, self.ready_workers)) - worker.epochs[first.job]
+        waiting.sort(key=lambda c: c.memory not in worker.memories)  # stable: queue order otherwise
+        keep, folds = first.args[3], len(first.args[2])
+        sizes = [wire_bytes(worker.epoch_arg(c.args[1], c.memory), keep, folds) for c in (first, *waiting)]
+        seconds = [c.genomes * c.bars * self._seconds_per_genome_bar for c in (first, *waiting)]
+        taken: list[_Chunk] = []
+        argument, answer, kernel = sizes[0][0], sizes[0][1], seconds[0]
+        for chunk, (out, back), time_s in zip(waiting, sizes[1:], seconds[1:], strict=True):
+            if (1 + len(taken) >= share or kernel + time_s > self.settings.batch_target_s
+                    or argument + out > INLINE_REPLY_BYTES or answer + back > INLINE_REPLY_BYTES):
+                break
+            taken.append(chunk)
+            argument, answer, kernel = argument + out, answer + back, kernel + time_s
+        for chunk in taken:
+            queue.remove(chunk)
+        return taken
+
+    async def _run(self, worker: _Worker, chunks: list[_Chunk]) -> None:
+        """One call to ``worker``: a batch of ``evaluate``, or one or more islands' epochs (``evolve``), each answer
+        set on its own chunk's future."""
+        first = chunks[0]
+        scoring, *rest = first.args
+        if first.method == "evolve":
+            rest[0] = [worker.epoch_arg(chunk.args[1], chunk.memory) for chunk in chunks]
         try:
-            *answer, seconds = await getattr(worker.handle, chunk.method).remote(worker.scoring_arg(scoring), *rest)
+            *answer, seconds = await getattr(worker.handle, first.method).remote(worker.scoring_arg(scoring), *rest)
         except UnknownScoring:  # the worker forgot it (or its dataset): send it whole
             worker.scorings.pop(scoring.key, None)
-            self._requeue(chunk)
-        except UnknownMemory:  # the worker forgot the island's memory: send the epoch whole
-            worker.memories.pop(chunk.memory, None)
-            self._requeue(chunk)
+            self._requeue(chunks)
+        except UnknownMemory:  # the worker forgot an island's memory: send the epochs whole
+            for chunk in chunks:
+                worker.memories.pop(chunk.memory, None)
+            self._requeue(chunks)
         except WORKER_LOST:
             self._workers = {k: w for k, w in self._workers.items() if w is not worker}
-            self._requeue(chunk)
+            self._requeue(chunks)
         except Exception as exc:  # the batch itself failed (bad input): the job fails with this error
-            if not chunk.future.done():
-                chunk.future.set_exception(exc)
+            for chunk in chunks:
+                if not chunk.future.done():
+                    chunk.future.set_exception(exc)
         else:
             worker.holds(scoring)
-            if chunk.memory is not None:
-                worker.ran(chunk.job, chunk.args[1])
-            self.evaluations_by_node[worker.node_id] += chunk.genomes
+            self.evaluations_by_node[worker.node_id] += sum(chunk.genomes for chunk in chunks)
             self.busy_seconds_by_node[worker.node_id] += seconds
-            if chunk.method == "evaluate":  # an epoch's seconds include breeding
+            if first.method == "evaluate":  # an epoch's seconds include breeding
                 self._seconds_per_genome_bar = (0.8 * self._seconds_per_genome_bar
-                                                + 0.2 * seconds / (chunk.genomes * chunk.bars))
-            if not chunk.future.done():
-                chunk.future.set_result((chunk, tuple(answer)))
+                                                + 0.2 * seconds / (first.genomes * first.bars))
+                answers = [tuple(answer)]
+            else:
+                answers = [(outcome,) for outcome in answer[0]]
+            for chunk, result in zip(chunks, answers, strict=True):
+                if chunk.memory is not None:
+                    worker.ran(chunk.job, chunk.args[1])
+                if not chunk.future.done():
+                    chunk.future.set_result((chunk, result))
         finally:
             worker.calls -= 1
+            worker.epochs[first.job] -= sum(chunk.method == "evolve" for chunk in chunks)
             if worker.retiring and not worker.busy:
                 self._kill(worker)
-            if chunk.future.done():
-                self._in_flight.pop(id(chunk), None)
+            for chunk in chunks:
+                if chunk.future.done():
+                    self._in_flight.pop(id(chunk), None)
             self._wakeup.set()
 
-    def _requeue(self, chunk: _Chunk) -> None:
-        """Put a lost or late chunk first in its job's queue (recreated if the job's other calls emptied it)."""
-        if not chunk.future.done():
-            self._enqueue(chunk.job, [chunk], front=True)
+    def _requeue(self, chunks: list[_Chunk]) -> None:
+        """Put lost or late chunks first in their job's queue (recreated if the job's other calls emptied it)."""
+        for chunk in reversed(chunks):
+            if not chunk.future.done():
+                self._enqueue(chunk.job, [chunk], front=True)
 
     async def _deadline_loop(self) -> None:
         """Resend chunks that have been out too long (a sleeping laptop is declared dead only later)."""
@@ -493,7 +551,7 @@ class WorkerPool:
                     self._in_flight.pop(key, None)
                 elif now - chunk.sent_at[-1] > self.settings.batch_timeout_s:
                     chunk.sent_at.append(now)
-                    self._requeue(chunk)
+                    self._requeue([chunk])
 
     def drop(self, job: str) -> None:
         """Forget a job's chunks, queued and in flight (cancellation): its ``evaluate`` calls end at once, whatever

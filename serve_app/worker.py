@@ -166,33 +166,36 @@ class BacktestWorker:
         self._remember(key, scoring)
         return brief, fitness, seconds
 
-    def evolve(self, scoring: Scoring | str, epoch: IslandEpoch, windows: list[tuple[int, int]],
-               keep: int, job: str) -> tuple[EpochOutcome, float]:
-        """(outcome, seconds backtesting, scoring and breeding) of one island's epoch (``engine.islands.run_epoch``):
-        each of its generations backtested on every fold window, scored as ``scoring`` says and bred here, so the
-        coordinator sends one call per island and epoch instead of one per worker and generation. The outcome is what
-        ``run_epoch`` gives in any process: the island's state after the epoch and, for each generation, every genome's
-        key and fitness and the whole metrics of its ``keep`` fittest distinct genomes.
+    def evolve(self, scoring: Scoring | str, epochs: list[IslandEpoch], windows: list[tuple[int, int]],
+               keep: int, job: str) -> tuple[list[EpochOutcome], float]:
+        """(outcomes, seconds backtesting, scoring and breeding) of islands' epochs (``engine.islands.run_epoch``), one
+        after the other: each of their generations backtested on every fold window, scored as ``scoring`` says and bred
+        here, so the coordinator sends one call per island and epoch, or one for several islands when more are waiting
+        than there are workers (Ray's own work around a call is 1-2 ms of these cores). An outcome is what ``run_epoch``
+        gives in any process: the island's state after the epoch and, for each generation, every genome's key and
+        fitness and the whole metrics of its ``keep`` fittest distinct genomes.
 
-        The worker keeps the island's memory of keys for its next epoch (``memory_after``, under ``job``'s name),
-        which may then come without it (``seen`` None; ``UnknownMemory`` if this worker does not hold it): past 50
-        generations an island remembers up to 128 KB of keys, and a call that large goes through Ray's object store at
-        twice the cost."""
+        The worker keeps each island's memory of keys for its next epoch (``memory_after``, under ``job``'s name),
+        which may then come without it (``seen`` None; ``UnknownMemory``, before any epoch runs, if this worker does
+        not hold one): past 50 generations an island remembers up to 128 KB of keys."""
         key, scoring, score = self._scorer(scoring, windows)
-        if epoch.seen is None:
-            seen = self._memories.pop(memory_key(job, epoch, epoch.start), None)
-            if seen is None:
-                raise UnknownMemory(f"island {epoch.index} of job {job} at generation {epoch.start}")
-            epoch = dataclasses.replace(epoch, seen=seen)
+        missing = [e.index for e in epochs if e.seen is None and memory_key(job, e, e.start) not in self._memories]
+        if missing:
+            raise UnknownMemory(f"islands {missing} of job {job}")
+        # every memory taken before any epoch runs and keeps its own memory for the next (which could evict them)
+        epochs = [e if e.seen is not None else
+                  dataclasses.replace(e, seen=self._memories.pop(memory_key(job, e, e.start))) for e in epochs]
         started = time.perf_counter()
-        outcome = run_epoch(epoch, score, keep)
-        if epoch.continues:
-            self._memories[memory_key(job, epoch, epoch.stop)] = memory_after(epoch.seen, outcome, True)
-            while len(self._memories) > MAX_CACHED_MEMORIES:
-                self._memories.popitem(last=False)
+        outcomes = []
+        for epoch in epochs:
+            outcomes.append(run_epoch(epoch, score, keep))
+            if epoch.continues:
+                self._memories[memory_key(job, epoch, epoch.stop)] = memory_after(epoch.seen, outcomes[-1], True)
+                while len(self._memories) > MAX_CACHED_MEMORIES:
+                    self._memories.popitem(last=False)
         seconds = time.perf_counter() - started
         self._remember(key, scoring)
-        return outcome, seconds
+        return outcomes, seconds
 
     def _scorer(self, scoring: Scoring | str, windows: list[tuple[int, int]]) -> tuple[str, Scoring, ScoreRows]:
         """The key and scoring a call names (``UnknownScoring`` for a key this worker no longer holds; the kept copy

@@ -83,9 +83,10 @@ class Service:
         from ray import serve
         from ray.cluster_utils import Cluster
 
-        from serve_app.config import NAMESPACE
+        from serve_app.config import NAMESPACE, RAY_SYSTEM_CONFIG
 
-        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"head": 2}})
+        self.cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "resources": {"head": 2},
+                                                                     "_system_config": RAY_SYSTEM_CONFIG})
         self.add_air_node()
         ray.init(address=self.cluster.address, namespace=NAMESPACE, logging_level="WARNING", log_to_driver=False)
         serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": self.port})

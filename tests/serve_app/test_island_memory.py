@@ -51,21 +51,21 @@ def assert_same(outcome, expected) -> None:
 def test_an_epoch_sent_without_the_memory_the_worker_kept_gives_the_same_outcome(worker, job):
     session, scoring, windows = job
     first = session.island_epoch(0)
-    outcome, _ = ray.get(worker.evolve.remote(scoring, first, windows, KEEP, "kept"))
+    (outcome,), _ = ray.get(worker.evolve.remote(scoring, [first], windows, KEEP, "kept"))
     assert ("kept", 0, 0, 5) in held(worker)
     following = session.next_island_epoch(first, outcome, outcome)
     assert following.seen and following.start == 5
 
-    whole, _ = ray.get(worker.evolve.remote(scoring.key, following, windows, KEEP, "other job"))
-    light, _ = ray.get(worker.evolve.remote(scoring.key, dataclasses.replace(following, seen=None), windows, KEEP,
-                                            "kept"))
+    (whole,), _ = ray.get(worker.evolve.remote(scoring.key, [following], windows, KEEP, "other job"))
+    (light,), _ = ray.get(worker.evolve.remote(scoring.key, [dataclasses.replace(following, seen=None)], windows, KEEP,
+                                               "kept"))
     assert_same(light, whole)
     assert ("kept", 0, 0, 5) not in held(worker) and ("kept", 0, 0, 10) in held(worker)
 
     with pytest.raises(UnknownMemory):  # used once, and never held for this job
-        ray.get(worker.evolve.remote(scoring.key, dataclasses.replace(following, seen=None), windows, KEEP, "kept"))
+        ray.get(worker.evolve.remote(scoring.key, [dataclasses.replace(following, seen=None)], windows, KEEP, "kept"))
     with pytest.raises(UnknownMemory):
-        ray.get(worker.evolve.remote(scoring.key, dataclasses.replace(following, seen=None), windows, KEEP, "new"))
+        ray.get(worker.evolve.remote(scoring.key, [dataclasses.replace(following, seen=None)], windows, KEEP, "new"))
 
 
 def test_the_pool_sends_an_island_without_its_memory_to_the_worker_keeping_it_and_whole_once_forgotten(worker, job):
@@ -93,7 +93,7 @@ def test_the_pool_sends_an_island_without_its_memory_to_the_worker_keeping_it_an
     assert not record.memories  # the last epoch of the search: nothing kept for a next one
     assert not {key for key in held(worker) if key[0] == "pooled"}
     for epoch, outcome in zip(epochs, outcomes, strict=True):
-        expected, _ = ray.get(worker.evolve.remote(scoring.key, epoch, windows, KEEP, "reference"))
+        (expected,), _ = ray.get(worker.evolve.remote(scoring.key, [epoch], windows, KEEP, "reference"))
         assert_same(outcome, expected)
 
 

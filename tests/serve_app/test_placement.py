@@ -32,9 +32,9 @@ def test_chunks_carry_the_target_time_but_feed_every_worker():
     assert pool.chunk_size(10, 50) >= 1
     # the answer of a chunk (every genome's fitness, and every metric of the fittest ones on every fold) stays small
     # enough to travel in Ray's reply, and no smaller than it must
-    brief = pool.chunk_size(100_000, 50, folds=4, keep=10)
+    brief = pool.chunk_size(10_000_000, 50, folds=4, keep=10)
     answer = brief * BriefMetrics.BYTES_PER_GENOME + BriefMetrics.bytes_kept(4, 10)
     assert answer <= INLINE_REPLY_BYTES < answer + BriefMetrics.BYTES_PER_GENOME
     assert brief * 8 * (4 * N_METRICS + 1) > 3 * INLINE_REPLY_BYTES  # every metric of as many would not
     # a search that asks for the fitness alone: 8 bytes a genome
-    assert pool.chunk_size(100_000, 50, folds=4) == INLINE_REPLY_BYTES // 8 > brief
+    assert pool.chunk_size(10_000_000, 50, folds=4) == INLINE_REPLY_BYTES // 8 > brief
