@@ -282,7 +282,7 @@ def main() -> None:
         before_and_after(args.before, data)
         return
     candles = load_candles(data)
-    population, generations = (200, 4) if args.quick else (400, 10)
+    population, lengths = (200, (4,)) if args.quick else (400, (10, 30))
 
     state = Path(tempfile.mkdtemp(prefix="miner-bench-"))
     (state / "data").mkdir()
@@ -311,19 +311,22 @@ def main() -> None:
         local_run(tester, 20, 1)
         service_run(client, dataset, 20, 1)  # the workers' tables for this dataset, made once, as in-process above
 
-        # both warm; rounds alternate the two, so that the machine's drift hits both sides of each round's ratio
-        service_times, local_times = [], []
-        for _ in range(args.rounds):
-            service_times.append(service_run(client, dataset, population, generations)[0])
-            local_times.append(local_run(tester, population, generations))
-        evaluations = population * generations
-        ratios = [local / service for local, service in zip(local_times, service_times, strict=True)]
-        rows += [(f"in-process engine, {os.cpu_count()} threads: evaluations/s ({population} x {generations}, "
-                  f"median of {args.rounds})", f"{evaluations / statistics.median(local_times):,.0f}"),
-                 (f"service, {client.cluster().workers} workers: evaluations/s (same job, median of {args.rounds})",
-                  f"{evaluations / statistics.median(service_times):,.0f}"),
-                 ("service / in-process (median of the rounds' ratios; each round's)",
-                  f"{statistics.median(ratios):.0%} ({', '.join(f'{r:.0%}' for r in ratios)})")]
+        # both warm; rounds alternate the two, so that the machine's drift hits both sides of each round's ratio. The
+        # default job's length (30 generations) measures throughput; a 10-generation job is 0.25 s here, and a job's
+        # first and last epochs, where a worker waits for the ring (docs/performance.md), weigh three times as much
+        for length in lengths:
+            service_times, local_times = [], []
+            for _ in range(args.rounds):
+                service_times.append(service_run(client, dataset, population, length)[0])
+                local_times.append(local_run(tester, population, length))
+            evaluations = population * length
+            ratios = [local / service for local, service in zip(local_times, service_times, strict=True)]
+            rows += [(f"in-process engine, {os.cpu_count()} threads: evaluations/s ({population} x {length}, "
+                      f"median of {args.rounds})", f"{evaluations / statistics.median(local_times):,.0f}"),
+                     (f"service, {client.cluster().workers} workers: evaluations/s (same job, median of "
+                      f"{args.rounds})", f"{evaluations / statistics.median(service_times):,.0f}"),
+                     (f"service / in-process at {population} x {length} (median of the rounds' ratios; each round's)",
+                      f"{statistics.median(ratios):.0%} ({', '.join(f'{r:.0%}' for r in ratios)})")]
 
         # each generation's compute as 22 workers would see it on the whole file: the same job on 1/11 of the bars
         service_run(client, short, 20, 1)  # the short dataset's tables, made once

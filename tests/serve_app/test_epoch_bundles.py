@@ -129,8 +129,8 @@ def calls_taken(pool: WorkerPool) -> list[list[int]]:
     return calls
 
 
-def session_of(population: int, islands: int = 8, bars: int = 5_000) -> MiningSession:
-    settings = MinerSettings(population=population, generations=30, islands=islands, seed=1, permutations=0)
+def session_of(population: int, islands: int = 8, bars: int = 5_000, generations: int = 30) -> MiningSession:
+    settings = MinerSettings(population=population, generations=generations, islands=islands, seed=1, permutations=0)
     return MiningSession(bars, "fingerprint", settings)
 
 
@@ -188,3 +188,13 @@ def test_only_epochs_of_the_same_scoring_and_windows_go_together():
         return calls_taken(pool)
 
     assert asyncio.run(scenario()) == [[0, 1], [0, 1]]
+
+
+def test_the_search_s_last_epochs_go_one_per_call():
+    async def scenario(generations: int):
+        pool = pool_of(1, batch_target_s=10)
+        queued(pool, session_of(400, islands=4, generations=generations))
+        return calls_taken(pool)
+
+    assert asyncio.run(scenario(10)) == [[0, 1, 2, 3]]
+    assert asyncio.run(scenario(5)) == [[0], [1], [2], [3]]  # its first epoch is its last: nothing follows
