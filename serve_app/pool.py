@@ -530,6 +530,8 @@ class WorkerPool:
         finally:
             worker.calls -= 1
             worker.epochs[first.job] -= sum(chunk.method == "evolve" for chunk in chunks)
+            if worker.epochs[first.job] <= 0:
+                del worker.epochs[first.job]  # a service runs for months: no entry per job it ever ran
             if worker.retiring and not worker.busy:
                 self._kill(worker)
             for chunk in chunks:

@@ -90,10 +90,11 @@ def test_the_pool_sends_waiting_epochs_together_and_each_island_gets_its_own_out
         await asyncio.sleep(0.1)  # all four queued while the worker is busy, then it is free
         pool._workers["only"].calls = 0
         pool._wakeup.set()
-        return epochs, await asyncio.gather(*calls)
+        return epochs, await asyncio.gather(*calls), pool._workers["only"]
 
-    epochs, outcomes = asyncio.run(scenario())
+    epochs, outcomes, record = asyncio.run(scenario())
     assert sizes == [ISLANDS]
+    assert record.calls == 0 and not record.epochs  # nothing under way is counted for a job any more
     for epoch, outcome in zip(epochs, outcomes, strict=True):
         assert outcome.index == epoch.index
         assert_same(outcome, alone(worker, scoring.key, epoch, windows))
