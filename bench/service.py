@@ -123,22 +123,31 @@ def cpu_seconds(processes: list[tuple[str, psutil.Process]]) -> dict[str, float]
     return used
 
 
-def busy_run(client: MinerClient, dataset: str, population: int, generations: int) -> dict[str, float]:
+def busy_run(client: MinerClient, dataset: str, population: int, generations: int,
+             permutations: int = 0) -> dict[str, float]:
     """While a job mines its generations (from the first generation's start to the last one's best, so not its random
-    baseline after them): worker busy time / (wall time x workers) and idle seconds per generation and worker (how
-    much of the pool the coordinator keeps fed), and the CPU seconds per generation of each of the service's roles
-    (``ROLES``, Ray's daemons), of the coordinator also as a share of the machine's cores: the serial work, which here
-    takes the workers' cores."""
+    baseline after them) or, with ``permutations``, while it runs its validation searches (from ``validation_started``
+    to the last one's end): worker busy time / (wall time x workers) and idle seconds per generation and worker (how
+    much of the pool the coordinator keeps fed), and the CPU seconds per generation (of all the phase's searches) of
+    each of the service's roles (``ROLES``, Ray's daemons), of the coordinator also as a share of the machine's cores:
+    the serial work, which here takes the workers' cores."""
     processes = service_processes()
-    job = client.submit(dataset=dataset, population=population, generations=generations, seed=11, permutations=0)
-    marks = []  # (wall, worker busy seconds, CPU seconds by role) at the first start and the last best
+    job = client.submit(dataset=dataset, population=population, generations=generations, seed=11,
+                        permutations=permutations)
+    marks = []  # (wall, worker busy seconds, CPU seconds by role) at the phase's start and end
     for event in client.events(job.id):
-        if (event.type == "generation_started" and not marks) or (
-                event.type == "generation_best" and event.data.generation == generations - 1):
+        if permutations:
+            edge = event.type == "validation_started" or (event.type == "validation_search_finished"
+                                                          and event.data.done == event.data.total)
+        else:
+            edge = (event.type == "generation_started" and not marks) or (
+                event.type == "generation_best" and event.data.generation == generations - 1)
+        if edge:
             marks.append((time.perf_counter(), cluster_busy(client)[0], cpu_seconds(processes)))
     (t0, busy0, cpu0), (t1, busy1, cpu1) = marks
     wall, busy, workers = t1 - t0, busy1 - busy0, client.cluster().workers
     used = {role: cpu1[role] - cpu0[role] for role in cpu0}
+    generations *= (permutations + 1) if permutations else 1  # the shuffled copies' searches and the random baseline
     return {"busy": busy / (wall * workers), "idle_s": (wall - busy / workers) / generations, "wall_s": wall,
             "coordinator_share": used["coordinator"] / (wall * (os.cpu_count() or 1)),
             **{f"cpu {role}": seconds / generations for role, seconds in used.items()}}
@@ -272,7 +281,8 @@ def main() -> None:
     parser.add_argument("--before", metavar="COMMIT", help="print the end-to-end table: COMMIT's code, then this")
     parser.add_argument("--end-to-end-json", action="store_true", help=argparse.SUPPRESS)  # the child of --before
     parser.add_argument("--efficiency", type=int, metavar="ROUNDS",
-                        help="only the 1/11 rows, ROUNDS times each (400 and 1000 genomes x 30), one row per job")
+                        help="only the 1/11 rows, ROUNDS times each (400 and 1000 genomes x 30, and a 1000 x 30 job's "
+                             "validation), one row per job")
     args = parser.parse_args()
     data = Path(args.data)
     if args.end_to_end_json:
@@ -293,16 +303,22 @@ def main() -> None:
     if args.efficiency:
         with local_service(data, state) as client:
             service_run(client, short, 20, 1)  # the short dataset's tables, made once
-            runs: dict[int, list[dict[str, float]]] = {400: [], 1000: []}
+            # (population, generations, permutations): the search alone at two sizes, then a default job's validation
+            # (the random baseline and 19 shuffled copies' searches, 4 at once), ~95 % of that job's backtests
+            kinds = {"400 x 30": (400, 30, 0), "1000 x 30": (1000, 30, 0),
+                     "1000 x 30, validation of 19 permutations": (1000, 30, 19)}
+            runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
             for round_ in range(args.efficiency):
-                for size, done in runs.items():
-                    done.append(busy_run(client, short, size, 30))
-                    rows.append((f"round {round_ + 1}: {size} x 30 on 1/11: wall / busy / coordinator CPU per gen.",
+                for kind, done in runs.items():
+                    done.append(busy_run(client, short, *kinds[kind]))
+                    rows.append((f"round {round_ + 1}: {kind} on 1/11: wall / busy / coordinator CPU per gen.",
                                  efficiency_cells(done[-1])))
-        for size, done in runs.items():
+        for kind, done in runs.items():
+            population, generations, permutations = kinds[kind]
             median = {key: statistics.median(run[key] for run in done) for key in done[0]}
-            rows.append((f"median of {len(done)}: {size} x 30 on 1/11", efficiency_cells(median)))
-            rows.append((f"median of {len(done)}: {size} x 30 on 1/11, CPU per generation", cpu_cells(median, 30)))
+            rows.append((f"median of {len(done)}: {kind} on 1/11", efficiency_cells(median)))
+            rows.append((f"median of {len(done)}: {kind} on 1/11, CPU per generation",
+                         cpu_cells(median, generations * (permutations + 1))))
         print_table(f"data: 1/11 of {candles.describe()}; {os.cpu_count()} CPUs", rows)
         return
     with local_service(data, state) as client:

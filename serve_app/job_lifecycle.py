@@ -220,8 +220,10 @@ class JobLifecycle:
         progress = progress.model_copy(update={"validation_done": total - len(tasks), "validation_searches": total})
         self.store.set_progress(job_id, progress.model_dump())
         limit = asyncio.Semaphore(self.runtime.validation_concurrency)
+        running = 0  # searches under way: the workers are shared among their generations
 
         async def search(task: ValidationTask) -> None:
+            nonlocal running
             async with limit:
                 if job_id in self._cancelled:
                     raise Stopped
@@ -231,10 +233,15 @@ class JobLifecycle:
                 if data is not candles:
                     data_ref = await asyncio.to_thread(lambda: put_tables(data, menu_features(data)))
                     on_data = dataclasses.replace(on_data, dataset_id=data.fingerprint, dataset=[data_ref])
-                # the fitness alone (keep 0): a validation search keeps only its best
-                await drive_search(run, lambda population: self.pool.evaluate(job_id, on_data, population, run.folds,
-                                                                              keep=0),
-                                   lambda: job_id in self._cancelled)
+                # the fitness alone (keep 0): a validation search keeps only its best. Each generation is cut for its
+                # search's share of the workers, not for all of them: the other searches feed the rest
+                running += 1
+                try:
+                    await drive_search(run, lambda population: self.pool.evaluate(
+                        job_id, on_data, population, run.folds, sharing=running, keep=0),
+                                       lambda: job_id in self._cancelled)
+                finally:
+                    running -= 1
                 nonlocal progress
                 finished = session.record(task, run)
                 progress = progress.model_copy(update={"validation_done": finished.done,

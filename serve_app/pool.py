@@ -334,11 +334,12 @@ class WorkerPool:
 
     async def evaluate(self, job: str, scoring: Scoring, genomes: np.ndarray, windows: list[Window],
                        on_progress: Callable[[int, int], None] | None = None,
-                       spread: int = 0, keep: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
+                       sharing: int = 1, keep: int = 0) -> tuple[np.ndarray | None, np.ndarray]:
         """(metrics (n, folds, metrics), fitness) for every genome row on every fold window, computed by the pool;
         row i is genome row i. A job may have several calls under way at once (its validation searches, its
-        islands). ``spread``: the genomes of the calls sent together with this one (an island's generation), all
-        of which are cut for every worker to have some, not each call.
+        islands). ``sharing``: how many populations of this size share the workers with this one, itself included (a
+        job's validation searches running at once): each is cut for its share of the workers, so that all of them
+        together give every worker some, in fewer, larger calls than if each were cut for every worker.
 
         The metrics are what a search reads of them (``engine.brief``): every metric of each batch's ``keep``
         fittest distinct genomes, NaN elsewhere; None if ``keep`` is 0, the fitness alone, all a search that keeps
@@ -353,7 +354,7 @@ class WorkerPool:
         fitness = np.empty(n)
         if n == 0:
             return out, fitness
-        count = math.ceil(n / self.chunk_size(max(n, spread), bars, len(windows), keep))
+        count = math.ceil(n / self.chunk_size(n * sharing, bars, len(windows), keep))
         edges = [n * k // count for k in range(count + 1)]  # chunks as even as they can be
         loop = asyncio.get_running_loop()
         spans = [(w.start, w.end) for w in windows]

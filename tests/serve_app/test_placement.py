@@ -1,9 +1,15 @@
 """Pool placement and batch sizing, without a cluster."""
 
+import asyncio
+import contextlib
+
+import numpy as np
+
+from engine.backtester import Window
 from engine.brief import BriefMetrics
-from engine.layout import N_METRICS
+from engine.layout import GENOME_WIDTH, N_METRICS
 from serve_app.config import PoolSettings
-from serve_app.pool import INLINE_REPLY_BYTES, WorkerPool
+from serve_app.pool import INLINE_REPLY_BYTES, WorkerPool, _Worker
 
 
 def node(cpus, **labels):
@@ -38,3 +44,27 @@ def test_chunks_carry_the_target_time_but_feed_every_worker():
     assert brief * 8 * (4 * N_METRICS + 1) > 3 * INLINE_REPLY_BYTES  # every metric of as many would not
     # a search that asks for the fitness alone: 8 bytes a genome
     assert pool.chunk_size(10_000_000, 50, folds=4) == INLINE_REPLY_BYTES // 8 > brief
+
+
+def test_populations_sharing_the_workers_are_cut_for_their_share_of_them():
+    """A job's validation searches run four at once: on the two laptops' 22 workers each generation of 1,000 goes in
+    6 calls, not 22 (the other searches' calls feed the rest); a search running alone is cut for every worker."""
+    pool = WorkerPool(PoolSettings(batch_target_s=0.1))
+    pool._seconds_per_genome_bar = 5e-9  # 400 genomes per call on 50,000 bars
+    for index in range(22):
+        pool._workers[str(index)] = _Worker(handle=None, node_id="n", label=None, ready=True)
+
+    async def calls(sharing: int) -> int:
+        """The calls ``evaluate`` queues for a generation of 1,000 (no dispatch loop runs: they stay queued)."""
+        evaluation = asyncio.create_task(pool.evaluate("job", None, np.zeros((1_000, GENOME_WIDTH)),
+                                                       [Window(0, 50_000)], sharing=sharing))
+        await asyncio.sleep(0)
+        queued = len(pool._queues["job"])
+        evaluation.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await evaluation
+        return queued
+
+    assert asyncio.run(calls(1)) == 22
+    assert asyncio.run(calls(4)) == 6
+    assert asyncio.run(calls(20)) == 3  # by time then: 0.1 s of kernel a call at most
