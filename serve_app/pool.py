@@ -530,9 +530,10 @@ class WorkerPool:
                     chunk.future.set_result((chunk, result))
         finally:
             worker.calls -= 1
-            worker.epochs[first.job] -= sum(chunk.method == "evolve" for chunk in chunks)
-            if worker.epochs[first.job] <= 0:
-                del worker.epochs[first.job]  # a service runs for months: no entry per job it ever ran
+            if first.method == "evolve":
+                worker.epochs[first.job] -= len(chunks)
+                if worker.epochs[first.job] <= 0:
+                    del worker.epochs[first.job]  # a service runs for months: no entry per job it ever ran
             if worker.retiring and not worker.busy:
                 self._kill(worker)
             for chunk in chunks:

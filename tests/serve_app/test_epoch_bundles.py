@@ -12,18 +12,11 @@ from engine.settings import MinerSettings
 from engine.synthetic import synthetic_candles
 from serve_app.config import PoolSettings
 from serve_app.pool import WorkerPool, _Chunk, _Worker
-from serve_app.worker import BacktestWorker, UnknownMemory, memory_key
+from serve_app.worker import UnknownMemory, memory_key
 from tests.serve_app.test_island_memory import KEEP, assert_same, held
 from tests.serve_app.test_worker_scoring import scoring_of
 
 ISLANDS = 4
-
-
-@pytest.fixture(scope="module")
-def worker(service):  # the session's cluster; no CPU asked, the pool's workers hold them
-    handle = BacktestWorker.options(num_cpus=0).remote("bundle-test")
-    yield handle
-    ray.kill(handle)
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,10 @@ from engine.settings import MinerSettings
 from engine.synthetic import synthetic_candles
 from serve_app.config import PoolSettings
 from serve_app.pool import WorkerPool, _Chunk, _Worker
-from serve_app.worker import BacktestWorker, UnknownMemory
+from serve_app.worker import UnknownMemory
 from tests.serve_app.test_worker_scoring import scoring_of
 
 KEEP = 2
-
-
-@pytest.fixture(scope="module")
-def worker(service):  # the session's cluster; no CPU asked, the pool's workers hold them
-    handle = BacktestWorker.options(num_cpus=0).remote("memory-test")
-    yield handle
-    ray.kill(handle)
 
 
 @pytest.fixture(scope="module")

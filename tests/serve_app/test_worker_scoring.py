@@ -17,14 +17,7 @@ from engine.synthetic import synthetic_candles
 from serve_app.config import EvaluatorLimits, PoolSettings
 from serve_app.datasets import menu_features, put_tables
 from serve_app.pool import WorkerPool, _Worker
-from serve_app.worker import MAX_CACHED_SCORINGS, BacktestWorker, Scoring, UnknownScoring
-
-
-@pytest.fixture(scope="module")
-def worker(service):  # the session's cluster; no CPU asked, the pool's workers hold them
-    handle = BacktestWorker.options(num_cpus=0).remote("scoring-test")
-    yield handle
-    ray.kill(handle)
+from serve_app.worker import MAX_CACHED_SCORINGS, Scoring, UnknownScoring
 
 
 def scoring_of(candles, min_trades: int) -> Scoring:
