@@ -147,7 +147,7 @@ def busy_run(client: MinerClient, dataset: str, population: int, generations: in
     (t0, busy0, cpu0), (t1, busy1, cpu1) = marks
     wall, busy, workers = t1 - t0, busy1 - busy0, client.cluster().workers
     used = {role: cpu1[role] - cpu0[role] for role in cpu0}
-    generations *= (permutations + 1) if permutations else 1  # the shuffled copies' searches and the random baseline
+    generations *= permutations + 1  # validating: the random baseline's search and each shuffled copy's
     return {"busy": busy / (wall * workers), "idle_s": (wall - busy / workers) / generations, "wall_s": wall,
             "coordinator_share": used["coordinator"] / (wall * (os.cpu_count() or 1)),
             **{f"cpu {role}": seconds / generations for role, seconds in used.items()}}
@@ -314,7 +314,7 @@ def main() -> None:
                     rows.append((f"round {round_ + 1}: {kind} on 1/11: wall / busy / coordinator CPU per gen.",
                                  efficiency_cells(done[-1])))
         for kind, done in runs.items():
-            population, generations, permutations = kinds[kind]
+            _, generations, permutations = kinds[kind]
             median = {key: statistics.median(run[key] for run in done) for key in done[0]}
             rows.append((f"median of {len(done)}: {kind} on 1/11", efficiency_cells(median)))
             rows.append((f"median of {len(done)}: {kind} on 1/11, CPU per generation",
