@@ -474,15 +474,22 @@ class WorkerPool:
                    and c.args[0] is first.args[0] and c.args[2:] == first.args[2:]]  # same scoring, windows, metrics
         under_way = sum(w.epochs[first.job] for w in self._workers.values())
         share = math.ceil((1 + len(waiting) + under_way) / max(1, self.ready_workers)) - worker.epochs[first.job]
+        if share <= 1:  # the two laptops' usual case: nothing to weigh
+            return []
         waiting.sort(key=lambda c: c.memory not in worker.memories)  # stable: queue order otherwise
         keep, folds = first.args[3], len(first.args[2])
-        sizes = [wire_bytes(worker.epoch_arg(c.args[1], c.memory), keep, folds) for c in (first, *waiting)]
-        seconds = [c.genomes * c.bars * self._seconds_per_genome_bar for c in (first, *waiting)]
+
+        def cost(chunk: _Chunk) -> tuple[int, int, float]:
+            """(argument bytes, answer bytes, kernel seconds) of one epoch sent to this worker."""
+            out, back = wire_bytes(worker.epoch_arg(chunk.args[1], chunk.memory), keep, folds)
+            return out, back, chunk.genomes * chunk.bars * self._seconds_per_genome_bar
+
         taken: list[_Chunk] = []
-        argument, answer, kernel = sizes[0][0], sizes[0][1], seconds[0]
-        for chunk, (out, back), time_s in zip(waiting, sizes[1:], seconds[1:], strict=True):
-            if (1 + len(taken) >= share or kernel + time_s > self.settings.batch_target_s
-                    or argument + out > INLINE_REPLY_BYTES or answer + back > INLINE_REPLY_BYTES):
+        argument, answer, kernel = cost(first)
+        for chunk in waiting[:share - 1]:
+            out, back, time_s = cost(chunk)
+            if (kernel + time_s > self.settings.batch_target_s or argument + out > INLINE_REPLY_BYTES
+                    or answer + back > INLINE_REPLY_BYTES):
                 break
             taken.append(chunk)
             argument, answer, kernel = argument + out, answer + back, kernel + time_s
