@@ -213,11 +213,13 @@ class GeneticSearch:
 
     def _first_generation(self) -> list[np.ndarray]:
         """The first generation, island by island: the oscillator screen (``GenomeSpace.screen``: one rule, one
-        direction each, the risk genes of random genomes; as much of it as fits, in a random order), spread evenly
+        direction each, the other genes of random genomes; as much of it as fits, in a random order), spread evenly
         over the islands, and random genomes in the rows left. A search that starts from random genomes alone finds
         a narrow edge only if one of them lands near it (docs/search.md); the screen puts a genome at every
-        oscillator, period and level of a coarse grid, both ways. Drawn from the search's own stream; each island
-        then claims its part with its own."""
+        oscillator, period and level of a coarse grid, both ways. Island ``i`` of ``n`` starts at exit scale ``i``
+        of ``n`` (``GenomeSpace.at_exit_scale``): its genomes' targets and stops from the ``i``-th slice of their
+        ranges, tightest first, so that an island compares entries under exits of one scale and the islands together
+        try every scale. Drawn from the search's own stream; each island then claims its part with its own."""
         total = sum(self.sizes)
         rng = self._rng(len(self.sizes))  # a stream no island has
         rows = self.space.random_population(total, rng)
@@ -226,7 +228,8 @@ class GeneticSearch:
         for at, pick in zip(np.arange(chosen.size) * total // max(chosen.size, 1), chosen, strict=True):
             rows[at] = self.space.with_rules(rows[at], [rules[pick]], [])
             rows[at, L.DIRECTION] = directions[pick]
-        return np.split(rows, np.cumsum(self.sizes)[:-1])
+        islands = np.split(rows, np.cumsum(self.sizes)[:-1])
+        return [self.space.at_exit_scale(part, scale, len(islands), rng) for scale, part in enumerate(islands)]
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def state(self) -> dict:

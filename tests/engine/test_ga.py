@@ -62,7 +62,9 @@ def test_every_genome_an_island_asks_for_is_new_to_it_so_the_budget_buys_distinc
         keys = genome_keys(np.concatenate([rows[lo:hi] for rows in asked]))
         assert keys.size == (hi - lo) * settings.generations == np.unique(keys).size
     everyone = genome_keys(np.concatenate(asked))
-    assert np.unique(everyone).size >= 0.99 * everyone.size  # two islands seldom ask for the same genome
+    # two islands seldom ask for the same genome: a migrant's children in one island and its lineage in the other,
+    # at this low mutation rate 3-10 of the 600 (seeds 0-19)
+    assert np.unique(everyone).size >= 0.98 * everyone.size
 
 
 def test_elites_keep_their_fitness_and_are_never_asked_for_again():
@@ -294,6 +296,26 @@ def test_mutation_changes_genomes_and_respects_rule_counts():
         decode(child)
 
 
+@pytest.mark.parametrize("risk", list(RiskLevel))
+def test_each_island_starts_at_its_own_exit_scale(risk):
+    """Island i of n: every genome of its first generation has a target and a stop, each in the i-th of n equal
+    slices of its log range, tightest first; the random baseline keeps random genomes' exits, some of them off."""
+    settings = MinerSettings(population=600, generations=2, risk=risk, seed=5)
+    search = GeneticSearch(settings)
+    rows, count = search.ask(), len(search.sizes)
+    for scale, (lo, hi) in enumerate(search.island_bounds):
+        for column, bounds in ((L.STOP_LOSS, settings.preset.stop_loss), (L.TAKE_PROFIT, settings.preset.take_profit)):
+            where = np.log(rows[lo:hi, column] / bounds.low) / np.log(bounds.high / bounds.low)
+            assert np.all((scale / count - 1e-9 <= where) & (where <= (scale + 1) / count + 1e-9))
+            assert where.max() - where.min() > 0.5 / count  # drawn across the slice, not at one point
+    for row in rows:
+        decode(row)
+    baseline = RandomSearch(settings).ask()
+    assert 0.5 < np.mean(baseline[:, L.TAKE_PROFIT] > 0) < 0.9
+    where = np.log(baseline[baseline[:, L.TAKE_PROFIT] > 0, L.TAKE_PROFIT] / settings.preset.take_profit.low)
+    assert where.min() < 0.1 * where.max()  # the baseline's first island spans the whole range
+
+
 def screened_rules(rows: np.ndarray) -> list[tuple]:
     """The entry rule and direction of each one-rule genome without exit rules, as a tuple."""
     one = rows[(rows[:, L.N_ENTRY] == 1) & (rows[:, L.N_EXIT] == 0)]
@@ -314,7 +336,7 @@ def test_the_first_generation_screens_every_oscillator_rule_both_ways_once_sprea
     assert len(screen) <= sum(per_island) <= len(screen) + 4 and max(per_island) - min(per_island) <= 2
     assert set(screened_rules(search.ask())) >= screen
     for row in search.ask():
-        decode(row)  # a screened genome is a valid one: the risk genes of a random genome of the preset
+        decode(row)  # a screened genome is a valid one
     # the random baseline stays random: none of its genomes lands on the grid's levels (the MACD histogram is
     # compared with 0 in any rule)
     levels = {rule for rule in screen if rule[L.R_LEFT_KIND] != L.MACD_HIST}
