@@ -62,17 +62,15 @@ class GenomeSpace:
         return np.repeat(rules, len(directions), axis=0), np.tile(directions, len(rules))
 
     def at_exit_scale(self, rows: np.ndarray, scale: int, scales: int, rng: np.random.Generator) -> np.ndarray:
-        """A copy of ``rows`` with a take-profit and a stop-loss on, each drawn log-uniform (uniform if its low bound is
-        0) in slice ``scale`` of ``scales`` equal slices of its range, 0 the tightest: strategies that hold a trade
-        for about as long (docs/search.md, "Each island starts at its own exit scale")."""
+        """A copy of ``rows`` with a take-profit and a stop-loss on, each drawn log-uniform in slice ``scale`` of
+        ``scales`` equal slices of its log range (the presets' exit bounds are above 0), 0 the tightest: strategies
+        that hold a trade for about as long (docs/search.md, "Each island starts at its own exit scale")."""
         rows = np.array(rows, dtype=np.float64)
         for column, gene in ((L.TAKE_PROFIT, B.B_TAKE_PROFIT), (L.STOP_LOSS, B.B_STOP_LOSS)):
-            low, high = self.bounds[gene]
-            logs = low > 0.0
-            start, stop = (np.log(low), np.log(high)) if logs else (low, high)
-            drawn = rng.uniform(start + (stop - start) * scale / scales, start + (stop - start) * (scale + 1) / scales,
+            low, high = np.log(self.bounds[gene])
+            drawn = rng.uniform(low + (high - low) * scale / scales, low + (high - low) * (scale + 1) / scales,
                                 rows.shape[0])
-            rows[:, column] = np.clip(np.exp(drawn) if logs else drawn, low, high)
+            rows[:, column] = np.clip(np.exp(drawn), *self.bounds[gene])
         return rows
 
     # ---- one row -----------------------------------------------------------------------------------
