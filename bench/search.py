@@ -7,7 +7,8 @@ For seeds 0-9 (fixed here), each risk level (LOW, MEDIUM, HIGH) and two datasets
 same budget (population x generations backtests) with the job's default scoring (folds, min_trades,
 ``balanced``) and ``permutations`` 0:
 
-- **new**: this tree's search (``engine.ga.GeneticSearch``: islands, duplicate elimination, restarts);
+- **new**: this tree's search (``engine.ga.GeneticSearch``: islands each starting at its own exit scale, duplicate
+  elimination, restarts);
 - **random**: the random baseline defined in ``engine.baselines`` (``RandomSearch``);
 - **previous**: the GA of commit ``--previous``, checked out with ``git worktree`` into a temporary folder and
   run there in a subprocess on the same candles (saved to ``.npy`` files, so both trees see identical bars).
