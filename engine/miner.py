@@ -178,7 +178,8 @@ class MiningSession(SearchRun):
         return [self._close_generation(generation, start + i) for i, generation in enumerate(by_generation)]
 
     def _close_generation(self, outcomes: Sequence[GenerationOutcome], generation: int) -> ev.GenerationBest:
-        """A told generation's distinct strategies are logged and its best enter the hall of fame; its event."""
+        """A told generation's distinct strategies are logged and its best enter the hall of fame; its event, with the
+        job's best after this generation (an epoch is told whole, so the search's own best may be later ones')."""
         self.asked.append(np.concatenate([outcome.keys for outcome in outcomes]))
         rows = np.concatenate([outcome.rows for outcome in outcomes])
         fitness = np.concatenate([outcome.fitness[outcome.kept] for outcome in outcomes])
@@ -187,7 +188,7 @@ class MiningSession(SearchRun):
         top = int(np.argmax(fitness))
         summary = combine_folds(metrics[top:top + 1], self.fold_bars)[0]
         return ev.GenerationBest(generation=generation, fitness=float(fitness[top]),
-                                 best_fitness_so_far=self.search.best_fitness, genome=decode(rows[top]),
+                                 best_fitness_so_far=self.search.history[generation], genome=decode(rows[top]),
                                  metrics=metrics_dict(summary))
 
     def summary(self, famed: Famed) -> dict[str, float]:
