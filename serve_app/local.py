@@ -1,4 +1,4 @@
-"""One command, one machine: start a local Ray head and the miner service, mine a demo job, show it.
+"""One command, one machine: start a local Ray head and the miner service, mine one job at the defaults, show it.
 
     python -m serve_app.local --data-dir data --dataset BTC-USD_FIVE_MINUTE
 
@@ -32,14 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="folder of .csv, .csv.gz or .parquet candle files (default: synthetic only)")
     parser.add_argument("--dataset", default=None, help="dataset to mine (default: first file, else synthetic)")
-    parser.add_argument("--population", type=int, default=40)
-    parser.add_argument("--generations", type=int, default=8)
+    for name in ("population", "generations"):  # the job's defaults: the demo is the job a trader would run
+        field = JobSpec.model_fields[name]
+        parser.add_argument(f"--{name}", type=int, default=field.default, help=f"{field.description} (default: "
+                            f"{field.default}, as for any job)")
     parser.add_argument("--risk", default="MEDIUM")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--state-dir", default="~/.miner", help="job store, uploads and the API token")
-    parser.add_argument("--keep-running", action="store_true", help="serve until Ctrl-C after the demo job")
+    parser.add_argument("--keep-running", action="store_true", help="serve until Ctrl-C after the first job")
     return parser
 
 
