@@ -463,7 +463,7 @@ class WorkerPool:
         """Epochs of ``first``'s job to send in the same call as ``first`` (an epoch), taken from the queue: up to the
         worker's fair share of the job's epochs waiting and under way (their count over the ready workers', less those
         in its calls already), those whose memory it holds first, within ``batch_target_s`` of kernel time and while the
-        call's argument and answer stay inline in Ray's messages. None for a batch of ``evaluate``, or where workers
+        call's argument and answer stay inline in Ray's messages. Nothing for a batch of ``evaluate``, or where workers
         outnumber the epochs. The search's last epochs go one per call: nothing follows them, so the job ends when the
         last call does, and small calls end closer together (at 400 x 10 on these 2 workers the service went from 85 to
         89-91 % of the in-process engine's throughput, docs/performance.md)."""
